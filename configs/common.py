@@ -1,0 +1,83 @@
+"""Defaults every config starts from, and the variants any config accepts after a colon.
+
+Variants (comma-separated, e.g. `configs/scfoundation.py:shuffled,leave_cell_out`):
+  shuffled        the shuffled-row control (cell features permuted across cell lines)
+  onehot, random  the identity and random-feature controls (replace the cell representation)
+  legacy, random_split, leave_drug_out, leave_cell_out, leave_cancer_type_out   the split
+  deepcdr, seed   the model;  classification   the sensitive/resistant task
+  lodo            the leave-one-drug-out sweep settings (launch/lodo.py)
+  seed=N          the training seed (also the split's validation seed)
+"""
+
+import ml_collections
+
+SPLITS = {'legacy': 'legacy', 'random_split': 'random', 'leave_drug_out': 'leave_drug_out',
+          'leave_cell_out': 'leave_cell_out', 'leave_cancer_type_out': 'leave_cancer_type_out'}
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a run reads, with the defaults of the real-data configs."""
+  c = ml_collections.ConfigDict()
+  # Data
+  c.data = ml_collections.ConfigDict(dict(
+      source='deepcdr',        # 'deepcdr' (a data root) or 'synthetic'
+      root='',                 # '' -> $CDR_DATA_DIR -> ./data
+      cell_repr='expression',  # see cdr_jax/cells.py; '+' joins several
+      embeddings={'scfoundation': 'scfoundation/50M-0.1B-res_embedding.npy',
+                  'scgpt': 'scgpt/scgpt_embedding.npy'},
+      shuffle_cells=False, repr_seed=0, random_dim=256,
+      standardize=True,        # z-score features, fitted on training cell lines only
+      # Synthetic data only.
+      num_cells=96, num_drugs=36, num_types=4, feature_dim=32, noise=0.3,
+      missing_fraction=0.1, synthetic_seed=0))
+  c.split = ml_collections.ConfigDict(dict(
+      name='legacy', seed=0, val_fraction=0.05, test_fraction=0.05, stratify=True, fold=0,
+      num_folds=5))
+  # Model
+  c.model = ml_collections.ConfigDict(dict(
+      name='seed',             # 'seed' (the paper's) or 'deepcdr' (REFERENCE §4)
+      task='regression',       # or 'classification' (sensitive/resistant, BCE)
+      gcn_units=(256, 256, 256, 100), gcn_pool='max', cell_units=(256, 100),
+      head_units=(256, 128), dropout=0.1,
+      id_embed_dim=0))         # > 0: hybrid, also learns per-cell and per-drug codes
+  # Optimizer
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,
+      weight_decay=0.0, grad_clip=0.0))
+  # Training
+  c.train = ml_collections.ConfigDict(dict(
+      seed=0, batch_size=1024, num_epochs=60, patience=10,
+      select_on='val',         # 'test' only reproduces the published (leaky) protocol
+      select_metric='pcc', checkpoint_every_epochs=1, progress=True))
+  # Evaluation
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=8192, baselines=True, mf_rank=20, mf_l2=5.0, mf_iters=15, ridge_lambda=1000.0))
+  # LODO sweep (launch/lodo.py)
+  c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=32, val_fraction=0.05))
+  return c
+
+
+def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies comma-separated variants (see module docstring); unknown ones raise ValueError."""
+  for v in filter(None, (arg or '').split(',')):
+    if v == 'shuffled':
+      c.data.shuffle_cells = True
+    elif v in ('onehot', 'random'):
+      c.data.cell_repr = v
+    elif v in SPLITS:
+      c.split.name = SPLITS[v]
+    elif v in ('deepcdr', 'seed'):
+      c.model.name = v
+      if v == 'deepcdr':
+        c.model.gcn_pool = 'mean'
+    elif v == 'classification':
+      c.model.task = 'classification'
+      c.train.select_metric = 'auroc'
+    elif v == 'lodo':
+      c.split.name = 'leave_drug_out'
+    elif v.startswith('seed='):
+      c.train.seed = c.split.seed = int(v[5:])
+    else:
+      raise ValueError(f'unknown config variant {v!r}; choose from shuffled, onehot, random, '
+                       f'{", ".join(SPLITS)}, deepcdr, seed, classification, lodo, seed=N')
+  return c
