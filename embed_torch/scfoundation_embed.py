@@ -100,7 +100,7 @@ def load_scfoundation(repo_dir: str | Path, checkpoint: str | Path, key: str, de
   with _on_sys_path(Path(repo_dir) / 'model'):
     model = loader.select_model(config)
   state = dict(converted['model_state_dict'])
-  check_state_fits(model, state, checkpoint, checkpoint)
+  check_state_fits(model, state, checkpoint, f'the config stored under {key!r}')
   model.load_state_dict(state, strict=True)
   torch_device = resolve_device(device)
   model.to(torch_device).eval()

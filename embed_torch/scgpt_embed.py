@@ -180,7 +180,7 @@ def load_scgpt(checkpoint_dir: str | Path, device: str = 'cpu') -> LoadedScgpt:
   state, renamed = map_flash_names(load_state(files['best_model.pt']))
   heads = sorted(k for k in state if k.split('.')[0] not in EMBEDDING_MODULES)
   state = {k: v for k, v in state.items() if k.split('.')[0] in EMBEDDING_MODULES}
-  check_state_fits(model, state, files['best_model.pt'], files['args.json'])
+  check_state_fits(model, state, files['best_model.pt'], str(files['args.json']))
   model.load_state_dict(state, strict=True)
   torch_device = resolve_device(device)
   model.to(torch_device).eval()

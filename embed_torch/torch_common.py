@@ -10,7 +10,7 @@ import torch
 from embed_torch import CheckpointError, EmbedError
 
 
-def check_state_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, config_path: Path) -> None:
+def check_state_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, built_from: str) -> None:
   """Raise naming missing, unexpected and shape-mismatching keys before load_state_dict."""
   expected = model.state_dict()
   missing = sorted(set(expected) - set(state))
@@ -27,7 +27,7 @@ def check_state_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
   ]
   if problems:
     raise CheckpointError(
-        f'{path}: weights do not fit the model built from {config_path}: ' + '; '.join(problems)
+        f'{path}: weights do not fit the model built from {built_from}: ' + '; '.join(problems)
     )
 
 
