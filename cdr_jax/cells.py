@@ -122,6 +122,7 @@ def combine(parts, universe: list[str], sources: list[str]) -> tuple[np.ndarray,
     blocks.append(x[[row[c] for c in cell_ids]])
     info.update(part_info)
   info['cell_lines_without_features'] = len(universe) - len(cell_ids)
+  info['blocks'] = [int(b.shape[1]) for b in blocks]  # one model branch per block (DeepCDR)
   return np.concatenate(blocks, axis=1), cell_ids, info
 
 

@@ -93,14 +93,16 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
   d, c, y = d[keep], c[keep], y[keep].astype(np.float32)
   threshold = np.array([np.median(y[d == i]) for i in range(len(graphs))], np.float32)
   cell_ids = [f'SYN-{i:04d}' for i in range(num_cells)]
+  features = _features(config, base, cell_ids)
   return Dataset(
-      cell_ids=tuple(cell_ids), cell_features=_features(config, base, cell_ids),
+      cell_ids=tuple(cell_ids), cell_features=features,
       cell_type=cell_type, cancer_types=tuple(f'TYPE{t}' for t in range(config.num_types)),
       drug_ids=tuple(cid for cid, _ in DRUGS[:config.num_drugs]),
       drug_names=tuple(f'drug-{cid}' for cid, _ in DRUGS[:config.num_drugs]),
       drug_graphs=chem.batch_drug_graphs(graphs), pair_cell=c.astype(np.int32),
       pair_drug=d.astype(np.int32), pair_y=y, pair_label=(y < threshold[d]).astype(np.int8),
-      info={'synthetic': True, 'cell_repr': config.cell_repr, 'shuffled': bool(config.shuffle_cells)})
+      info={'synthetic': True, 'blocks': [int(features.shape[1])], 'cell_repr': config.cell_repr,
+            'shuffled': bool(config.shuffle_cells)})
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

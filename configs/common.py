@@ -48,7 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       seed=0, batch_size=1024, num_epochs=60, patience=10,
       select_on='val',         # 'test' only reproduces the published (leaky) protocol
-      select_metric='pcc', checkpoint_every_epochs=1, progress=True))
+      select_metric='pcc', progress=True,
+      max_epochs_this_run=0))  # > 0: stop (resumably) after this many epochs in one invocation
   # Evaluation
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=8192, baselines=True, mf_rank=20, mf_l2=5.0, mf_iters=15, ridge_lambda=1000.0))

@@ -1,0 +1,252 @@
+"""Flax models: a masked GCN drug encoder, cell encoders, and the `seed` and `deepcdr` fusion models.
+
+Entity-factorised: `encode` maps all drug graphs and all cell lines to codes once per call; `fuse`
+gathers codes per pair and runs only the per-pair head. Padding (nodes, graphs) is masked out of
+BatchNorm statistics, pooling and messages.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+import ml_collections
+
+
+class MaskedBatchNorm(nn.Module):
+  """BatchNorm whose batch statistics use only rows where `mask` is true (no padding)."""
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
+    features = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
+    if train:
+      w = mask.astype(x.dtype)[:, None]
+      n = jnp.maximum(w.sum(), 1.0)
+      mean = (x * w).sum(0) / n
+      var = (jnp.square(x - mean) * w).sum(0) / n
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    scale = self.param('scale', nn.initializers.ones, (features,))
+    bias = self.param('bias', nn.initializers.zeros, (features,))
+    return y * scale + bias
+
+
+def gcn_normalize(graphs: jraph.GraphsTuple, node_mask: jax.Array, edge_mask: jax.Array):
+  """Edge weights and self-loop weights of Â = D^-1/2 (A + I) D^-1/2 over real atoms."""
+  num_nodes = graphs.nodes.shape[0]
+  degree = 1.0 + jax.ops.segment_sum(edge_mask.astype(jnp.float32), graphs.receivers, num_nodes)
+  inv_sqrt = jax.lax.rsqrt(degree)
+  edge_w = inv_sqrt[graphs.senders] * inv_sqrt[graphs.receivers] * edge_mask
+  self_w = node_mask / degree
+  return edge_w, self_w
+
+
+class GraphConv(nn.Module):
+  """H' = Â (H W + b) (REFERENCE §4), with precomputed normalisation weights."""
+  features: int
+
+  @nn.compact
+  def __call__(self, h, graphs: jraph.GraphsTuple, edge_w, self_w):
+    hw = nn.Dense(self.features)(h)
+    messages = hw[graphs.senders] * edge_w[:, None]
+    agg = jax.ops.segment_sum(messages, graphs.receivers, num_segments=h.shape[0])
+    return agg + hw * self_w[:, None]
+
+
+def masks(graphs: jraph.GraphsTuple):
+  """(node mask, edge mask, graph mask, node -> graph index) of a padded batch (last graph = pad)."""
+  n_graph = graphs.n_node.shape[0]
+  node_graph = jnp.repeat(jnp.arange(n_graph), graphs.n_node, total_repeat_length=graphs.nodes.shape[0])
+  edge_graph = jnp.repeat(jnp.arange(n_graph), graphs.n_edge,
+                          total_repeat_length=graphs.senders.shape[0])
+  return node_graph < n_graph - 1, edge_graph < n_graph - 1, jnp.arange(n_graph) < n_graph - 1, node_graph
+
+
+class DrugGCN(nn.Module):
+  """GCN layers (ReLU -> masked BatchNorm -> Dropout), then mean or max pooling over real atoms."""
+  units: Sequence[int]
+  pool: str = 'max'
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, graphs: jraph.GraphsTuple, train: bool,
+               drug_active: jax.Array | None = None) -> jax.Array:
+    """Codes [num_drugs, units[-1]]; BatchNorm statistics use only atoms of `drug_active` drugs."""
+    node_mask, edge_mask, _, node_graph = masks(graphs)
+    edge_w, self_w = gcn_normalize(graphs, node_mask, edge_mask)
+    stats_mask = node_mask
+    if drug_active is not None:
+      stats_mask = node_mask & jnp.append(drug_active, False)[node_graph]
+    h = graphs.nodes * node_mask[:, None]
+    for units in self.units:
+      h = nn.relu(GraphConv(units)(h, graphs, edge_w, self_w))
+      h = MaskedBatchNorm()(h, stats_mask, train)
+      h = nn.Dropout(self.dropout, deterministic=not train)(h) * node_mask[:, None]
+    n_graph = graphs.n_node.shape[0]
+    if self.pool == 'mean':
+      total = jax.ops.segment_sum(h, node_graph, n_graph)
+      pooled = total / jnp.maximum(graphs.n_node, 1)[:, None].astype(h.dtype)
+    elif self.pool == 'max':
+      pooled = jax.ops.segment_max(jnp.where(node_mask[:, None], h, -jnp.inf), node_graph, n_graph)
+      pooled = jnp.where(jnp.isfinite(pooled), pooled, 0.0)
+    else:
+      raise ValueError(f'unknown gcn_pool {self.pool!r}; choose mean or max')
+    return pooled[:-1]  # drop the padding graph: [num_drugs, units[-1]]
+
+
+class CellMLP(nn.Module):
+  """Dense -> ReLU -> BatchNorm -> Dropout per layer, over all cell lines at once."""
+  units: Sequence[int]
+  dropout: float = 0.1
+  first_activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool, active: jax.Array | None = None) -> jax.Array:
+    """Codes of all rows; BatchNorm statistics use only `active` rows (training cell lines)."""
+    mask = jnp.ones(x.shape[0], bool) if active is None else active
+    for i, units in enumerate(self.units):
+      x = nn.Dense(units)(x)
+      x = nn.tanh(x) if (i == 0 and self.first_activation == 'tanh') else nn.relu(x)
+      if i < len(self.units) - 1:
+        x = MaskedBatchNorm()(x, mask, train)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return x
+
+
+class IdentityCodes(nn.Module):
+  """Per-cell and per-drug learned codes and biases (the 'hybrid' part; a matrix factorisation)."""
+  num_cells: int
+  num_drugs: int
+  dim: int
+
+  def setup(self):
+    init = nn.initializers.normal(0.01)
+    self.cell_vec = self.param('cell_vec', init, (self.num_cells, self.dim))
+    self.drug_vec = self.param('drug_vec', init, (self.num_drugs, self.dim))
+    self.cell_bias = self.param('cell_bias', nn.initializers.zeros, (self.num_cells,))
+    self.drug_bias = self.param('drug_bias', nn.initializers.zeros, (self.num_drugs,))
+
+  def __call__(self, cell_idx, drug_idx):
+    dot = (self.cell_vec[cell_idx] * self.drug_vec[drug_idx]).sum(-1)
+    return dot + self.cell_bias[cell_idx] + self.drug_bias[drug_idx]
+
+
+class SeedModel(nn.Module):
+  """The paper's model: GCN + max pooling (drug), MLP (cell), concat -> MLP head with BN and Dropout."""
+  gcn_units: Sequence[int]
+  cell_units: Sequence[int]
+  head_units: Sequence[int]
+  num_cells: int
+  num_drugs: int
+  gcn_pool: str = 'max'
+  dropout: float = 0.1
+  id_embed_dim: int = 0
+
+  def setup(self):
+    self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout)
+    self.cell_encoder = CellMLP(self.cell_units, self.dropout)
+    self.head_dense = [nn.Dense(u) for u in self.head_units]
+    self.head_bn = [MaskedBatchNorm() for _ in self.head_units]
+    self.head_dropout = nn.Dropout(self.dropout)
+    self.out = nn.Dense(1)
+    if self.id_embed_dim:
+      self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
+
+  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
+    """Codes of every drug [D, k] and every cell line [C, k'].
+
+    `*_active` keep held-out entities out of BatchNorm statistics (no transductive leak).
+    """
+    return (self.drug_encoder(graphs, train, drug_active),
+            self.cell_encoder(cell_x, train, cell_active))
+
+  def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
+    """Per-pair head on gathered codes: one output per pair."""
+    drug_codes, cell_codes = codes
+    x = jnp.concatenate([drug_codes[drug_idx], cell_codes[cell_idx]], axis=-1)
+    for dense, bn in zip(self.head_dense, self.head_bn):
+      x = nn.relu(bn(dense(x), pair_mask, train))
+      x = self.head_dropout(x, deterministic=not train)
+    y = self.out(x)[:, 0]
+    if self.id_embed_dim:
+      y = y + self.ids(cell_idx, drug_idx)
+    return y
+
+  def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
+               cell_active=None, drug_active=None):
+    codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
+    return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
+
+
+class DeepCDRModel(nn.Module):
+  """REFERENCE §4: GCN 256-256-256-100 (mean pool), per-omics branches, Dense 300 + Conv1D fusion."""
+  gcn_units: Sequence[int]
+  cell_blocks: Sequence[int]   # feature widths of the omics blocks, one branch each
+  num_cells: int
+  num_drugs: int
+  gcn_pool: str = 'mean'
+  dropout: float = 0.1
+  id_embed_dim: int = 0
+
+  def setup(self):
+    self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout)
+    self.branches = [CellMLP((256, 100), self.dropout, first_activation='tanh')
+                     for _ in self.cell_blocks]
+    self.dense300 = nn.Dense(300)
+    self.convs = [nn.Conv(30, (150,), padding='VALID'), nn.Conv(10, (5,), padding='VALID'),
+                  nn.Conv(5, (5,), padding='VALID')]
+    self.out = nn.Dense(1)
+    self.drop = nn.Dropout(self.dropout)
+    self.drop_flat = nn.Dropout(0.2)
+    if self.id_embed_dim:
+      self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
+
+  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
+    """Drug codes [D, 100]; cell codes: each omics block through its branch, concatenated."""
+    bounds = [0]
+    for width in self.cell_blocks:
+      bounds.append(bounds[-1] + width)
+    cells = [b(cell_x[:, lo:hi], train, cell_active)
+             for b, lo, hi in zip(self.branches, bounds, bounds[1:])]
+    return self.drug_encoder(graphs, train, drug_active), jnp.concatenate(cells, axis=-1)
+
+  def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
+    del pair_mask  # no batch statistics in this head
+    drug_codes, cell_codes = codes
+    x = jnp.concatenate([drug_codes[drug_idx], cell_codes[cell_idx]], axis=-1)
+    x = self.drop(nn.tanh(self.dense300(x)), deterministic=not train)
+    x = x[:, :, None]  # [B, 300, 1]: a 1-D signal with one channel
+    for conv, window in zip(self.convs, (2, 3, 3)):
+      x = nn.max_pool(nn.relu(conv(x)), (window,), strides=(window,))
+    x = self.drop(x, deterministic=not train)
+    x = self.drop_flat(x.reshape(x.shape[0], -1), deterministic=not train)
+    y = self.out(x)[:, 0]
+    if self.id_embed_dim:
+      y = y + self.ids(cell_idx, drug_idx)
+    return y
+
+  def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
+               cell_active=None, drug_active=None):
+    codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
+    return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
+
+
+def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: int,
+                 cell_blocks: Sequence[int]) -> nn.Module:
+  """The model named by `config.name` ('seed' or 'deepcdr')."""
+  if config.name == 'seed':
+    return SeedModel(tuple(config.gcn_units), tuple(config.cell_units), tuple(config.head_units),
+                     num_cells, num_drugs, config.gcn_pool, config.dropout, config.id_embed_dim)
+  if config.name == 'deepcdr':
+    return DeepCDRModel(tuple(config.gcn_units), tuple(cell_blocks), num_cells, num_drugs,
+                        config.gcn_pool, config.dropout, config.id_embed_dim)
+  raise ValueError(f'unknown model {config.name!r}; choose one of: seed, deepcdr')
