@@ -13,7 +13,7 @@ class EmbedError(Exception):
 
 
 class InputDataError(EmbedError):
-  """The expression input (or a gene list) is unusable: names the file and the offending cell/gene."""
+  """The expression input or a gene list is unusable: names the file and the offending cell/gene."""
 
 
 class CheckpointError(EmbedError):

@@ -1,10 +1,11 @@
 """Command line of the sidecar: `python -m embed_torch {scgpt,scfoundation,make_random_scgpt} ...`.
 
 Examples (see embed_torch/README.md):
-  python -m embed_torch scgpt --checkpoint_dir CKPT --expression expr.csv --out data/scgpt/scgpt_embedding.npy \
-      --drop_nan_rows --fill_nan zero
-  python -m embed_torch scfoundation --repo_dir scFoundation --checkpoint scFoundation/model/models/models.ckpt \
-      --expression expr.csv --out data/scfoundation/embedding.npy --drop_nan_rows --fill_nan zero
+  python -m embed_torch scgpt --checkpoint_dir CKPT --expression expr.csv \
+      --out data/scgpt/scgpt_embedding.npy --drop_nan_rows --fill_nan zero
+  python -m embed_torch scfoundation --repo_dir scFoundation \
+      --checkpoint scFoundation/model/models/models.ckpt --expression expr.csv \
+      --out data/scfoundation/embedding.npy --drop_nan_rows --fill_nan zero
   python -m embed_torch make_random_scgpt --out /tmp/tiny_scgpt --d_model 64 --nlayers 2
 """
 
@@ -23,63 +24,103 @@ from embed_torch.preprocess import FILL_NAN, NORMALISATIONS
 
 def _add_input_args(parser: argparse.ArgumentParser, default_normalisation: str) -> None:
   """Options shared by the two embedding commands."""
-  parser.add_argument('--expression', required=True, help='cells x genes CSV (first column = cell id) or .h5ad')
-  parser.add_argument('--out', required=True, help='output PATH.npy; PATH.cells.txt and PATH.json go beside it')
-  parser.add_argument('--gene_column', default=None, help='.h5ad only: var column with gene symbols')
-  parser.add_argument('--drop_nan_rows', action='store_true',
-                      help='drop cells whose values are all NaN (default: refuse); the json lists them')
-  parser.add_argument('--fill_nan', choices=FILL_NAN, default=None,
-                      help="fill remaining NaN with 0 or the gene's mean over cells (default: refuse)")
-  parser.add_argument('--normalisation', choices=NORMALISATIONS, default=default_normalisation,
+  parser.add_argument('--expression',
+                      required=True,
+                      help='cells x genes CSV (first column = cell id) or .h5ad')
+  parser.add_argument('--out',
+                      required=True,
+                      help='output PATH.npy; PATH.cells.txt and PATH.json go beside it')
+  parser.add_argument('--gene_column',
+                      default=None,
+                      help='.h5ad only: var column with gene symbols')
+  parser.add_argument(
+      '--drop_nan_rows',
+      action='store_true',
+      help='drop cells whose values are all NaN (default: refuse); the json lists them')
+  parser.add_argument(
+      '--fill_nan',
+      choices=FILL_NAN,
+      default=None,
+      help="fill remaining NaN with 0 or the gene's mean over cells (default: refuse)")
+  parser.add_argument('--normalisation',
+                      choices=NORMALISATIONS,
+                      default=default_normalisation,
                       help=f'per-cell normalisation (default: {default_normalisation})')
   parser.add_argument('--seed', type=int, default=0, help='seed of all randomness (default 0)')
-  parser.add_argument('--batch_size', type=int, default=16, help='cells per forward pass (default 16)')
+  parser.add_argument('--batch_size',
+                      type=int,
+                      default=32,
+                      help='cells per forward pass (default 32)')
   parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu)')
   parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
 def build_parser() -> argparse.ArgumentParser:
   """The argparse tree of the three commands."""
-  parser = argparse.ArgumentParser(prog='python -m embed_torch', description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog='python -m embed_torch',
+                                   description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest='command', required=True)
 
   scgpt = commands.add_parser('scgpt', help='scGPT <cls> embeddings (needs the scgpt package)')
-  scgpt.add_argument('--checkpoint_dir', required=True, help='directory with best_model.pt, args.json, vocab.json')
-  scgpt.add_argument('--max_length', type=int, default=None,
-                     help='cap on tokens per cell incl. <cls>; longer cells are subsampled with the seed '
-                          '(default: no cap, every expressed gene is used)')
-  scgpt.add_argument('--gene_list', default=None,
-                     help='optional tsv with a gene_name column: restrict/zero-pad the input to these genes')
+  scgpt.add_argument('--checkpoint_dir',
+                     required=True,
+                     help='directory with best_model.pt, args.json, vocab.json')
+  scgpt.add_argument(
+      '--max_length',
+      type=int,
+      default=None,
+      help='cap on tokens per cell incl. <cls>; longer cells are subsampled with the seed '
+      '(default: no cap, every expressed gene is used)')
+  scgpt.add_argument(
+      '--gene_list',
+      default=None,
+      help='optional tsv with a gene_name column: restrict/zero-pad the input to these genes')
   _add_input_args(scgpt, default_normalisation='none')
 
-  scf = commands.add_parser('scfoundation', help='scFoundation max-pooled embeddings (needs a clone of its repo)')
-  scf.add_argument('--repo_dir', required=True, help='clone of github.com/biomap-research/scFoundation')
-  scf.add_argument('--checkpoint', required=True, help='scFoundation checkpoint (model/models/models.ckpt)')
-  scf.add_argument('--ckpt_key', default='cell', help='entry of the checkpoint to load (default: cell)')
-  scf.add_argument('--gene_list', default=None,
+  scf = commands.add_parser('scfoundation',
+                            help='scFoundation max-pooled embeddings (needs a clone of its repo)')
+  scf.add_argument('--repo_dir',
+                   required=True,
+                   help='clone of github.com/biomap-research/scFoundation')
+  scf.add_argument('--checkpoint',
+                   required=True,
+                   help='scFoundation checkpoint (model/models/models.ckpt)')
+  scf.add_argument('--ckpt_key',
+                   default='cell',
+                   help='entry of the checkpoint to load (default: cell)')
+  scf.add_argument('--gene_list',
+                   default=None,
                    help='the 19,264-gene list (default: REPO_DIR/OS_scRNA_gene_index.19264.tsv)')
   _add_input_args(scf, default_normalisation='rowsum1e4_log1p')
 
-  rand = commands.add_parser('make_random_scgpt',
-                             help='write a random-init scGPT checkpoint directory of the real architecture')
+  rand = commands.add_parser(
+      'make_random_scgpt',
+      help='write a random-init scGPT checkpoint directory of the real architecture')
   rand.add_argument('--out', required=True, help='directory to create')
-  rand.add_argument('--vocab', default=None,
+  rand.add_argument('--vocab',
+                    default=None,
                     help='scGPT vocab.json (default: $CDR_DATA_DIR/scgpt/vocab.json)')
   rand.add_argument('--d_model', type=int, default=64)
   rand.add_argument('--nlayers', type=int, default=2)
   rand.add_argument('--nheads', type=int, default=4)
   rand.add_argument('--d_hid', type=int, default=64)
   rand.add_argument('--seed', type=int, default=0)
-  rand.add_argument('--torch_names', action='store_true',
+  rand.add_argument('--torch_names',
+                    action='store_true',
                     help="save attention weights under torch's names instead of flash-attn's Wqkv")
   return parser
 
 
 def _common(args: argparse.Namespace) -> dict:
   """Keyword arguments shared by both embedding runs."""
-  return dict(seed=args.seed, batch_size=args.batch_size, device=args.device,
-              normalisation=args.normalisation, drop_nan_rows=args.drop_nan_rows,
-              fill_nan=args.fill_nan, gene_column=args.gene_column, progress=not args.quiet)
+  return dict(seed=args.seed,
+              batch_size=args.batch_size,
+              device=args.device,
+              normalisation=args.normalisation,
+              drop_nan_rows=args.drop_nan_rows,
+              fill_nan=args.fill_nan,
+              gene_column=args.gene_column,
+              progress=not args.quiet)
 
 
 def _run(args: argparse.Namespace) -> str:
@@ -88,20 +129,34 @@ def _run(args: argparse.Namespace) -> str:
     from embed_torch import scgpt_embed
 
     gene_list = read_gene_list(args.gene_list) if args.gene_list else None
-    paths = scgpt_embed.run(args.expression, args.checkpoint_dir, args.out, max_length=args.max_length,
-                            gene_list=gene_list, **_common(args))
+    paths = scgpt_embed.run(args.expression,
+                            args.checkpoint_dir,
+                            args.out,
+                            max_length=args.max_length,
+                            gene_list=gene_list,
+                            **_common(args))
     return 'wrote ' + ', '.join(str(p) for p in paths.values())
   if args.command == 'scfoundation':
     from embed_torch import scfoundation_embed
 
-    paths = scfoundation_embed.run(args.expression, args.repo_dir, args.checkpoint, args.out,
-                                   ckpt_key=args.ckpt_key, gene_list_path=args.gene_list, **_common(args))
+    paths = scfoundation_embed.run(args.expression,
+                                   args.repo_dir,
+                                   args.checkpoint,
+                                   args.out,
+                                   ckpt_key=args.ckpt_key,
+                                   gene_list_path=args.gene_list,
+                                   **_common(args))
     return 'wrote ' + ', '.join(str(p) for p in paths.values())
   from embed_torch import scgpt_embed
 
   vocab = args.vocab or _default_vocab()
-  out = scgpt_embed.make_random_checkpoint(args.out, vocab, d_model=args.d_model, nlayers=args.nlayers,
-                                           nheads=args.nheads, d_hid=args.d_hid, seed=args.seed,
+  out = scgpt_embed.make_random_checkpoint(args.out,
+                                           vocab,
+                                           d_model=args.d_model,
+                                           nlayers=args.nlayers,
+                                           nheads=args.nheads,
+                                           d_hid=args.d_hid,
+                                           seed=args.seed,
                                            flash_names=not args.torch_names)
   return f'wrote random-init scGPT checkpoint to {out}'
 

@@ -70,7 +70,8 @@ def _read_csv(path: Path) -> Expression:
   # Read everything as text so a stray word is reported by cell and gene, not coerced.
   frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
   if frame.shape[1] != len(genes):
-    raise InputDataError(f'{path}: header has {len(genes)} genes but rows have {frame.shape[1]} values')
+    raise InputDataError(
+        f'{path}: header has {len(genes)} genes but rows have {frame.shape[1]} values')
   cells = [str(c).strip() for c in frame.index]
   values = _parse_numbers(frame.to_numpy(), cells, genes, path)
   return Expression(values=values, cells=cells, genes=genes, source=str(path))
@@ -93,8 +94,7 @@ def _parse_numbers(text: np.ndarray, cells: list[str], genes: list[str], path: P
       except ValueError:
         raise InputDataError(
             f'{path}: non-numeric value {token!r} for cell {cells[i]!r}, gene {genes[j]!r} '
-            f'(row {i + 2}); expected a number, or NaN/blank for unknown'
-        ) from None
+            f'(row {i + 2}); expected a number, or NaN/blank for unknown') from None
   return values
 
 
@@ -136,8 +136,7 @@ def _check_unique(names: Sequence[str], path: Path, what: str, where: str) -> No
       raise InputDataError(f'{path}: empty {what} at {where} {i + 1}')
     if name in seen:
       raise InputDataError(
-          f'{path}: duplicate {what} {name!r} at {where}s {seen[name] + 1} and {i + 1}'
-      )
+          f'{path}: duplicate {what} {name!r} at {where}s {seen[name] + 1} and {i + 1}')
     seen[name] = i
 
 
@@ -167,12 +166,14 @@ def output_paths(out: str | os.PathLike) -> dict[str, Path]:
   """The three files written for `--out PATH.npy`: npy, cells.txt, json."""
   out = Path(out)
   if out.suffix != OUTPUT_SUFFIX:
-    raise InputDataError(f'{out}: --out must end in {OUTPUT_SUFFIX} (the .cells.txt/.json go beside it)')
+    raise InputDataError(
+        f'{out}: --out must end in {OUTPUT_SUFFIX} (the .cells.txt/.json go beside it)')
   stem = out.with_suffix('')
   return {'npy': out, 'cells': Path(f'{stem}.cells.txt'), 'json': Path(f'{stem}.json')}
 
 
-def write_outputs(out: str | os.PathLike, embeddings: np.ndarray, cells: Sequence[str], metadata: dict[str, Any]) -> dict[str, Path]:
+def write_outputs(out: str | os.PathLike, embeddings: np.ndarray, cells: Sequence[str],
+                  metadata: dict[str, Any]) -> dict[str, Path]:
   """Write the npy, cells.txt and json atomically (temp file in the same directory + os.replace).
 
   All three temp files are complete before the first rename, so a crash leaves either the old

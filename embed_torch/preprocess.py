@@ -25,7 +25,8 @@ def _some(names: Sequence[str]) -> str:
   return shown + (f', ... ({len(names)} in all)' if len(names) > _MAX_IDS_IN_MESSAGE else '')
 
 
-def handle_nan(expr: Expression, drop_nan_rows: bool, fill_nan: Optional[str]) -> tuple[Expression, dict[str, Any]]:
+def handle_nan(expr: Expression, drop_nan_rows: bool,
+               fill_nan: Optional[str]) -> tuple[Expression, dict[str, Any]]:
   """Refuse, drop or fill NaN as asked.
 
   Args:
@@ -45,9 +46,9 @@ def handle_nan(expr: Expression, drop_nan_rows: bool, fill_nan: Optional[str]) -
   dropped = [c for c, bad in zip(expr.cells, all_nan) if bad]
   if dropped and not drop_nan_rows:
     raise InputDataError(
-        f'{expr.source}: {len(dropped)} cell(s) have no known value (entirely NaN): {_some(dropped)}; '
-        'pass --drop_nan_rows to drop them'
-    )
+        f'{expr.source}: {len(dropped)} cell(s) have no known value (entirely NaN): '
+        f'{_some(dropped)}; '
+        'pass --drop_nan_rows to drop them')
   keep = ~all_nan
   values = expr.values[keep]
   cells = [c for c, k in zip(expr.cells, keep) if k]
@@ -63,7 +64,8 @@ def handle_nan(expr: Expression, drop_nan_rows: bool, fill_nan: Optional[str]) -
   return dataclasses.replace(expr, values=values, cells=cells), report
 
 
-def _fill_partial_nan(values: np.ndarray, cells: list[str], expr: Expression, fill_nan: Optional[str]) -> tuple[np.ndarray, int]:
+def _fill_partial_nan(values: np.ndarray, cells: list[str], expr: Expression,
+                      fill_nan: Optional[str]) -> tuple[np.ndarray, int]:
   """Fill remaining NaN per `fill_nan`, or raise naming the first cell and gene with one."""
   nan = np.isnan(values)
   n_nan = int(nan.sum())
@@ -72,10 +74,10 @@ def _fill_partial_nan(values: np.ndarray, cells: list[str], expr: Expression, fi
   if fill_nan is None:
     i, j = map(int, np.argwhere(nan)[0])
     raise InputDataError(
-        f'{expr.source}: {n_nan} NaN value(s) in {int(nan.any(axis=1).sum())} cell(s), first at cell '
+        f'{expr.source}: {n_nan} NaN value(s) in {int(nan.any(axis=1).sum())} cell(s), '
+        f'first at cell '
         f'{cells[i]!r}, gene {expr.genes[j]!r}; pass --fill_nan zero|gene_mean (or --drop_nan_rows '
-        'for rows that are entirely NaN)'
-    )
+        'for rows that are entirely NaN)')
   values = values.copy()
   if fill_nan == 'zero':
     values[nan] = 0.0
@@ -85,8 +87,7 @@ def _fill_partial_nan(values: np.ndarray, cells: list[str], expr: Expression, fi
     genes = [g for g, bad in zip(expr.genes, unknown_everywhere) if bad]
     raise InputDataError(
         f'{expr.source}: gene(s) {_some(genes)} are NaN in every cell, so --fill_nan gene_mean has '
-        'no mean to use; use --fill_nan zero'
-    )
+        'no mean to use; use --fill_nan zero')
   means = np.nanmean(values, axis=0)
   values[nan] = np.take(means, np.nonzero(nan)[1])
   return values, n_nan
@@ -100,8 +101,7 @@ def _check_finite_and_nonnegative(expr: Expression) -> None:
       i, j = map(int, np.argwhere(bad)[0])
       raise InputDataError(
           f'{expr.source}: {int(bad.sum())} {what} value(s), first {float(values[i, j]):g} at cell '
-          f'{expr.cells[i]!r}, gene {expr.genes[j]!r}; expected non-negative expression'
-      )
+          f'{expr.cells[i]!r}, gene {expr.genes[j]!r}; expected non-negative expression')
 
 
 def align_genes(expr: Expression, gene_list: Sequence[str]) -> tuple[Expression, dict[str, Any]]:
@@ -114,8 +114,7 @@ def align_genes(expr: Expression, gene_list: Sequence[str]) -> tuple[Expression,
   if not matched:
     raise InputDataError(
         f'{expr.source}: none of its {len(expr.genes)} gene symbols is in the gene list '
-        f'({len(gene_list)} genes, e.g. {_some(list(gene_list))})'
-    )
+        f'({len(gene_list)} genes, e.g. {_some(list(gene_list))})')
   values = np.zeros((len(expr.cells), len(gene_list)), dtype=np.float64)
   for k, g in enumerate(gene_list):
     j = index.get(g)
@@ -143,7 +142,8 @@ def check_totals(totals: np.ndarray, expr: Expression) -> None:
   """Raise naming the cells whose total is not positive."""
   empty = [c for c, t in zip(expr.cells, totals) if not t > 0]
   if empty:
-    raise InputDataError(f'{expr.source}: cell(s) with no expressed gene (row sum 0): {_some(empty)}')
+    raise InputDataError(
+        f'{expr.source}: cell(s) with no expressed gene (row sum 0): {_some(empty)}')
 
 
 def normalise(expr: Expression, method: str) -> Expression:

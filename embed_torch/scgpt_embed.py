@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from embed_torch import CheckpointError, EmbedError, InputDataError
 from embed_torch import preprocess, torchtext_shim
-from embed_torch.torch_common import check_state_fits, load_weights_only, resolve_device
-from embed_torch.io import (METADATA_FORMAT, Expression, output_paths, package_versions, read_expression,
-                            sha256_file, write_outputs)
+from embed_torch.torch_common import (check_state_fits, load_weights_only, resolve_device,
+                                       standard_attention_path)
+from embed_torch.io import (METADATA_FORMAT, Expression, output_paths, package_versions,
+                            read_expression, sha256_file, write_outputs)
 
 CHECKPOINT_FILES = ('best_model.pt', 'args.json', 'vocab.json')
 SPECIAL_TOKENS = ('<pad>', '<cls>', '<eoc>')
@@ -35,7 +36,8 @@ CLS_TOKEN = '<cls>'
 EMBEDDING_MODULES = ('encoder', 'value_encoder', 'transformer_encoder')
 HEAD_MODULES = ('decoder', 'cls_decoder', 'mvc_decoder', 'grad_reverse_discriminator')
 VERSIONED_PACKAGES = ('torch', 'scgpt', 'numpy', 'pandas', 'anndata', 'scanpy')
-REQUIRED_ARGS = ('embsize', 'nheads', 'd_hid', 'nlayers', 'n_layers_cls', 'dropout', 'pad_token', 'pad_value', 'n_bins', 'input_emb_style')
+REQUIRED_ARGS = ('embsize', 'nheads', 'd_hid', 'nlayers', 'n_layers_cls', 'dropout', 'pad_token',
+                 'pad_value', 'n_bins', 'input_emb_style')
 
 
 def import_scgpt() -> Any:
@@ -73,8 +75,7 @@ def checkpoint_files(checkpoint_dir: str | Path) -> dict[str, Path]:
   if missing:
     raise CheckpointError(
         f"{checkpoint_dir}: missing checkpoint file(s) {', '.join(missing)}; a scGPT checkpoint "
-        f"directory holds {', '.join(CHECKPOINT_FILES)}"
-    )
+        f"directory holds {', '.join(CHECKPOINT_FILES)}")
   return files
 
 
@@ -86,12 +87,12 @@ def read_args(path: Path) -> dict[str, Any]:
     raise CheckpointError(f'{path}: cannot read as JSON: {e}') from None
   missing = [k for k in REQUIRED_ARGS if k not in config]
   if missing:
-    raise CheckpointError(f"{path}: missing key(s) {missing}; scGPT's args.json has {list(REQUIRED_ARGS)}")
+    raise CheckpointError(
+        f"{path}: missing key(s) {missing}; scGPT's args.json has {list(REQUIRED_ARGS)}")
   if config['input_emb_style'] != 'continuous':
     raise CheckpointError(
         f"{path}: input_emb_style {config['input_emb_style']!r} is not supported; the pretrained "
-        "scGPT models use 'continuous'"
-    )
+        "scGPT models use 'continuous'")
   return config
 
 
@@ -109,7 +110,7 @@ def read_vocab(path: Path) -> Any:
 
 
 def build_model(config: Mapping[str, Any], vocab: Any, do_mvc: bool = False) -> torch.nn.Module:
-  """scgpt's TransformerModel as args.json describes it (do_mvc adds a head the embedding ignores)."""
+  """scgpt's TransformerModel as args.json describes it (do_mvc adds a head unused here)."""
   scgpt = import_scgpt()
   model = scgpt.model.TransformerModel(
       ntoken=len(vocab),
@@ -167,7 +168,8 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
   """best_model.pt as a flat name -> tensor dict (weights_only: no code runs on load)."""
   state = load_weights_only(path)
   if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-    raise CheckpointError(f'{path}: expected a state_dict (name -> tensor), got {type(state).__name__}')
+    raise CheckpointError(
+        f'{path}: expected a state_dict (name -> tensor), got {type(state).__name__}')
   return dict(state)
 
 
@@ -188,7 +190,9 @@ def load_scgpt(checkpoint_dir: str | Path, device: str = 'cpu') -> LoadedScgpt:
       model=model,
       vocab=vocab,
       config=config,
-      file_hashes={name: sha256_file(p) for name, p in files.items()},
+      file_hashes={
+          name: sha256_file(p) for name, p in files.items()
+      },
       skipped_head_keys=heads,
       renamed_flash_keys=renamed,
       device=torch_device,
@@ -246,9 +250,9 @@ def match_genes(expr: Expression, vocab: Any) -> tuple[Expression, np.ndarray, d
   keep = [j for j, g in enumerate(expr.genes) if g in vocab and g not in SPECIAL_TOKENS]
   if not keep:
     raise InputDataError(
-        f'{expr.source}: none of its {len(expr.genes)} gene symbols (e.g. {expr.genes[:3]}) is in the '
-        f'scGPT vocabulary ({len(vocab)} tokens); are the columns gene symbols?'
-    )
+        f'{expr.source}: none of its {len(expr.genes)} gene symbols (e.g. {expr.genes[:3]}) '
+        'is in the '
+        f'scGPT vocabulary ({len(vocab)} tokens); are the columns gene symbols?')
   genes = [expr.genes[j] for j in keep]
   kept = set(genes)
   report = {
@@ -260,14 +264,14 @@ def match_genes(expr: Expression, vocab: Any) -> tuple[Expression, np.ndarray, d
   return matched, np.array([vocab[g] for g in genes], dtype=np.int64), report
 
 
-def tokenize(expr: Expression, gene_ids: np.ndarray, loaded: LoadedScgpt, seed: int, max_length: Optional[int]) -> list[Tokens]:
+def tokenize(expr: Expression, gene_ids: np.ndarray, loaded: LoadedScgpt, seed: int,
+             max_length: Optional[int]) -> list[Tokens]:
   """Tokens for every cell; a cell with no expressed vocab gene is an error."""
   empty = [c for c, row in zip(expr.cells, expr.values) if not (row > 0).any()]
   if empty:
     raise InputDataError(
         f'{expr.source}: cell(s) with no expressed gene in the scGPT vocabulary: {empty[:5]}'
-        f"{' ...' if len(empty) > 5 else ''}"
-    )
+        f"{' ...' if len(empty) > 5 else ''}")
   cls_id = loaded.vocab[CLS_TOKEN]
   pad_value, n_bins = loaded.config['pad_value'], loaded.config['n_bins']
   return [
@@ -276,36 +280,41 @@ def tokenize(expr: Expression, gene_ids: np.ndarray, loaded: LoadedScgpt, seed: 
   ]
 
 
-def pad_batch(batch: Sequence[Tokens], pad_id: int, pad_value: float) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(batch: Sequence[Tokens], pad_id: int,
+              pad_value: float) -> tuple[torch.Tensor, torch.Tensor]:
   """Right-pad token ids with <pad> and values with pad_value to the batch's longest cell."""
   length = max(len(t.genes) for t in batch)
   genes = np.full((len(batch), length), pad_id, dtype=np.int64)
   values = np.full((len(batch), length), pad_value, dtype=np.float32)
   for i, t in enumerate(batch):
-    genes[i, : len(t.genes)] = t.genes
-    values[i, : len(t.values)] = t.values
+    genes[i, :len(t.genes)] = t.genes
+    values[i, :len(t.values)] = t.values
   return torch.from_numpy(genes), torch.from_numpy(values)
 
 
 @torch.inference_mode()
-def embed_tokens(tokens: Sequence[Tokens], loaded: LoadedScgpt, batch_size: int, progress: bool) -> np.ndarray:
+def embed_tokens(tokens: Sequence[Tokens], loaded: LoadedScgpt, batch_size: int,
+                 progress: bool) -> np.ndarray:
   """Run the encoder batch by batch and return L2-normalised <cls> outputs (float32)."""
   pad_id = loaded.vocab[loaded.config['pad_token']]
   pad_value = loaded.config['pad_value']
   out = np.zeros((len(tokens), loaded.config['embsize']), dtype=np.float32)
-  with tqdm(total=len(tokens), unit='cell', desc='scGPT', disable=not progress) as bar, warnings.catch_warnings():
-    # torch's padded-batch fast path uses nested tensors and says they are a prototype.
-    warnings.filterwarnings('ignore', message='The PyTorch API of nested tensors')
+  with tqdm(total=len(tokens), unit='cell', desc='scGPT',
+            disable=not progress) as bar, standard_attention_path():
     for start in range(0, len(tokens), batch_size):
-      genes, values = pad_batch(tokens[start : start + batch_size], pad_id, pad_value)
+      genes, values = pad_batch(tokens[start:start + batch_size], pad_id, pad_value)
       genes, values = genes.to(loaded.device), values.to(loaded.device)
       hidden = loaded.model._encode(genes, values, src_key_padding_mask=genes.eq(pad_id))
-      out[start : start + len(genes)] = hidden[:, 0, :].float().cpu().numpy()
+      out[start:start + len(genes)] = hidden[:, 0, :].float().cpu().numpy()
       bar.update(len(genes))
   return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def embed(expr: Expression, loaded: LoadedScgpt, seed: int, batch_size: int, max_length: Optional[int],
+def embed(expr: Expression,
+          loaded: LoadedScgpt,
+          seed: int,
+          batch_size: int,
+          max_length: Optional[int],
           progress: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
   """Cell embeddings for `expr` (already cleaned/normalised) and a report for the metadata."""
   if batch_size < 1:
@@ -319,21 +328,36 @@ def embed(expr: Expression, loaded: LoadedScgpt, seed: int, batch_size: int, max
   lengths = np.array([len(t.genes) for t in tokens])
   report = {
       'vocab_matching': gene_report,
-      'tokens_per_cell_including_cls': {'min': int(lengths.min()), 'max': int(lengths.max())},
+      'tokens_per_cell_including_cls': {
+          'min': int(lengths.min()),
+          'max': int(lengths.max())
+      },
       'max_length': max_length,
       'cells_subsampled': int(sum(t.subsampled for t in tokens)),
-      'binning': {'n_bins': loaded.config['n_bins'], 'scope': 'per cell, non-zero values',
-                  'ties': 'uniform among tied bins, numpy Generator seeded by (seed, crc32(cell id))'},
+      'binning': {
+          'n_bins': loaded.config['n_bins'],
+          'scope': 'per cell, non-zero values',
+          'ties': 'uniform among tied bins, numpy Generator seeded by (seed, crc32(cell id))'
+      },
   }
   return embeddings, report
 
 
-def run(expression: str | Path, checkpoint_dir: str | Path, out: str | Path, *, seed: int = 0,
-        batch_size: int = 16, device: str = 'cpu', max_length: Optional[int] = None,
-        normalisation: str = 'none', gene_list: Optional[Sequence[str]] = None,
-        drop_nan_rows: bool = False, fill_nan: Optional[str] = None,
-        gene_column: Optional[str] = None, progress: bool = True) -> dict[str, Path]:
-  """Expression file -> `out` (.npy) + .cells.txt + .json with the scGPT checkpoint in `checkpoint_dir`.
+def run(expression: str | Path,
+        checkpoint_dir: str | Path,
+        out: str | Path,
+        *,
+        seed: int = 0,
+        batch_size: int = 32,
+        device: str = 'cpu',
+        max_length: Optional[int] = None,
+        normalisation: str = 'none',
+        gene_list: Optional[Sequence[str]] = None,
+        drop_nan_rows: bool = False,
+        fill_nan: Optional[str] = None,
+        gene_column: Optional[str] = None,
+        progress: bool = True) -> dict[str, Path]:
+  """Expression file -> `out` (.npy) + .cells.txt + .json, with the scGPT in `checkpoint_dir`.
 
   Returns the three written paths.
   """
@@ -345,43 +369,106 @@ def run(expression: str | Path, checkpoint_dir: str | Path, out: str | Path, *, 
   metadata = {
       'format': METADATA_FORMAT,
       'model': 'scgpt',
-      'embedding': {'n_cells': len(expr.cells), 'dim': int(embeddings.shape[1]), 'dtype': 'float32',
-                    'pooling': '<cls> token output of the transformer encoder', 'l2_normalised': True},
-      'input': {'path': str(expression), 'sha256': sha256_file(expression),
-                'cells_in_file': len(raw.cells), 'genes_in_file': len(raw.genes)},
-      'checkpoint': {'dir': str(checkpoint_dir), 'sha256': loaded.file_hashes,
-                     'config': {k: loaded.config[k] for k in REQUIRED_ARGS},
-                     'skipped_head_keys': loaded.skipped_head_keys,
-                     'flash_attn_keys_renamed': loaded.renamed_flash_keys},
+      'embedding': {
+          'n_cells': len(expr.cells),
+          'dim': int(embeddings.shape[1]),
+          'dtype': 'float32',
+          'pooling': '<cls> token output of the transformer encoder',
+          'l2_normalised': True
+      },
+      'input': {
+          'path': str(expression),
+          'sha256': sha256_file(expression),
+          'cells_in_file': len(raw.cells),
+          'genes_in_file': len(raw.genes)
+      },
+      'checkpoint': {
+          'dir': str(checkpoint_dir),
+          'sha256': loaded.file_hashes,
+          'config': {
+              k: loaded.config[k] for k in REQUIRED_ARGS
+          },
+          'skipped_head_keys': loaded.skipped_head_keys,
+          'flash_attn_keys_renamed': loaded.renamed_flash_keys
+      },
       'genes_matched': embed_report['vocab_matching']['matched'],
-      'preprocessing': {**prep_report, **embed_report},
+      'preprocessing': {
+          **prep_report,
+          **embed_report
+      },
       'seed': seed,
-      'run': {'device': str(loaded.device), 'batch_size': batch_size, 'torch_threads': torch.get_num_threads()},
+      'run': {
+          'device': str(loaded.device),
+          'batch_size': batch_size,
+          'torch_threads': torch.get_num_threads()
+      },
       'versions': package_versions(VERSIONED_PACKAGES),
   }
   return write_outputs(out, embeddings, expr.cells, metadata)
 
 
-def whole_human_style_args(d_model: int, nlayers: int, nheads: int, d_hid: int, vocab_path: str) -> dict[str, Any]:
+def whole_human_style_args(d_model: int, nlayers: int, nheads: int, d_hid: int,
+                           vocab_path: str) -> dict[str, Any]:
   """args.json with the keys of scGPT's whole-human release; architecture sizes as given."""
   return {
       'data_source': 'none: random initialisation (python -m embed_torch make_random_scgpt)',
-      'save_dir': '', 'load_model': None, 'n_hvg': None, 'valid_size_or_ratio': 0.003,
-      'dist_backend': 'nccl', 'grad_accu_steps': 1, 'pad_token': '<pad>', 'input_style': 'binned',
-      'input_emb_style': 'continuous', 'n_bins': 51, 'max_seq_len': 1200, 'training_tasks': 'both',
-      'dist_url': '', 'mask_ratio': [0.25, 0.5, 0.75], 'trunc_by_sample': True, 'vocab_path': vocab_path,
-      'rank': 0, 'batch_size': 32, 'eval_batch_size': 64, 'epochs': 0, 'lr': 0.0001,
-      'scheduler_interval': 100, 'scheduler_factor': 0.99, 'warmup_ratio_or_step': 10000.0,
-      'no_cls': True, 'no_cce': True, 'fp16': True, 'fast_transformer': True,
-      'nlayers': nlayers, 'nheads': nheads, 'embsize': d_model, 'd_hid': d_hid, 'dropout': 0.2,
-      'n_layers_cls': 3, 'log_interval': 9000, 'save_interval': 27000, 'mask_value': -1,
-      'pad_value': -2, 'USE_CLS': False, 'USE_CCE': False, 'MVC': True,
-      'USE_GENERATIVE_TRAINING': True, 'world_size': 1, 'distributed': False, 'local_rank': 0, 'gpu': 0,
+      'save_dir': '',
+      'load_model': None,
+      'n_hvg': None,
+      'valid_size_or_ratio': 0.003,
+      'dist_backend': 'nccl',
+      'grad_accu_steps': 1,
+      'pad_token': '<pad>',
+      'input_style': 'binned',
+      'input_emb_style': 'continuous',
+      'n_bins': 51,
+      'max_seq_len': 1200,
+      'training_tasks': 'both',
+      'dist_url': '',
+      'mask_ratio': [0.25, 0.5, 0.75],
+      'trunc_by_sample': True,
+      'vocab_path': vocab_path,
+      'rank': 0,
+      'batch_size': 32,
+      'eval_batch_size': 64,
+      'epochs': 0,
+      'lr': 0.0001,
+      'scheduler_interval': 100,
+      'scheduler_factor': 0.99,
+      'warmup_ratio_or_step': 10000.0,
+      'no_cls': True,
+      'no_cce': True,
+      'fp16': True,
+      'fast_transformer': True,
+      'nlayers': nlayers,
+      'nheads': nheads,
+      'embsize': d_model,
+      'd_hid': d_hid,
+      'dropout': 0.2,
+      'n_layers_cls': 3,
+      'log_interval': 9000,
+      'save_interval': 27000,
+      'mask_value': -1,
+      'pad_value': -2,
+      'USE_CLS': False,
+      'USE_CCE': False,
+      'MVC': True,
+      'USE_GENERATIVE_TRAINING': True,
+      'world_size': 1,
+      'distributed': False,
+      'local_rank': 0,
+      'gpu': 0,
   }
 
 
-def make_random_checkpoint(out_dir: str | Path, vocab_path: str | Path, d_model: int = 64, nlayers: int = 2,
-                           nheads: int = 4, d_hid: int = 64, seed: int = 0, flash_names: bool = True) -> Path:
+def make_random_checkpoint(out_dir: str | Path,
+                           vocab_path: str | Path,
+                           d_model: int = 64,
+                           nlayers: int = 2,
+                           nheads: int = 4,
+                           d_hid: int = 64,
+                           seed: int = 0,
+                           flash_names: bool = True) -> Path:
   """Write a randomly initialised real-architecture scGPT checkpoint directory (for smoke tests).
 
   Saves the whole TransformerModel state_dict, MVC head included, and by default with

@@ -31,14 +31,16 @@ class _Store:
   def append(self, token: str) -> None:
     """Add a token at the end; a token already present is an error (as in torchtext)."""
     if token in self.stoi:
-      raise RuntimeError(f'token {token!r} already exists in the Vocab with index {self.stoi[token]}')
+      raise RuntimeError(
+          f'token {token!r} already exists in the Vocab with index {self.stoi[token]}')
     self.stoi[token] = len(self.itos)
     self.itos.append(token)
 
   def insert(self, token: str, index: int) -> None:
     """Insert a token at `index`, shifting later tokens up by one."""
     if token in self.stoi:
-      raise RuntimeError(f'token {token!r} already exists in the Vocab with index {self.stoi[token]}')
+      raise RuntimeError(
+          f'token {token!r} already exists in the Vocab with index {self.stoi[token]}')
     if not 0 <= index <= len(self.itos):
       raise RuntimeError(f'index {index} out of range for a Vocab of size {len(self.itos)}')
     if index == len(self.itos):
@@ -55,7 +57,8 @@ class Vocab:
 
   def __init__(self, vocab: _Store) -> None:
     if not isinstance(vocab, _Store):
-      raise TypeError(f'Vocab expects the store of another Vocab (its .vocab), got {type(vocab).__name__}')
+      raise TypeError(
+          f'Vocab expects the store of another Vocab (its .vocab), got {type(vocab).__name__}')
     self.vocab = vocab
 
   def __len__(self) -> int:
@@ -143,7 +146,10 @@ def build_vocab_from_iterator(
     for t in tokens:
       counts[t] = counts.get(t, 0) + 1
   ranked = sorted(sorted(counts.items()), key=lambda kv: kv[1], reverse=True)
-  return vocab(OrderedDict(ranked), min_freq=min_freq, specials=specials, special_first=special_first)
+  return vocab(OrderedDict(ranked),
+               min_freq=min_freq,
+               specials=specials,
+               special_first=special_first)
 
 
 def install() -> None:
@@ -151,7 +157,8 @@ def install() -> None:
   if 'torchtext' in sys.modules and 'torchtext.vocab' in sys.modules:
     return
   package = types.ModuleType('torchtext')
-  package.__path__ = []  # Marks it as a package so `import torchtext.vocab` resolves via sys.modules.
+  package.__path__ = [
+  ]  # Marks it as a package so `import torchtext.vocab` resolves via sys.modules.
   setattr(package, SHIM_MARKER, True)
   module = sys.modules[__name__]
   package.vocab = module  # type: ignore[attr-defined]

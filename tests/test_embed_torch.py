@@ -47,9 +47,12 @@ def expr_csv(shared_data, tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope='module')
 def ckpt(shared_data, tmp_path_factory) -> pathlib.Path:
-  return scgpt_embed.make_random_checkpoint(
-      tmp_path_factory.mktemp('ckpt') / 'tiny', shared_data / 'scgpt' / 'vocab.json',
-      d_model=D_MODEL, nlayers=N_LAYERS, nheads=4, d_hid=32)
+  return scgpt_embed.make_random_checkpoint(tmp_path_factory.mktemp('ckpt') / 'tiny',
+                                            shared_data / 'scgpt' / 'vocab.json',
+                                            d_model=D_MODEL,
+                                            nlayers=N_LAYERS,
+                                            nheads=4,
+                                            d_hid=32)
 
 
 def embed(expr_csv, ckpt, out, **kwargs):
@@ -128,9 +131,13 @@ def test_max_length_subsamples_reproducibly(expr_csv, ckpt, tmp_path):
 
 def test_torch_named_checkpoint_gives_same_embedding(seed0, expr_csv, shared_data, tmp_path):
   """Wqkv -> in_proj_ renaming: the same weights under torch's names embed identically."""
-  ckpt_torch = scgpt_embed.make_random_checkpoint(
-      tmp_path / 'torch_names', shared_data / 'scgpt' / 'vocab.json', d_model=D_MODEL,
-      nlayers=N_LAYERS, nheads=4, d_hid=32, flash_names=False)
+  ckpt_torch = scgpt_embed.make_random_checkpoint(tmp_path / 'torch_names',
+                                                  shared_data / 'scgpt' / 'vocab.json',
+                                                  d_model=D_MODEL,
+                                                  nlayers=N_LAYERS,
+                                                  nheads=4,
+                                                  d_hid=32,
+                                                  flash_names=False)
   state = torch.load(ckpt_torch / 'best_model.pt', weights_only=True)
   assert any('in_proj_weight' in k for k in state) and not any('Wqkv' in k for k in state)
   emb, _, meta = embed(expr_csv, ckpt_torch, tmp_path / 'e.npy')
@@ -154,20 +161,29 @@ def copy_ckpt(ckpt, dst, args_change=None, state_change=None):
 
 
 def test_extra_head_keys_are_skipped_and_reported(ckpt, tmp_path):
-  def add_flag_encoder(state):  # the official whole-human file has the generative model's flag encoder
+
+  def add_flag_encoder(
+      state):  # the official whole-human file has the generative model's flag encoder
     state['flag_encoder.weight'] = torch.zeros(2, D_MODEL)
+
   loaded = scgpt_embed.load_scgpt(copy_ckpt(ckpt, tmp_path / 'c', state_change=add_flag_encoder))
   assert 'flag_encoder.weight' in loaded.skipped_head_keys
 
 
 @pytest.mark.parametrize('args_change,state_change,expected', [
-    (lambda a: a.update(nlayers=N_LAYERS - 1), None, 'unexpected keys (12): transformer_encoder.layers.1.'),
-    (lambda a: a.update(nlayers=N_LAYERS + 1), None, 'missing keys (12): transformer_encoder.layers.2.'),
-    (lambda a: a.update(embsize=64), None, 'encoder.embedding.weight: checkpoint (60697, 32) vs model (60697, 64)'),
-    (None, lambda s: s.pop('value_encoder.norm.weight'), 'missing keys (1): value_encoder.norm.weight'),
-    (None, lambda s: s.update({'transformer_encoder.extra': torch.zeros(1)}), 'unexpected keys (1): transformer_encoder.extra'),
+    (lambda a: a.update(nlayers=N_LAYERS - 1), None,
+     'unexpected keys (12): transformer_encoder.layers.1.'),
+    (lambda a: a.update(nlayers=N_LAYERS + 1), None,
+     'missing keys (12): transformer_encoder.layers.2.'),
+    (lambda a: a.update(embsize=64), None,
+     'encoder.embedding.weight: checkpoint (60697, 32) vs model (60697, 64)'),
+    (None, lambda s: s.pop('value_encoder.norm.weight'),
+     'missing keys (1): value_encoder.norm.weight'),
+    (None, lambda s: s.update({'transformer_encoder.extra': torch.zeros(1)}),
+     'unexpected keys (1): transformer_encoder.extra'),
 ])
-def test_checkpoint_not_fitting_args_names_keys(ckpt, tmp_path, args_change, state_change, expected):
+def test_checkpoint_not_fitting_args_names_keys(ckpt, tmp_path, args_change, state_change,
+                                                expected):
   bad = copy_ckpt(ckpt, tmp_path / 'bad', args_change, state_change)
   with pytest.raises(CheckpointError) as e:
     scgpt_embed.load_scgpt(bad)
@@ -197,7 +213,8 @@ def write_csv(tmp_path, text):
 @pytest.mark.parametrize('text,message', [
     ('DepMap_ID,TP53,EGFR,TP53\nA,1,2,3\n', "duplicate gene symbol 'TP53' at columns 1 and 3"),
     ('DepMap_ID,TP53,EGFR\nA,1,2\nB,1,2\nA,3,4\n', "duplicate cell id 'A' at rows 1 and 3"),
-    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,1,high\n', "non-numeric value 'high' for cell 'B', gene 'EGFR'"),
+    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,1,high\n',
+     "non-numeric value 'high' for cell 'B', gene 'EGFR'"),
 ])
 def test_bad_csv_is_refused_by_name(tmp_path, text, message):
   path = write_csv(tmp_path, text)
@@ -207,11 +224,19 @@ def test_bad_csv_is_refused_by_name(tmp_path, text, message):
 
 
 @pytest.mark.parametrize('text,kwargs,message', [
-    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,NaN,NaN\n', {}, "1 cell(s) have no known value (entirely NaN): 'B'"),
-    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,3,NaN\n', {}, "first at cell 'B', gene 'EGFR'; pass --fill_nan"),
-    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,3,NaN\n', {'drop_nan_rows': True}, "first at cell 'B', gene 'EGFR'"),
-    ('DepMap_ID,TP53,EGFR\nA,1,-2\n', {'fill_nan': 'zero'}, "negative value(s), first -2 at cell 'A', gene 'EGFR'"),
-    ('DepMap_ID,TP53,EGFR\nA,1,NaN\nB,2,NaN\n', {'fill_nan': 'gene_mean'}, "gene(s) 'EGFR' are NaN in every cell"),
+    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,NaN,NaN\n', {},
+     "1 cell(s) have no known value (entirely NaN): 'B'"),
+    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,3,NaN\n', {},
+     "first at cell 'B', gene 'EGFR'; pass --fill_nan"),
+    ('DepMap_ID,TP53,EGFR\nA,1,2\nB,3,NaN\n', {
+        'drop_nan_rows': True
+    }, "first at cell 'B', gene 'EGFR'"),
+    ('DepMap_ID,TP53,EGFR\nA,1,-2\n', {
+        'fill_nan': 'zero'
+    }, "negative value(s), first -2 at cell 'A', gene 'EGFR'"),
+    ('DepMap_ID,TP53,EGFR\nA,1,NaN\nB,2,NaN\n', {
+        'fill_nan': 'gene_mean'
+    }, "gene(s) 'EGFR' are NaN in every cell"),
 ])
 def test_nan_and_bad_values_are_refused_by_name(tmp_path, text, kwargs, message):
   path = write_csv(tmp_path, text)
@@ -223,15 +248,19 @@ def test_nan_and_bad_values_are_refused_by_name(tmp_path, text, kwargs, message)
 
 def test_no_gene_in_vocab_is_refused(ckpt, tmp_path):
   path = write_csv(tmp_path, 'DepMap_ID,NOT_A_GENE,ALSO_NOT\nA,1,2\n')
-  with pytest.raises(InputDataError, match='none of its 2 gene symbols .* is in the scGPT vocabulary'):
+  with pytest.raises(InputDataError,
+                     match='none of its 2 gene symbols .* is in the scGPT vocabulary'):
     scgpt_embed.run(path, ckpt, tmp_path / 'x.npy', progress=False)
   assert not (tmp_path / 'x.npy').exists()
 
 
 def test_fill_and_normalisation_formulas(tmp_path):
   path = write_csv(tmp_path, 'DepMap_ID,G1,G2,G3\nA,1,NaN,3\nB,3,4,0\nC,NaN,NaN,NaN\n')
-  expr, report = preprocess.handle_nan(eio.read_expression(path), drop_nan_rows=True, fill_nan='gene_mean')
-  assert expr.cells == ['A', 'B'] and report['dropped_cells'] == ['C'] and report['nan_values_filled'] == 1
+  expr, report = preprocess.handle_nan(eio.read_expression(path),
+                                       drop_nan_rows=True,
+                                       fill_nan='gene_mean')
+  assert expr.cells == ['A', 'B'
+                       ] and report['dropped_cells'] == ['C'] and report['nan_values_filled'] == 1
   x = np.array([[1.0, 4.0, 3.0], [3.0, 4.0, 0.0]])
   np.testing.assert_array_equal(expr.values, x)
   cpm = preprocess.normalise(expr, 'cpm_log10').values
@@ -245,7 +274,9 @@ def test_fill_and_normalisation_formulas(tmp_path):
 
 def test_h5ad_input_matches_csv(seed0, expr_csv, ckpt, tmp_path):
   anndata = pytest.importorskip('anndata')
-  expr, _ = preprocess.handle_nan(eio.read_expression(expr_csv), drop_nan_rows=True, fill_nan='zero')
+  expr, _ = preprocess.handle_nan(eio.read_expression(expr_csv),
+                                  drop_nan_rows=True,
+                                  fill_nan='zero')
   adata = anndata.AnnData(X=expr.values)
   adata.obs_names, adata.var_names = expr.cells, expr.genes
   adata.var['symbol'] = expr.genes
@@ -257,8 +288,12 @@ def test_h5ad_input_matches_csv(seed0, expr_csv, ckpt, tmp_path):
 def test_cli_in_a_fresh_process_never_imports_jax(seed0, expr_csv, ckpt, tmp_path):
   """`python -m embed_torch scgpt` end to end; io needs no torch and nothing pulls in jax."""
   out = tmp_path / 'cli.npy'
-  argv = ['scgpt', '--checkpoint_dir', str(ckpt), '--expression', str(expr_csv), '--out', str(out),
-          '--drop_nan_rows', '--fill_nan', 'zero', '--quiet']
+  argv = [
+      'scgpt', '--checkpoint_dir',
+      str(ckpt), '--expression',
+      str(expr_csv), '--out',
+      str(out), '--drop_nan_rows', '--fill_nan', 'zero', '--quiet'
+  ]
   code = ('import sys, runpy, embed_torch.io, embed_torch.preprocess\n'
           'assert "torch" not in sys.modules, "embed_torch.io imported torch"\n'
           'import embed_torch.scfoundation_embed\n'
@@ -268,30 +303,55 @@ def test_cli_in_a_fresh_process_never_imports_jax(seed0, expr_csv, ckpt, tmp_pat
           'finally:\n'
           '  assert "jax" not in sys.modules, "the sidecar imported jax"\n')
   env = {**os.environ, 'PYTHONPATH': str(REPO)}
-  done = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=300, check=False)
+  done = subprocess.run([sys.executable, '-c', code],
+                        cwd=REPO,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=300,
+                        check=False)
   assert done.returncode == 0, done.stderr
   assert out.read_bytes() == seed0[0].read_bytes()  # also identical across processes
   assert out.with_suffix('.cells.txt').read_text().split() == seed0[1][1]
 
 
 def test_cli_error_is_one_line_and_exit_2(expr_csv, ckpt, tmp_path, capsys):
-  code = main(['scgpt', '--checkpoint_dir', str(ckpt), '--expression', str(expr_csv), '--out',
-               str(tmp_path / 'x.npy'), '--quiet'])
+  code = main([
+      'scgpt', '--checkpoint_dir',
+      str(ckpt), '--expression',
+      str(expr_csv), '--out',
+      str(tmp_path / 'x.npy'), '--quiet'
+  ])
   err = capsys.readouterr().err
   assert code == 2 and 'embed_torch scgpt: error:' in err and '--drop_nan_rows' in err
-  assert main(['scgpt', '--checkpoint_dir', str(ckpt), '--expression', str(expr_csv), '--out',
-               str(tmp_path / 'x.txt')]) == 2
+  assert main([
+      'scgpt', '--checkpoint_dir',
+      str(ckpt), '--expression',
+      str(expr_csv), '--out',
+      str(tmp_path / 'x.txt')
+  ]) == 2
   assert 'must end in .npy' in capsys.readouterr().err
 
 
 def test_make_random_scgpt_cli(shared_data, tmp_path):
   out = tmp_path / 'rand'
-  assert main(['make_random_scgpt', '--out', str(out), '--vocab', str(shared_data / 'scgpt' / 'vocab.json'),
-               '--d_model', '16', '--nlayers', '1', '--nheads', '2', '--d_hid', '16']) == 0
+  assert main([
+      'make_random_scgpt', '--out',
+      str(out), '--vocab',
+      str(shared_data / 'scgpt' / 'vocab.json'), '--d_model', '16', '--nlayers', '1', '--nheads',
+      '2', '--d_hid', '16'
+  ]) == 0
   args = json.loads((out / 'args.json').read_text())
-  assert {k: args[k] for k in ('embsize', 'nlayers', 'nheads', 'd_hid', 'n_bins', 'pad_value')} == {
-      'embsize': 16, 'nlayers': 1, 'nheads': 2, 'd_hid': 16, 'n_bins': 51, 'pad_value': -2}
+  assert {
+      k: args[k] for k in ('embsize', 'nlayers', 'nheads', 'd_hid', 'n_bins', 'pad_value')
+  } == {
+      'embsize': 16,
+      'nlayers': 1,
+      'nheads': 2,
+      'd_hid': 16,
+      'n_bins': 51,
+      'pad_value': -2
+  }
   assert args['fast_transformer'] and args['MVC'] and args['input_emb_style'] == 'continuous'
   state = torch.load(out / 'best_model.pt', weights_only=True)
   assert 'transformer_encoder.layers.0.self_attn.Wqkv.weight' in state

@@ -89,12 +89,32 @@ def shared_data() -> pathlib.Path:
 
 
 def tiny_config():
-  return {'model': 'mae_autobin',
-          'model_config': {'mae_autobin': {'encoder': {'hidden_dim': DIM, 'depth': 2, 'heads': 2},
-                                           'decoder': {'hidden_dim': DIM}, 'n_class': 104,
-                                           'bin_num': 100, 'bin_alpha': 1.0, 'mask_token_id': 102,
-                                           'pad_token_id': 103, 'model': 'mae_autobin'}},
-          'dataset_config': {'rnaseq': {'seq_len': 19266}}}
+  return {
+      'model': 'mae_autobin',
+      'model_config': {
+          'mae_autobin': {
+              'encoder': {
+                  'hidden_dim': DIM,
+                  'depth': 2,
+                  'heads': 2
+              },
+              'decoder': {
+                  'hidden_dim': DIM
+              },
+              'n_class': 104,
+              'bin_num': 100,
+              'bin_alpha': 1.0,
+              'mask_token_id': 102,
+              'pad_token_id': 103,
+              'model': 'mae_autobin'
+          }
+      },
+      'dataset_config': {
+          'rnaseq': {
+              'seq_len': 19266
+          }
+      }
+  }
 
 
 @pytest.fixture(scope='module')
@@ -103,9 +123,10 @@ def fake_repo(shared_data, tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path
   repo = tmp_path_factory.mktemp('scf') / 'scFoundation'
   (repo / 'model' / 'pretrainmodels').mkdir(parents=True)
   (repo / 'model' / 'load.py').write_text(textwrap.dedent(LOAD_PY))
-  (repo / 'model' / 'pretrainmodels' / '__init__.py').write_text(
-      'from pretrainmodels.select_model import select_model\n')
-  (repo / 'model' / 'pretrainmodels' / 'select_model.py').write_text(textwrap.dedent(SELECT_MODEL_PY))
+  (repo / 'model' / 'pretrainmodels' /
+   '__init__.py').write_text('from pretrainmodels.select_model import select_model\n')
+  (repo / 'model' / 'pretrainmodels' / 'select_model.py').write_text(
+      textwrap.dedent(SELECT_MODEL_PY))
   (repo / 'OS_scRNA_gene_index.19264.tsv').write_bytes((shared_data / GENE_LIST).read_bytes())
   loader = scfoundation_embed.import_loader(repo)
   config = tiny_config()
@@ -139,10 +160,12 @@ def test_scfoundation_end_to_end(expr_csv, fake_repo, shared_data, tmp_path):
   listed = set(eio.read_gene_list(shared_data / GENE_LIST))
   assert emb.shape == (8, DIM) and emb.dtype == np.float32 and np.isfinite(emb).all()
   assert cells == [l.split(',')[0] for l in expr_csv.read_text().splitlines()[1:]]
-  assert meta['model'] == 'scfoundation' and meta['genes_matched'] == sum(g in listed for g in header)
+  assert meta['model'] == 'scfoundation' and meta['genes_matched'] == sum(
+      g in listed for g in header)
   assert meta['preprocessing']['normalisation'] == 'rowsum1e4_log1p'
   assert meta['preprocessing']['gene_list_alignment']['gene_list_size'] == 19264
-  assert meta['checkpoint']['key'] == 'cell' and len(meta['checkpoint']['sha256']['models.ckpt']) == 64
+  assert meta['checkpoint']['key'] == 'cell' and len(
+      meta['checkpoint']['sha256']['models.ckpt']) == 64
 
 
 def test_recipe_matches_a_hand_computed_cell(expr_csv, fake_repo, shared_data, tmp_path):
@@ -178,8 +201,12 @@ def test_same_seed_bitwise_identical(expr_csv, fake_repo, tmp_path):
 
 def test_missing_loader_is_refused(expr_csv, fake_repo, tmp_path):
   with pytest.raises(CheckpointError, match='model/load.py not found; --repo_dir must be a clone'):
-    scfoundation_embed.run(expr_csv, tmp_path, fake_repo[1], tmp_path / 'x.npy',
-                           gene_list_path=fake_repo[0] / 'OS_scRNA_gene_index.19264.tsv', fill_nan='zero')
+    scfoundation_embed.run(expr_csv,
+                           tmp_path,
+                           fake_repo[1],
+                           tmp_path / 'x.npy',
+                           gene_list_path=fake_repo[0] / 'OS_scRNA_gene_index.19264.tsv',
+                           fill_nan='zero')
 
 
 def test_wrong_key_and_mismatching_weights_are_refused(fake_repo, tmp_path):
