@@ -140,6 +140,45 @@ class IdentityCodes(nn.Module):
     return dot + self.cell_bias[cell_idx] + self.drug_bias[drug_idx]
 
 
+class FactorisedDense(nn.Module):
+  """Dense(concat(drug_code[d], cell_code[c])) computed as W_d·drug[d] + W_c·cell[c] + b.
+
+  The same function as a Dense layer on the concatenation, but the matrix products run once per
+  entity instead of once per pair; per pair only a gather and an add remain.
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, codes, cell_idx, drug_idx):
+    drug_codes, cell_codes = codes
+    drug_part = nn.Dense(self.features, use_bias=False, name='drug')(drug_codes)
+    cell_part = nn.Dense(self.features, name='cell')(cell_codes)
+    return drug_part[drug_idx] + cell_part[cell_idx]
+
+
+class ToeplitzConv1D(nn.Module):
+  """A 'VALID' 1-D convolution of a single-channel signal, as one matmul with a Toeplitz matrix.
+
+  Same function as `nn.Conv(features, (kernel,), padding='VALID')` on [B, L, 1], but XLA's CPU
+  convolution with one input channel and a 150-wide kernel is slow; a [L, (L-k+1)*F] matrix built
+  from the kernel turns it into a dense matmul (twice the FLOPs, many times faster on CPU).
+  """
+  features: int
+  kernel: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:  # x: [B, L]
+    length = x.shape[-1]
+    out_len = length - self.kernel + 1
+    w = self.param('kernel', nn.initializers.lecun_normal(), (self.kernel, 1, self.features))[:, 0]
+    b = self.param('bias', nn.initializers.zeros, (self.features,))
+    offset = jnp.arange(length)[:, None] - jnp.arange(out_len)[None, :]   # [L, out_len]
+    valid = (offset >= 0) & (offset < self.kernel)
+    toeplitz = jnp.where(valid[..., None], w[jnp.clip(offset, 0, self.kernel - 1)], 0.0)
+    y = x @ toeplitz.reshape(length, out_len * self.features)
+    return y.reshape(x.shape[0], out_len, self.features) + b
+
+
 class SeedModel(nn.Module):
   """The paper's model: GCN + max pooling (drug), MLP (cell), concat -> MLP head with BN and Dropout."""
   gcn_units: Sequence[int]
@@ -154,7 +193,8 @@ class SeedModel(nn.Module):
   def setup(self):
     self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout)
     self.cell_encoder = CellMLP(self.cell_units, self.dropout)
-    self.head_dense = [nn.Dense(u) for u in self.head_units]
+    self.head_first = FactorisedDense(self.head_units[0])
+    self.head_dense = [nn.Dense(u) for u in self.head_units[1:]]
     self.head_bn = [MaskedBatchNorm() for _ in self.head_units]
     self.head_dropout = nn.Dropout(self.dropout)
     self.out = nn.Dense(1)
@@ -171,10 +211,11 @@ class SeedModel(nn.Module):
 
   def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
     """Per-pair head on gathered codes: one output per pair."""
-    drug_codes, cell_codes = codes
-    x = jnp.concatenate([drug_codes[drug_idx], cell_codes[cell_idx]], axis=-1)
-    for dense, bn in zip(self.head_dense, self.head_bn):
-      x = nn.relu(bn(dense(x), pair_mask, train))
+    x = self.head_first(codes, cell_idx, drug_idx)
+    for i, bn in enumerate(self.head_bn):
+      if i:
+        x = self.head_dense[i - 1](x)
+      x = nn.relu(bn(x, pair_mask, train))
       x = self.head_dropout(x, deterministic=not train)
     y = self.out(x)[:, 0]
     if self.id_embed_dim:
@@ -201,9 +242,9 @@ class DeepCDRModel(nn.Module):
     self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout)
     self.branches = [CellMLP((256, 100), self.dropout, first_activation='tanh')
                      for _ in self.cell_blocks]
-    self.dense300 = nn.Dense(300)
-    self.convs = [nn.Conv(30, (150,), padding='VALID'), nn.Conv(10, (5,), padding='VALID'),
-                  nn.Conv(5, (5,), padding='VALID')]
+    self.dense300 = FactorisedDense(300)
+    self.conv1 = ToeplitzConv1D(30, 150)
+    self.convs = [nn.Conv(10, (5,), padding='VALID'), nn.Conv(5, (5,), padding='VALID')]
     self.out = nn.Dense(1)
     self.drop = nn.Dropout(self.dropout)
     self.drop_flat = nn.Dropout(0.2)
@@ -221,12 +262,10 @@ class DeepCDRModel(nn.Module):
 
   def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
     del pair_mask  # no batch statistics in this head
-    drug_codes, cell_codes = codes
-    x = jnp.concatenate([drug_codes[drug_idx], cell_codes[cell_idx]], axis=-1)
-    x = self.drop(nn.tanh(self.dense300(x)), deterministic=not train)
-    x = x[:, :, None]  # [B, 300, 1]: a 1-D signal with one channel
-    for conv, window in zip(self.convs, (2, 3, 3)):
-      x = nn.max_pool(nn.relu(conv(x)), (window,), strides=(window,))
+    x = self.drop(nn.tanh(self.dense300(codes, cell_idx, drug_idx)), deterministic=not train)
+    x = nn.max_pool(nn.relu(self.conv1(x)), (2,), strides=(2,))  # x: a 300-long 1-channel signal
+    for conv in self.convs:
+      x = nn.max_pool(nn.relu(conv(x)), (3,), strides=(3,))
     x = self.drop(x, deterministic=not train)
     x = self.drop_flat(x.reshape(x.shape[0], -1), deterministic=not train)
     y = self.out(x)[:, 0]

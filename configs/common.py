@@ -37,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       name='seed',             # 'seed' (the paper's) or 'deepcdr' (REFERENCE §4)
       task='regression',       # or 'classification' (sensitive/resistant, BCE)
-      gcn_units=(256, 256, 256, 100), gcn_pool='max', cell_units=(256, 100),
+      gcn_units=(128, 128, 128), gcn_pool='max', cell_units=(256, 128),
       head_units=(256, 128), dropout=0.1,
       id_embed_dim=0))         # > 0: hybrid, also learns per-cell and per-drug codes
   # Optimizer
@@ -69,8 +69,8 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.split.name = SPLITS[v]
     elif v in ('deepcdr', 'seed'):
       c.model.name = v
-      if v == 'deepcdr':
-        c.model.gcn_pool = 'mean'
+      if v == 'deepcdr':  # REFERENCE §4's faithful architecture
+        c.model.gcn_units, c.model.gcn_pool = (256, 256, 256, 100), 'mean'
     elif v == 'classification':
       c.model.task = 'classification'
       c.train.select_metric = 'auroc'

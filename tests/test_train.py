@@ -1,0 +1,165 @@
+"""Training end to end on the tiny synthetic config: outputs, resume after kill, determinism,
+devices, one compilation, non-finite loss, leaky selection, classification."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from cdr_jax import data
+from cdr_jax import sharding
+from cdr_jax import train
+from configs import test as test_config
+
+EPOCHS = 4
+
+
+def config(arg=None, **train_overrides):
+  c = test_config.get_config(arg)
+  c.train.num_epochs = EPOCHS
+  c.train.patience = EPOCHS
+  c.train.update(train_overrides)
+  return c
+
+
+def model_metrics(workdir):
+  return json.loads((workdir / 'metrics.json').read_text())['test']['model']
+
+
+def launch(workdir, *extra, devices=None, wait=True):
+  env = dict(os.environ)
+  if devices:
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  cmd = [sys.executable, 'launch/train.py', '--config=configs/test.py', f'--workdir={workdir}',
+         f'--config.train.num_epochs={EPOCHS}', f'--config.train.patience={EPOCHS}', *extra]
+  if not wait:
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  """An uninterrupted in-process run (whatever device count this test process has)."""
+  workdir = tmp_path_factory.mktemp('reference')
+  summary = train.train_and_evaluate(config(), workdir)
+  return workdir, summary
+
+
+def test_outputs_beside_baselines(reference):
+  workdir, summary = reference
+  for name in ('config.json', 'history.csv', 'metrics.json', 'predictions.csv', 'per_drug.csv',
+               'per_cell.csv', 'per_type.csv', 'summary.md'):
+    assert (workdir / name).is_file(), name
+  assert list((workdir / 'tb').iterdir()), 'no TensorBoard event file'
+  assert (workdir / 'checkpoints/latest').is_dir() and (workdir / 'checkpoints/best').is_dir()
+  test = summary['test']
+  assert set(test) == {'model', 'global_mean', 'drug_mean', 'cell_mean', 'additive',
+                       'type_drug_mean', 'matrix_factorization', 'ridge_per_drug'}
+  for m in test.values():
+    assert {'pcc', 'spearman', 'rmse', 'r2', 'per_drug_pcc', 'per_cell_pcc', 'per_type_pcc'} <= set(m)
+  assert summary['selection'] == {'select_on': 'val', 'metric': 'pcc', 'leaky': False,
+                                  'best_epoch': summary['selection']['best_epoch'],
+                                  'epochs_trained': EPOCHS}
+  history = (workdir / 'history.csv').read_text().splitlines()
+  assert history[0].startswith('epoch,step,train_loss,val_pcc') and len(history) == EPOCHS + 1
+  rows = (workdir / 'predictions.csv').read_text().splitlines()
+  assert rows[0] == 'cell_id,drug_id,cancer_type,observed,predicted'
+  assert len(rows) - 1 == summary['split']['test']
+  assert '| matrix_factorization |' in (workdir / 'summary.md').read_text()
+
+
+def test_deterministic_given_seed(reference, tmp_path):
+  train.train_and_evaluate(config(), tmp_path)
+  assert model_metrics(tmp_path) == model_metrics(reference[0])
+
+
+def test_resume_after_interruption_matches_uninterrupted(reference, tmp_path):
+  first = train.train_and_evaluate(config(max_epochs_this_run=1), tmp_path)
+  assert first == {'interrupted': True, 'epoch': 1}
+  second = train.train_and_evaluate(config(max_epochs_this_run=2), tmp_path)
+  assert second == {'interrupted': True, 'epoch': 3}
+  train.train_and_evaluate(config(), tmp_path)
+  assert model_metrics(tmp_path) == model_metrics(reference[0])
+  assert len((tmp_path / 'history.csv').read_text().splitlines()) == EPOCHS + 1
+
+
+def test_killed_run_resumes_with_same_command(reference, tmp_path):
+  proc = launch(tmp_path, wait=False)
+  history = tmp_path / 'history.csv'
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    if history.exists() and len(history.read_text().splitlines()) >= 2:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (tmp_path / 'metrics.json').exists(), 'run finished before it could be killed'
+  launch(tmp_path)
+  got, ref = model_metrics(tmp_path), model_metrics(reference[0])
+  for k in ('pcc', 'spearman', 'rmse'):
+    assert got[k] == pytest.approx(ref[k], abs=1e-5)
+
+
+def test_one_and_eight_devices_agree(reference, tmp_path):
+  other = 8 if jax.device_count() == 1 else 1
+  launch(tmp_path, devices=other)
+  got, ref = model_metrics(tmp_path), model_metrics(reference[0])
+  for k in ('pcc', 'spearman', 'rmse', 'r2'):
+    assert got[k] == pytest.approx(ref[k], abs=2e-3), k
+
+
+def test_step_compiles_once_and_batches_are_sharded():
+  c = config()
+  prep = train.prepare(c)
+  trainer = train.Trainer(prep, c, sharding.make_mesh())
+  state = jax.device_put(train.init_state(prep, 0), trainer.rep)
+  rng = jax.device_put(jax.random.key(0), trainer.rep)
+  for epoch in range(2):
+    state, loss = train.run_epoch(trainer, state, rng, epoch)
+    assert np.isfinite(loss)
+  assert trainer.step._cache_size() == 1  # pylint: disable=protected-access
+  batch = sharding.put(train.epoch_batches(prep.split.train, 64, 0, 0)[0], trainer.data_sh)
+  assert len(batch['idx'].sharding.device_set) == jax.device_count()
+
+
+def test_non_finite_loss_stops_with_step():
+  c = config()
+  ds = data.load_dataset(c.data)
+  y = ds.pair_y.copy()
+  y[:] = np.inf
+  prep = train.prepare(c, ds=data.dataclasses.replace(ds, pair_y=y))
+  trainer = train.Trainer(prep, c, sharding.make_mesh())
+  state = jax.device_put(train.init_state(prep, 0), trainer.rep)
+  with pytest.raises(train.NonFiniteLossError, match=r'at step 1 \(epoch 0\)'):
+    train.run_epoch(trainer, state, jax.random.key(0), 0)
+
+
+def test_selection_on_test_is_reported_leaky(tmp_path):
+  summary = train.train_and_evaluate(config(select_on='test', num_epochs=2), tmp_path)
+  assert summary['selection']['leaky'] is True
+  assert 'Leaky' in (tmp_path / 'summary.md').read_text()
+
+
+def test_classification_task(tmp_path):
+  summary = train.train_and_evaluate(config('classification', num_epochs=2), tmp_path)
+  model = summary['test']['model']
+  assert 0.0 <= model['auroc'] <= 1.0 and 0.0 <= model['auprc'] <= 1.0
+  assert 'additive' in summary['test']
+  assert 'label' in (tmp_path / 'predictions.csv').read_text().splitlines()[0]
+
+
+def test_batch_size_must_divide_devices():
+  c = config()
+  c.train.batch_size = 63
+  prep = train.prepare(c)
+  if jax.device_count() > 1:
+    with pytest.raises(ValueError, match='must be a multiple of the'):
+      train.Trainer(prep, c, sharding.make_mesh())
