@@ -79,15 +79,21 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
   return optax.chain(optax.clip_by_global_norm(config.grad_clip), opt) if config.grad_clip else opt
 
 
-def make_static(ds: Dataset, features: np.ndarray, target: np.ndarray, train: np.ndarray) -> dict:
-  """Entity and pair arrays for the device; `*_active` mark entities seen in training pairs."""
+def make_static(ds: Dataset, features: np.ndarray, train: np.ndarray) -> dict:
+  """Entity and pair arrays for the device.
+
+  `*_active` mark entities seen in training pairs (only they enter BatchNorm statistics);
+  `y_mean` / `y_std` standardise ln IC50 with training-pair statistics.
+  """
   g = ds.drug_graphs
+  y = ds.pair_y[train]
   return {
       'graphs': jraph.GraphsTuple(nodes=g.nodes, edges=None, senders=g.senders,
                                   receivers=g.receivers, globals=None, n_node=g.n_node,
                                   n_edge=g.n_edge),
       'cell_x': features, 'pair_cell': ds.pair_cell, 'pair_drug': ds.pair_drug,
-      'pair_target': target.astype(np.float32),
+      'pair_y': ds.pair_y, 'pair_label': ds.pair_label.astype(np.float32),
+      'y_mean': np.float32(y.mean()), 'y_std': np.float32(y.std()),
       'cell_active': np.isin(np.arange(len(ds.cell_ids)), ds.pair_cell[train]),
       'drug_active': np.isin(np.arange(len(ds.drug_ids)), ds.pair_drug[train]),
   }
@@ -101,19 +107,14 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset | None = None,
   train_cells = np.unique(ds.pair_cell[split.train])
   features = (cells_lib.standardize(ds.cell_features, train_cells) if config.data.standardize
               else ds.cell_features)
-  y = ds.pair_y[split.train]
-  y_mean, y_std = float(y.mean()), float(y.std())
-  if config.model.task == 'regression':
-    target = (ds.pair_y - y_mean) / y_std
-  elif config.model.task == 'classification':
-    target = ds.pair_label.astype(np.float32)
-  else:
+  if config.model.task not in ('regression', 'classification'):
     raise ValueError(f'unknown task {config.model.task!r}; choose regression or classification')
   model = models.create_model(config.model, len(ds.cell_ids), len(ds.drug_ids),
                               ds.info.get('blocks', [features.shape[1]]))
   steps = -(-len(split.train) // config.train.batch_size)
   tx = create_optimizer(config.optimizer, steps, config.train.num_epochs)
-  return Prepared(ds, split, model, tx, make_static(ds, features, target, split.train), y_mean, y_std)
+  static = make_static(ds, features, split.train)
+  return Prepared(ds, split, model, tx, static, float(static['y_mean']), float(static['y_std']))
 
 
 def init_state(prep: Prepared, seed: int) -> TrainState:
@@ -128,11 +129,15 @@ def init_state(prep: Prepared, seed: int) -> TrainState:
                     prep.tx.init(params))
 
 
-def pair_loss(out: jax.Array, target: jax.Array, task: str) -> jax.Array:
-  """Per-pair loss: squared error on standardised ln IC50, or BCE on logits."""
+def pair_loss(out: jax.Array, static: dict, idx: jax.Array, task: str):
+  """(per-pair loss, per-pair validity): squared error on standardised ln IC50, or BCE on logits
+  against the sensitive/resistant label (pairs without a label are not valid)."""
   if task == 'regression':
-    return jnp.square(out - target)
-  return optax.sigmoid_binary_cross_entropy(out, target)
+    target = (static['pair_y'][idx] - static['y_mean']) / static['y_std']
+    return jnp.square(out - target), jnp.ones_like(out)
+  label = static['pair_label'][idx]
+  loss = optax.sigmoid_binary_cross_entropy(out, jnp.maximum(label, 0.0))
+  return loss, (label >= 0).astype(out.dtype)
 
 
 def train_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, model, tx,
@@ -141,7 +146,6 @@ def train_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, 
   rng = jax.random.fold_in(rng, state.step)
   cell_idx = static['pair_cell'][batch['idx']]
   drug_idx = static['pair_drug'][batch['idx']]
-  target = static['pair_target'][batch['idx']]
   weight = batch['weight']
 
   def loss_fn(params):
@@ -149,8 +153,9 @@ def train_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, 
         {'params': params, 'batch_stats': state.batch_stats}, static['graphs'], static['cell_x'],
         cell_idx, drug_idx, weight > 0, train=True, rngs={'dropout': rng}, mutable=['batch_stats'],
         cell_active=static['cell_active'], drug_active=static['drug_active'])
-    loss = (pair_loss(out, target, task) * weight).sum() / jnp.maximum(weight.sum(), 1.0)
-    return loss, updates['batch_stats']
+    loss, valid = pair_loss(out, static, batch['idx'], task)
+    w = weight * valid
+    return (loss * w).sum() / jnp.maximum(w.sum(), 1.0), updates['batch_stats']
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)

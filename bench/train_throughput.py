@@ -1,0 +1,93 @@
+"""Training and evaluation throughput on the full real dataset, with 1 and 8 (simulated) devices.
+
+  python bench/train_throughput.py --config=configs/scfoundation.py [--devices=1,8] [--epochs=2]
+Prints one JSON object per device count and a final JSON summary: training pairs/s (steady state,
+after compilation), evaluation pairs/s, epoch wall time, compile time, peak RSS, and the speed-up
+over the original DeepCDR (315-399 training pairs/s on this kind of machine, REFERENCE §8).
+Each device count runs in its own process (XLA_FLAGS must be set before JAX starts).
+"""
+
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/scfoundation.py', 'Config file.')
+_DEVICES = flags.DEFINE_string('devices', '1,8', 'Comma-separated device counts to measure.')
+_EPOCHS = flags.DEFINE_integer('epochs', 2, 'Epochs to time (the first includes compilation).')
+_CHILD = flags.DEFINE_bool('child', False, 'Internal: measure in this process.')
+DEEPCDR_PAIRS_PER_S = (315, 399)  # REFERENCE §8, original DeepCDR, batch 64, 2 CPU cores
+
+
+def measure(config, epochs: int) -> dict:
+  """Times `epochs` epochs of real training and one evaluation pass over every pair."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from cdr_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  t0 = time.time()
+  prep = train.prepare(config)
+  load_s = time.time() - t0
+  trainer = train.Trainer(prep, config, sharding.make_mesh())
+  state = jax.device_put(train.init_state(prep, config.train.seed), trainer.rep)
+  rng = jax.device_put(jax.random.key(0), trainer.rep)
+  batch = sharding.put(train.epoch_batches(prep.split.train, config.train.batch_size, 0, 0)[0],
+                       trainer.data_sh)
+  t0 = time.time()
+  compiled = trainer.step.lower(state, trainer.static, batch, rng).compile()
+  compile_s = time.time() - t0
+  del compiled
+  epoch_s = []
+  for epoch in range(epochs):
+    t0 = time.time()
+    state, _ = train.run_epoch(trainer, state, rng, epoch)
+    jax.block_until_ready(state)
+    epoch_s.append(time.time() - t0)
+  pairs = np.arange(prep.ds.num_pairs)
+  trainer.predict(state, pairs[:10])  # compile the evaluation functions
+  t0 = time.time()
+  trainer.predict(state, pairs)
+  eval_s = time.time() - t0
+  steady = min(epoch_s[1:] or epoch_s)
+  train_pps = len(prep.split.train) / steady
+  return {
+      'devices': jax.device_count(), 'model': config.model.name, 'cell_repr': config.data.cell_repr,
+      'batch_size': config.train.batch_size, 'train_pairs': len(prep.split.train),
+      'dataset_pairs': prep.ds.num_pairs, 'dataset_mb': round(prep.ds.nbytes() / 1e6, 2),
+      'data_load_s': round(load_s, 2), 'compile_s': round(compile_s, 2),
+      'epoch_s': [round(s, 2) for s in epoch_s], 'train_pairs_per_s': round(train_pps),
+      'eval_pairs_per_s': round(len(pairs) / eval_s),
+      'speedup_vs_deepcdr': [round(train_pps / d, 1) for d in DEEPCDR_PAIRS_PER_S[::-1]],
+      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+  }
+
+
+def main(argv):
+  if _CHILD.value:
+    print(json.dumps(measure(_CONFIG.value, _EPOCHS.value)))
+    return
+  results = []
+  for n in _DEVICES.value.split(','):
+    env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={n}'}
+    cmd = [sys.executable, __file__, '--child', f'--epochs={_EPOCHS.value}',
+           *[a for a in argv[1:]], *[f for f in sys.argv[1:] if f.startswith('--config')]]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+      raise RuntimeError(f'benchmark with {n} devices failed:\n{out.stderr[-3000:]}')
+    results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(json.dumps(results[-1]), flush=True)
+  print(json.dumps({'benchmark': 'train_throughput', 'results': results,
+                    'targets': {'train_pairs_per_s': 30 * DEEPCDR_PAIRS_PER_S[1],
+                                'peak_rss_mb': 1536}}))
+
+
+if __name__ == '__main__':
+  app.run(main)
