@@ -1,0 +1,554 @@
+"""A cross-run report: one Markdown page with figures and tables from finished run directories.
+
+Figure 2: per-cell-line, per-cancer-type and per-drug PCC of run A against run B (y = x line).
+Figure 3: predicted vs observed ln IC50 for run A's best cancer type and best drug.
+Figure 4: leave-one-drug-out PCC gain over the naive baseline, drugs ranked by gain.
+Figure 5: validation PCC per epoch of every run (training stability).
+Tables: every run grouped over seeds (mean ± sd) beside the naive baselines on the same test sets.
+"""
+
+import dataclasses
+import io as std_io
+import json
+import logging
+import math
+import pathlib
+import textwrap
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+import numpy as np
+
+from cdr_jax import io
+from cdr_jax.errors import DataError
+
+# Fields that change between repeats of one experiment without changing the experiment.
+SEED_KEYS = ('train.seed', 'split.seed', 'train.progress', 'train.max_epochs_this_run')
+GROUPS = (('cell', 'per_cell.csv', 'cell line'), ('type', 'per_type.csv', 'cancer type'),
+          ('drug', 'per_drug.csv', 'drug'))
+REQUIRED_CONFIG = ('data.cell_repr', 'split.name', 'model.name')  # what a run's label is made of
+MIN_GROUP_PAIRS = 10  # Figure 3 prefers groups with at least this many test pairs.
+
+
+@dataclasses.dataclass
+class Run:
+  """One run directory: a training run (metrics.json) or a LODO sweep (lodo_per_drug.csv)."""
+  path: pathlib.Path
+  config: dict                  # config.json flattened to 'section.key' -> value
+  metrics: dict | None          # metrics.json; None for a LODO sweep
+  lodo: list[dict] | None       # lodo_per_drug.csv rows; None for a training run
+  label: str = ''
+  group: int = 0
+
+
+def flatten(tree: dict, prefix: str = '') -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def read_json(path: pathlib.Path, what: str) -> dict:
+  """Reads a JSON object, naming the file on failure."""
+  try:
+    return json.loads(io.require_file(path, what).read_text(encoding='utf-8'))
+  except json.JSONDecodeError as e:
+    raise DataError(f'{path}: not valid JSON ({e}); expected {what}') from None
+
+
+def to_float(text: str) -> float:
+  """CSV cell -> float ('' and 'nan' -> nan)."""
+  try:
+    return float(text) if text.strip() else float('nan')
+  except ValueError:
+    return float('nan')
+
+
+def read_rows(path: pathlib.Path, what: str, header: list[str] | None = None) -> list[dict]:
+  """CSV rows as dicts of strings."""
+  head, body = io.read_table(path, what, header)
+  return [dict(zip(head, row)) for row in body]
+
+
+def load_run(path: io.PathLike) -> Run:
+  """Reads a run directory; raises naming the file when metrics.json (or a LODO table) is absent."""
+  path = pathlib.Path(path)
+  if not path.is_dir():
+    raise DataError(f'run directory {path} does not exist')
+  lodo_file = path / 'lodo_per_drug.csv'
+  lodo = None
+  if lodo_file.is_file():
+    lodo = read_rows(lodo_file, 'LODO per-drug results', ['drug_id', 'drug_name', 'n', 'pcc'])
+  elif not (path / 'metrics.json').is_file():
+    raise DataError(f'missing file {path / "metrics.json"}: expected a finished training run '
+                    '(launch/train.py writes it at the end) or a LODO sweep (lodo_per_drug.csv)')
+  metrics = read_json(path / 'metrics.json', 'test metrics') if lodo is None else None
+  if metrics is not None and 'test' not in metrics:
+    raise DataError(f'{path / "metrics.json"}: no "test" section; expected cdr_jax.outputs format')
+  has_config = (path / 'config.json').is_file() or lodo is None
+  config = flatten(read_json(path / 'config.json', 'the run config')) if has_config else {}
+  missing = [k for k in REQUIRED_CONFIG if config and k not in config]
+  if missing:
+    raise DataError(f'{path / "config.json"}: no {", ".join(missing)}; expected a cdr-jax config')
+  return Run(path, config, metrics, lodo)
+
+
+def describe(config: dict, path: pathlib.Path) -> str:
+  """cell_repr [shuffled] · split · model [· task], or the directory name without a config."""
+  if not config:
+    return path.name
+  cell = config['data.cell_repr'] + (' shuffled' if config.get('data.shuffle_cells') else '')
+  parts = [cell, config['split.name'], config['model.name']]
+  if config.get('model.task', 'regression') != 'regression':
+    parts.append(config['model.task'])
+  return ' · '.join(parts)
+
+
+def experiment_key(run: Run) -> str:
+  """The config without seeds: runs with equal keys are repeats of one experiment."""
+  cfg = {k: v for k, v in run.config.items() if k not in SEED_KEYS}
+  return json.dumps([run.lodo is not None, cfg or str(run.path)], sort_keys=True, default=str)
+
+
+def group_runs(runs: list[Run]) -> list[list[Run]]:
+  """Groups repeats (configs equal but for seeds), in first-seen order; sets labels and ids."""
+  groups: dict[str, list[Run]] = {}
+  for run in runs:
+    groups.setdefault(experiment_key(run), []).append(run)
+  out = list(groups.values())
+  seen: dict[str, list[Run]] = {}
+  for i, members in enumerate(out, start=1):
+    label = describe(members[0].config, members[0].path)
+    if label in seen:  # Same headline settings: name what else differs.
+      other = seen[label][0].config
+      diff = [k for k, v in members[0].config.items() if k not in SEED_KEYS and other.get(k) != v]
+      label += ' (' + ', '.join(f'{k}={members[0].config[k]}' for k in diff[:3]) + ')'
+    seen.setdefault(label, members)
+    for run in members:
+      run.label, run.group = label, i
+  return out
+
+
+def pick_pair(runs: list[Run], pair: str | None) -> tuple[Run, Run] | None:
+  """Runs A and B for Figure 2: `pair` = 'A,B' (paths or directory names), else the first two."""
+  trained = [r for r in runs if r.metrics is not None]
+  if pair:
+    names = pair.split(',')
+    if len(names) != 2:
+      raise ValueError(f'--pair wants two runs separated by a comma, got {pair!r}')
+    return find_run(trained, names[0]), find_run(trained, names[1])
+  return (trained[0], trained[1]) if len(trained) >= 2 else None
+
+
+def find_run(runs: list[Run], name: str) -> Run:
+  """The run whose path or directory name is `name`."""
+  hits = [r for r in runs if r.path.resolve() == pathlib.Path(name).resolve()]
+  hits = hits or [r for r in runs if r.path.name == name]
+  if len(hits) != 1:
+    raise ValueError(f'--pair: {name!r} matches {len(hits)} training runs; choose from '
+                     f'{[str(r.path) for r in runs]}')
+  return hits[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading per-group tables, predictions and histories.
+
+
+def is_regression(run: Run) -> bool:
+  """A finished training run of the regression task (the only kind with per-group tables)."""
+  return run.metrics is not None and run.metrics.get('task', 'regression') == 'regression'
+
+
+def group_rows(run: Run, key: str, file: str) -> list[dict]:
+  """per_cell / per_type / per_drug rows of a training run."""
+  return read_rows(run.path / file, f'per-{key} PCC of the model and baselines', [key, 'n'])
+
+
+def group_pcc(run: Run, key: str, file: str) -> dict[str, float]:
+  """Group name -> the model's test PCC in that group."""
+  return {r[key]: to_float(r['model_pcc']) for r in group_rows(run, key, file)}
+
+
+def best_group(run: Run, key: str, file: str) -> dict | None:
+  """The group with the highest model PCC, preferring groups with enough test pairs to trust it."""
+  rows = [r for r in group_rows(run, key, file) if math.isfinite(to_float(r['model_pcc']))]
+  big = [r for r in rows if int(r['n']) >= MIN_GROUP_PAIRS] or rows
+  return max(big, key=lambda r: to_float(r['model_pcc'])) if big else None
+
+
+def predictions(run: Run) -> dict[str, np.ndarray]:
+  """predictions.csv as columns (ids as str arrays, values as floats)."""
+  rows = read_rows(run.path / 'predictions.csv', 'test predictions',
+                   ['cell_id', 'drug_id', 'cancer_type', 'observed', 'predicted'])
+  cols = {k: np.array([r[k] for r in rows]) for k in ('cell_id', 'drug_id', 'cancer_type')}
+  cols.update({k: np.array([to_float(r[k]) for r in rows]) for k in ('observed', 'predicted')})
+  return cols
+
+
+def history(run: Run) -> dict[str, np.ndarray] | None:
+  """history.csv columns as float arrays, or None when the run has no history."""
+  path = run.path / 'history.csv'
+  if not path.is_file():
+    return None
+  rows = read_rows(path, 'per-epoch training history', ['epoch', 'step', 'train_loss'])
+  return {k: np.array([to_float(r.get(k, '')) for r in rows]) for k in ('epoch', 'val_pcc')}
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures.
+
+
+def new_figure(width: float, height: float) -> Figure:
+  """A Figure on the Agg canvas (no display, no pyplot global state)."""
+  fig = Figure(figsize=(width, height))
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def save_png(fig: Figure, path: pathlib.Path) -> None:
+  """Renders to memory, then writes atomically (a reader never sees half a PNG)."""
+  buf = std_io.BytesIO()
+  fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
+  io.atomic_write_bytes(path, buf.getvalue())
+
+
+def wrap(text: str, width: int = 45) -> str:
+  """Breaks a long title into lines of at most `width` characters."""
+  return '\n'.join(textwrap.wrap(text, width)) or text
+
+
+def name_of(run: Run) -> str:
+  """Label plus directory, so two seeds of one experiment stay distinguishable."""
+  return f'{run.label} [{run.path.name}]'
+
+
+def square_axes(ax, lo: float, hi: float) -> None:
+  """Equal x and y ranges with few enough ticks that their labels never touch."""
+  ax.set_xlim(lo, hi)
+  ax.set_ylim(lo, hi)
+  ax.set_aspect('equal')
+  ax.xaxis.set_major_locator(MaxNLocator(5))
+  ax.yaxis.set_major_locator(MaxNLocator(5))
+
+
+def identity_limits(x: np.ndarray, y: np.ndarray, pad: float = 0.05) -> tuple[float, float]:
+  """One range covering both axes, so the y = x line is the diagonal."""
+  both = np.concatenate([x, y])
+  return float(both.min()) - pad, float(both.max()) + pad
+
+
+def pair_panel(ax, a: Run, b: Run, key: str, file: str, noun: str) -> None:
+  """One scatter of per-group PCC, A on x and B on y, with the y = x line."""
+  pa, pb = group_pcc(a, key, file), group_pcc(b, key, file)
+  shared = [g for g in pa if g in pb and math.isfinite(pa[g]) and math.isfinite(pb[g])]
+  x, y = np.array([pa[g] for g in shared]), np.array([pb[g] for g in shared])
+  ax.set_xlabel(f'run A: per-{noun} test PCC')
+  ax.set_ylabel(f'run B: per-{noun} test PCC')
+  if not shared:
+    ax.set_title(f'per {noun}')
+    ax.text(0.5, 0.5, f'no {noun} with a PCC in both runs', ha='center', transform=ax.transAxes)
+    return
+  lo, hi = identity_limits(x, y)
+  ax.plot([lo, hi], [lo, hi], 'k--', lw=1, label='y = x')
+  ax.scatter(x, y, s=16, alpha=0.7, label=f'one dot per {noun}')
+  square_axes(ax, lo, hi)
+  ax.set_title(f'per {noun} (n={len(shared)}): B higher for {int((y > x).sum())}')
+  ax.legend(loc='best', fontsize=8)
+
+
+def figure_pair(a: Run, b: Run, out: pathlib.Path) -> list[str]:
+  """Figure 2: per-cell, per-type and per-drug PCC of run A against run B."""
+  fig = new_figure(16, 5.8)
+  for ax, (key, file, noun) in zip(fig.subplots(1, 3, gridspec_kw={'wspace': 0.35}), GROUPS):
+    pair_panel(ax, a, b, key, file, noun)
+  fig.suptitle(f'Per-group test PCC (dots above the line: B better)\nA = {name_of(a)}\n'
+               f'B = {name_of(b)}')
+  save_png(fig, out / 'fig2_pair_pcc.png')
+  return ['## Figure 2: per-group PCC, run A vs run B', '',
+          '![Figure 2: per-group PCC of run A against run B](fig2_pair_pcc.png)', '',
+          f'A = `{a.path}` ({a.label}); B = `{b.path}` ({b.label}). One dot per cell line, cancer '
+          'type or drug with a defined PCC (at least 3 test pairs) in both runs; dashed: y = x.',
+          '']
+
+
+def scatter_panel(ax, obs: np.ndarray, pred: np.ndarray, title: str) -> None:
+  """Predicted vs observed ln IC50 with the y = x line."""
+  lo, hi = identity_limits(obs, pred, pad=0.3)
+  ax.plot([lo, hi], [lo, hi], 'k--', lw=1, label='y = x')
+  ax.scatter(obs, pred, s=14, alpha=0.6, label=f'test pairs (n={len(obs)})')
+  square_axes(ax, lo, hi)
+  ax.set_xlabel('observed ln(IC50 / µM)')
+  ax.set_ylabel('predicted ln(IC50 / µM)')
+  ax.set_title(wrap(title, 50))
+  ax.legend(loc='upper left', fontsize=8)
+
+
+def figure_best(a: Run, out: pathlib.Path) -> list[str]:
+  """Figure 3: predicted vs observed for run A's best cancer type and best drug."""
+  pred = predictions(a)
+  best_type = best_group(a, 'type', 'per_type.csv')
+  best_drug = best_group(a, 'drug', 'per_drug.csv')
+  if best_type is None or best_drug is None:
+    return ['## Figure 3: best cancer type and best drug', '',
+            f'Not drawn: `{a.path}` has no cancer type or drug with a defined PCC.', '']
+  fig = new_figure(11, 5.4)
+  ax_type, ax_drug = fig.subplots(1, 2)
+  m = pred['cancer_type'] == best_type['type']
+  pcc = to_float(best_type['model_pcc'])
+  scatter_panel(ax_type, pred['observed'][m], pred['predicted'][m],
+                f"best cancer type: {best_type['type']} (PCC {pcc:.3f})")
+  m = pred['drug_id'] == best_drug['drug']
+  drug = best_drug.get('drug_name') or best_drug['drug']
+  scatter_panel(ax_drug, pred['observed'][m], pred['predicted'][m],
+                f"best drug: {drug} (PCC {to_float(best_drug['model_pcc']):.3f})")
+  fig.suptitle(wrap(f'Run A: {name_of(a)}', 90))
+  save_png(fig, out / 'fig3_best_type_drug.png')
+  return ['## Figure 3: best cancer type and best drug of run A', '',
+          '![Figure 3: predicted vs observed ln IC50, best cancer type and best drug]'
+          '(fig3_best_type_drug.png)', '',
+          f'Run A = `{a.path}`. "Best" = highest test PCC among groups with at least '
+          f'{MIN_GROUP_PAIRS} test pairs (all groups when none has). Selected on the test set, so '
+          'this shows the best case, not a typical one.', '']
+
+
+def drug_gains(run: Run) -> tuple[list[str], np.ndarray, str] | None:
+  """(drug names, PCC gains, what the gain is) from a LODO sweep, else from per_drug.csv."""
+  if run.lodo is not None:
+    names = [r.get('drug_name') or r['drug_id'] for r in run.lodo]
+    gain = np.array([to_float(r['gain']) if 'gain' in r else
+                     to_float(r['pcc']) - to_float(r['naive_pcc']) for r in run.lodo])
+    source = (f'leave-one-drug-out sweep `{run.path}`: gain = LODO PCC of the model on the '
+              'held-out drug minus the naive baseline\'s PCC (lodo_per_drug.csv, columns '
+              'gain = pcc − naive_pcc)')
+  else:
+    rows = group_rows(run, 'drug', 'per_drug.csv')
+    if not rows or 'cell_mean_pcc' not in rows[0]:
+      return None
+    names = [r.get('drug_name') or r['drug'] for r in rows]
+    gain = np.array([to_float(r['model_pcc']) - to_float(r['cell_mean_pcc']) for r in rows])
+    source = (f'no LODO sweep among the runs, so this is a stand-in from `{run.path}` '
+              f'({run.label}): per-drug test PCC of the model minus that of the cell-line-mean '
+              'baseline on the same split (NOT leave-one-drug-out)')
+  keep = np.isfinite(gain)
+  return [n for n, k in zip(names, keep) if k], gain[keep], source
+
+
+def figure_gain(run: Run, out: pathlib.Path, index: int) -> list[str]:
+  """Figure 4: PCC gain per drug over the baseline, drugs ranked by gain."""
+  found = drug_gains(run)
+  if found is None or not len(found[1]):
+    return [f'Figure 4 not drawn for `{run.path}`: no drug with a defined gain.', '']
+  names, gain, source = found
+  order = np.argsort(-gain, kind='stable')
+  names, gain = [names[i] for i in order], gain[order]
+  fig = new_figure(max(8.0, min(16.0, 0.25 * len(gain))), 4.8)
+  ax = fig.subplots()
+  ax.bar(np.arange(len(gain)), gain, color=np.where(gain > 0, 'tab:green', 'tab:red'), width=0.85)
+  ax.axhline(0, color='k', lw=0.8)
+  ax.axhline(gain.mean(), color='tab:blue', ls='--', lw=1, label=f'mean gain {gain.mean():+.3f}')
+  if len(gain) <= 40:  # Beyond this the names would overlap; the table below lists the extremes.
+    ax.set_xticks(np.arange(len(gain)), [n[:20] for n in names], rotation=90, fontsize=7)
+  else:
+    ax.set_xticks([])
+  ax.set_xlabel(f'drugs ranked by gain (n={len(gain)}; {int((gain > 0).sum())} above 0)')
+  ax.set_ylabel('per-drug PCC gain over baseline')
+  ax.set_title(wrap(('Leave-one-drug-out' if run.lodo is not None else 'Per-drug (stand-in)') +
+                    f' PCC gain: {name_of(run)}', 90))
+  ax.legend(loc='upper right', fontsize=8)
+  name = f'fig4_drug_gain_{index}.png'
+  save_png(fig, out / name)
+  listed = [f'{n} ({g:+.3f})' for n, g in zip(names, gain)]
+  extremes = (f'Largest gains: {", ".join(listed[:5])}. Smallest: {", ".join(listed[-5:])}.'
+              if len(listed) > 10 else f'All drugs by gain: {", ".join(listed)}.')
+  return [f'![Figure 4: per-drug PCC gain, drugs ranked]({name})', '', f'Source: {source}.', '',
+          extremes, '']
+
+
+def figure_history(runs: list[Run], out: pathlib.Path) -> list[str]:
+  """Figure 5: validation PCC per epoch of every run with a history (colour = experiment)."""
+  fig = new_figure(10, 5.2)
+  ax = fig.subplots()
+  styles, drawn, skipped = ('-', '--', ':', '-.'), 0, []
+  seen_in_group: dict[int, int] = {}
+  for run in runs:
+    h = history(run)
+    if h is None or not np.isfinite(h['val_pcc']).any():
+      skipped.append(f'`{run.path}`')
+      continue
+    k = seen_in_group.setdefault(run.group, 0)
+    seen_in_group[run.group] += 1
+    ax.plot(h['epoch'], h['val_pcc'], marker='o', ms=3, ls=styles[k % len(styles)],
+            color=f'C{(run.group - 1) % 10}', label=wrap(name_of(run), 60))
+    drawn += 1
+  ax.set_xlabel('epoch')
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  ax.set_ylabel('validation PCC')
+  ax.set_title('Training stability: validation PCC per epoch (colour = experiment, style = seed)')
+  if drawn:
+    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)
+  save_png(fig, out / 'fig5_val_pcc.png')
+  note = f' No validation PCC in: {", ".join(skipped)}.' if skipped else ''
+  return ['## Figure 5: training stability', '',
+          '![Figure 5: validation PCC per epoch for every run](fig5_val_pcc.png)', '',
+          f'{drawn} runs drawn from history.csv.{note}', '']
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables.
+
+REGRESSION_COLUMNS = (('PCC', ('pcc',), 4), ('Spearman', ('spearman',), 4), ('RMSE', ('rmse',), 3),
+                      ('per-drug PCC mean', ('per_drug_pcc', 'mean'), 3),
+                      ('per-drug PCC median', ('per_drug_pcc', 'median'), 3))
+CLASSIFICATION_COLUMNS = (('AUROC', ('auroc',), 4), ('AUPRC', ('auprc',), 4),
+                          ('accuracy', ('accuracy',), 4))
+
+
+def lookup(m: dict, keys: tuple[str, ...]) -> float:
+  """A nested metric, nan when absent."""
+  for k in keys:
+    if not isinstance(m, dict) or k not in m:
+      return float('nan')
+    m = m[k]
+  return float(m) if m is not None else float('nan')
+
+
+def finite_mean(x: np.ndarray) -> float:
+  """Mean of the finite entries (nan when there are none), without warnings."""
+  x = np.asarray(x, np.float64)
+  x = x[np.isfinite(x)]
+  return float(x.mean()) if len(x) else float('nan')
+
+
+def mean_sd(values: list[float], digits: int) -> str:
+  """'x' for one value, 'mean ± sd' (sample sd) for several; nan values are left out."""
+  v = np.array([x for x in values if math.isfinite(x)])
+  if not len(v):
+    return 'n/a'
+  if len(v) == 1:  # One run, or only one with a defined value: no spread to show.
+    return f'{v[0]:.{digits}f}' + (f' (1 of {len(values)})' if len(values) > 1 else '')
+  return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}'
+
+
+def cells(members: list[Run], predictor: str, columns) -> list[str]:
+  """Table cells of one predictor over a group of runs."""
+  return [mean_sd([lookup(r.metrics['test'].get(predictor, {}), keys) for r in members], d)
+          for _, keys, d in columns]
+
+
+def summary_table(groups: list[list[Run]], columns) -> list[str]:
+  """Model rows (one per experiment, mean ± sd over seeds), then the naive baselines.
+
+  Baselines depend only on the data and split, so identical rows from several experiments are
+  shown once, naming the experiments whose test set they come from.
+  """
+  lines = ['| id | predictor | runs | ' + ' | '.join(c[0] for c in columns) + ' |',
+           '|---' * (3 + len(columns)) + '|']
+  baselines: dict[tuple, list[int]] = {}
+  for members in groups:
+    g = members[0].group
+    lines.append(f'| R{g} | {members[0].label} | {len(members)} | '
+                 + ' | '.join(cells(members, 'model', columns)) + ' |')
+    for name in members[0].metrics['test']:
+      if name != 'model':
+        baselines.setdefault((name, len(members), *cells(members, name, columns)), []).append(g)
+  for (name, n, *values), ids in baselines.items():
+    lines.append(f"| {', '.join(f'R{i}' for i in ids)} | naive: {name} | {n} | "
+                 + ' | '.join(values) + ' |')
+  return lines
+
+
+def runs_table(runs: list[Run]) -> list[str]:
+  """One row per run directory."""
+  lines = ['| run | id | label | train.seed | split.seed | best epoch | test PCC | '
+           'per-drug PCC mean |', '|---|---|---|---|---|---|---|---|']
+  for r in runs:
+    if r.metrics is None:
+      lines.append(f'| `{r.path}` | R{r.group} | {r.label} (LODO sweep) | | | | | |')
+      continue
+    m, sel = r.metrics['test']['model'], r.metrics.get('selection', {})
+    lines.append(f"| `{r.path}` | R{r.group} | {r.label} | {r.config.get('train.seed', '')} | "
+                 f"{r.config.get('split.seed', '')} | {sel.get('best_epoch', '')} | "
+                 f"{mean_sd([lookup(m, ('pcc',))], 4)} | "
+                 f"{mean_sd([lookup(m, ('per_drug_pcc', 'mean'))], 3)} |")
+  return lines
+
+
+def lodo_table(sweeps: list[Run]) -> list[str]:
+  """Per sweep: drugs, mean LODO and naive PCC, mean gain; lodo_summary.json when present."""
+  lines = ['| sweep | drugs | LODO per-drug PCC mean | naive per-drug PCC mean | mean gain | '
+           'drugs with gain > 0 |', '|---|---|---|---|---|---|']
+  notes = []
+  for r in sweeps:
+    pcc = np.array([to_float(x['pcc']) for x in r.lodo])
+    naive = np.array([to_float(x.get('naive_pcc', '')) for x in r.lodo])
+    gain = drug_gains(r)[1]
+    lines.append(f'| `{r.path}` ({r.label}) | {len(r.lodo)} | {finite_mean(pcc):.3f} | '
+                 f'{finite_mean(naive):.3f} | {finite_mean(gain):+.3f} | {int((gain > 0).sum())} |')
+    summary = r.path / 'lodo_summary.json'
+    if summary.is_file():
+      flat = flatten(read_json(summary, 'LODO sweep summary'))
+      notes.append(f'`{summary}`: ' + ', '.join(
+          f'{k} = {v:.4g}' if isinstance(v, float) else f'{k} = {v}' for k, v in flat.items()
+          if isinstance(v, (int, float, str)))[:600])
+  return lines + [''] + notes
+
+
+# ---------------------------------------------------------------------------------------------
+# The page.
+
+
+def summary_section(groups: list[list[Run]]) -> list[str]:
+  """The summary tables: regression experiments, then classification ones if any."""
+  lines = ['## Summary: test set, model beside the naive baselines', '',
+           'One row per experiment: runs whose config.json is identical except for '
+           f'{", ".join(SEED_KEYS)} are repeats, shown as mean ± sd (sample sd) over them. '
+           'Baseline rows name the experiments (R…) whose test set they were scored on.', '']
+  reg = [g for g in groups if is_regression(g[0])]
+  cls = [g for g in groups if g[0].metrics is not None and not is_regression(g[0])]
+  if reg:
+    lines += summary_table(reg, REGRESSION_COLUMNS) + ['']
+  if cls:
+    lines += ['Classification (sensitive / resistant):', ''] + summary_table(
+        cls, CLASSIFICATION_COLUMNS) + ['']
+  return lines
+
+
+def figures(runs: list[Run], pair: tuple[Run, Run] | None, out: pathlib.Path) -> list[str]:
+  """Figures 2-5 with captions; says why a figure is missing when it cannot be drawn."""
+  regression = [r for r in runs if is_regression(r)]
+  lines = figure_pair(*pair, out) if pair else [
+      '## Figure 2: per-group PCC, run A vs run B', '',
+      'Not drawn: needs two regression training runs (give --runs A B ...).', '']
+  a = pair[0] if pair else (regression[0] if regression else None)
+  lines += figure_best(a, out) if a else []
+  sweeps = [r for r in runs if r.lodo is not None]
+  lines += ['## Figure 4: per-drug PCC gain over the baseline, drugs ranked', '']
+  for i, run in enumerate(sweeps or ([a] if a else []), start=1):
+    lines += figure_gain(run, out, i)
+  if sweeps:
+    lines += lodo_table(sweeps) + ['']
+  return lines + figure_history(runs, out)
+
+
+def build_report(run_dirs: list[str], out: io.PathLike, pair: str | None = None) -> pathlib.Path:
+  """Reads every run, draws the figures, writes `out`/report.md; returns its path."""
+  if not run_dirs:
+    raise ValueError('no runs given: pass --runs DIR [DIR ...]')
+  out = pathlib.Path(out)
+  runs = [load_run(d) for d in run_dirs]
+  groups = group_runs(runs)
+  chosen = pick_pair(runs, pair)
+  lines = ['# cdr-jax: cross-run report', '',
+           f'{len(runs)} runs in {len(groups)} experiments. Regression figures use ln IC50 '
+           '(natural log of IC50 in µM); PCC = Pearson correlation on the test set.', '']
+  lines += summary_section(groups) + ['## Runs', ''] + runs_table(runs) + ['']
+  lines += figures(runs, chosen, out)
+  path = out / 'report.md'
+  io.atomic_write_text(path, '\n'.join(lines))
+  logging.info('wrote %s', path)
+  return path
