@@ -35,6 +35,8 @@ CLS_TOKEN = '<cls>'
 # loaded, and the json lists the skipped keys.
 EMBEDDING_MODULES = ('encoder', 'value_encoder', 'transformer_encoder')
 HEAD_MODULES = ('decoder', 'cls_decoder', 'mvc_decoder', 'grad_reverse_discriminator')
+# Modules that would sit on that path in fine-tuned variants (batch labels, batch norms); not built.
+UNSUPPORTED_MODULES = ('batch_encoder', 'dsbn', 'bn')
 VERSIONED_PACKAGES = ('torch', 'scgpt', 'numpy', 'pandas', 'anndata', 'scanpy')
 REQUIRED_ARGS = ('embsize', 'nheads', 'd_hid', 'nlayers', 'n_layers_cls', 'dropout', 'pad_token',
                  'pad_value', 'n_bins', 'input_emb_style')
@@ -181,6 +183,11 @@ def load_scgpt(checkpoint_dir: str | Path, device: str = 'cpu') -> LoadedScgpt:
   model = strip_heads(build_model(config, vocab))
   state, renamed = map_flash_names(load_state(files['best_model.pt']))
   heads = sorted(k for k in state if k.split('.')[0] not in EMBEDDING_MODULES)
+  unsupported = [k for k in heads if k.split('.')[0] in UNSUPPORTED_MODULES]
+  if unsupported:
+    raise CheckpointError(
+        f"{files['best_model.pt']}: has {unsupported[:3]}: batch-label or batch-norm modules of a "
+        'fine-tuned scGPT change the embedding and are not supported; use a pretrained checkpoint')
   state = {k: v for k, v in state.items() if k.split('.')[0] in EMBEDDING_MODULES}
   check_state_fits(model, state, files['best_model.pt'], str(files['args.json']))
   model.load_state_dict(state, strict=True)
@@ -190,9 +197,7 @@ def load_scgpt(checkpoint_dir: str | Path, device: str = 'cpu') -> LoadedScgpt:
       model=model,
       vocab=vocab,
       config=config,
-      file_hashes={
-          name: sha256_file(p) for name, p in files.items()
-      },
+      file_hashes={name: sha256_file(p) for name, p in files.items()},
       skipped_head_keys=heads,
       renamed_flash_keys=renamed,
       device=torch_device,
@@ -251,8 +256,7 @@ def match_genes(expr: Expression, vocab: Any) -> tuple[Expression, np.ndarray, d
   if not keep:
     raise InputDataError(
         f'{expr.source}: none of its {len(expr.genes)} gene symbols (e.g. {expr.genes[:3]}) '
-        'is in the '
-        f'scGPT vocabulary ({len(vocab)} tokens); are the columns gene symbols?')
+        f'is in the scGPT vocabulary ({len(vocab)} tokens); are the columns gene symbols?')
   genes = [expr.genes[j] for j in keep]
   kept = set(genes)
   report = {

@@ -170,6 +170,13 @@ def test_extra_head_keys_are_skipped_and_reported(ckpt, tmp_path):
   assert 'flag_encoder.weight' in loaded.skipped_head_keys
 
 
+def test_batch_norm_checkpoint_is_refused(ckpt, tmp_path):
+  def add_dsbn(state):
+    state['dsbn.bns.0.running_mean'] = torch.zeros(D_MODEL)
+  with pytest.raises(CheckpointError, match='batch-label or batch-norm modules'):
+    scgpt_embed.load_scgpt(copy_ckpt(ckpt, tmp_path / 'c', state_change=add_dsbn))
+
+
 @pytest.mark.parametrize('args_change,state_change,expected', [
     (lambda a: a.update(nlayers=N_LAYERS - 1), None,
      'unexpected keys (12): transformer_encoder.layers.1.'),
