@@ -75,6 +75,16 @@ def read_rows(path: pathlib.Path, what: str, header: list[str] | None = None) ->
   return [dict(zip(head, row)) for row in body]
 
 
+def read_lodo(path: pathlib.Path) -> list[dict]:
+  """lodo_per_drug.csv rows (cdr_jax.lodo's columns, in any order; regression sweeps only)."""
+  rows = read_rows(path, 'LODO per-drug results')
+  missing = [c for c in ('drug_id', 'pcc', 'naive_pcc') if rows and c not in rows[0]]
+  if missing:
+    raise DataError(f'{path}: no column {", ".join(missing)}; expected a regression LODO sweep '
+                    '(columns drug_id, drug_name, n, pcc, spearman, rmse, naive_pcc, gain)')
+  return rows
+
+
 def load_run(path: io.PathLike) -> Run:
   """Reads a run directory; raises naming the file when metrics.json (or a LODO table) is absent."""
   path = pathlib.Path(path)
@@ -83,7 +93,7 @@ def load_run(path: io.PathLike) -> Run:
   lodo_file = path / 'lodo_per_drug.csv'
   lodo = None
   if lodo_file.is_file():
-    lodo = read_rows(lodo_file, 'LODO per-drug results', ['drug_id', 'drug_name', 'n', 'pcc'])
+    lodo = read_lodo(lodo_file)
   elif not (path / 'metrics.json').is_file():
     raise DataError(f'missing file {path / "metrics.json"}: expected a finished training run '
                     '(launch/train.py writes it at the end) or a LODO sweep (lodo_per_drug.csv)')
@@ -323,7 +333,7 @@ def drug_gains(run: Run) -> tuple[list[str], np.ndarray, str] | None:
     gain = np.array([to_float(r['gain']) if 'gain' in r else
                      to_float(r['pcc']) - to_float(r['naive_pcc']) for r in run.lodo])
     source = (f'leave-one-drug-out sweep `{run.path}`: gain = LODO PCC of the model on the '
-              'held-out drug minus the naive baseline\'s PCC (lodo_per_drug.csv, columns '
+              'held-out drug minus the naive cell-line-mean PCC (lodo_per_drug.csv, columns '
               'gain = pcc − naive_pcc)')
   else:
     rows = group_rows(run, 'drug', 'per_drug.csv')

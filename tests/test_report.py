@@ -75,7 +75,7 @@ def write_fake_run(path: pathlib.Path, seed: int, cell_repr: str = 'expression',
 
 
 def write_fake_lodo(path: pathlib.Path, num_drugs: int = 50) -> None:
-  """A LODO sweep directory: lodo_per_drug.csv, lodo_summary.json, config.json."""
+  """A LODO sweep directory as cdr_jax.lodo writes it (per-drug table, summary, config)."""
   rng = np.random.default_rng(7)
   path.mkdir(parents=True)
   config = {'data': {'cell_repr': 'scfoundation', 'shuffle_cells': False},
@@ -85,11 +85,12 @@ def write_fake_lodo(path: pathlib.Path, num_drugs: int = 50) -> None:
   rows = []
   for d in range(num_drugs):
     pcc, naive = rng.uniform(0, 0.8), rng.uniform(0, 0.7)
-    rows.append([f'{2000 + d}', f'lodo drug {d}', 30, f'{pcc:.4f}', 0.3, 1.2, f'{naive:.4f}',
-                 f'{pcc - naive:.4f}'])
-  write_csv(path / 'lodo_per_drug.csv', ['drug_id', 'drug_name', 'n', 'pcc', 'spearman', 'rmse',
-                                         'naive_pcc', 'gain'], rows)
-  (path / 'lodo_summary.json').write_text(json.dumps({'drugs': num_drugs, 'mean_pcc': 0.4}))
+    rows.append([f'{2000 + d}', f'lodo drug {d}', 30, 5, 0.5, f'{pcc:.4f}', 0.3, 1.2,
+                 f'{naive:.4f}', f'{pcc - naive:.4f}'])
+  write_csv(path / 'lodo_per_drug.csv', ['drug_id', 'drug_name', 'n', 'best_epoch', 'val_score',
+                                         'pcc', 'spearman', 'rmse', 'naive_pcc', 'gain'], rows)
+  (path / 'lodo_summary.json').write_text(json.dumps({'folds': num_drugs, 'per_drug_pcc_mean': 0.4,
+                                                      'cell_repr': 'scfoundation'}))
 
 
 @pytest.fixture
@@ -152,6 +153,9 @@ def test_missing_metrics_names_the_file(runs, tmp_path):
     report.build_report([str(runs['a0']), str(runs['b'])], tmp_path / 'report')
   with pytest.raises(DataError, match='does not exist'):
     report.load_run(tmp_path / 'nowhere')
+  write_csv(runs['lodo'] / 'lodo_per_drug.csv', ['drug_id', 'auroc'], [['1', '0.7']])
+  with pytest.raises(DataError, match=r'lodo_per_drug.csv: no column pcc, naive_pcc'):
+    report.load_run(runs['lodo'])
 
 
 def test_missing_table_names_the_file(runs, tmp_path):
