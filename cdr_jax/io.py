@@ -16,6 +16,8 @@ import numpy as np
 from cdr_jax.errors import DataError
 
 PathLike = str | os.PathLike
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def require_file(path: PathLike, what: str) -> pathlib.Path:
@@ -127,6 +129,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files 0600; outputs are meant to be shared
     os.replace(tmp, path)
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)

@@ -16,7 +16,7 @@ import ml_collections
 
 class MaskedBatchNorm(nn.Module):
   """BatchNorm whose batch statistics use only rows where `mask` is true (no padding)."""
-  momentum: float = 0.99
+  momentum: float = 0.9  # few, large steps per epoch: running stats must converge fast
   epsilon: float = 1e-5
 
   @nn.compact
