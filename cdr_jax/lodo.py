@@ -101,13 +101,7 @@ class Sweep:
     for i, f in enumerate(folds):
       mask[i, f.train] = 1
     self.train_mask = sharding.put(mask, sharding.sharded(self.mesh, 'fold', None))
-    model, tx, task = prep.model, prep.tx, config.model.task
-    self.step = jax.jit(functools.partial(_chunk_step, model=model, tx=tx, task=task),
-                        donate_argnums=(0,))
-    self.encode = jax.jit(jax.vmap(functools.partial(train.encode, model=model),
-                                   in_axes=(0, _static_axes())))
-    self.fuse = jax.jit(jax.vmap(functools.partial(train.predict_batch, model=model),
-                                 in_axes=(0, 0, _static_axes(), 0)))
+    self.step, self.encode, self.fuse = _jitted(prep.model, prep.tx, config.model.task)
 
   def _fold_static(self) -> dict:
     ds = self.prep.ds
@@ -148,6 +142,18 @@ class Sweep:
       else:
         result.append(1.0 / (1.0 + np.exp(-o)))
     return result
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted(model, tx, task: str):
+  """(step, encode, fuse), jitted once per model: chunks of equal size reuse the compilation."""
+  step = jax.jit(functools.partial(_chunk_step, model=model, tx=tx, task=task),
+                 donate_argnums=(0,))
+  encode = jax.jit(jax.vmap(functools.partial(train.encode, model=model),
+                            in_axes=(0, _static_axes())))
+  fuse = jax.jit(jax.vmap(functools.partial(train.predict_batch, model=model),
+                          in_axes=(0, 0, _static_axes(), 0)))
+  return step, encode, fuse
 
 
 def _static_axes():

@@ -79,21 +79,22 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
   return optax.chain(optax.clip_by_global_norm(config.grad_clip), opt) if config.grad_clip else opt
 
 
-def make_static(ds: Dataset, features: np.ndarray, train: np.ndarray) -> dict:
+def make_static(ds: Dataset, features: np.ndarray, train: np.ndarray,
+                y_stats: tuple[float, float] | None = None) -> dict:
   """Entity and pair arrays for the device.
 
   `*_active` mark entities seen in training pairs (only they enter BatchNorm statistics);
   `y_mean` / `y_std` standardise ln IC50 with training-pair statistics.
   """
   g = ds.drug_graphs
-  y = ds.pair_y[train]
+  y_mean, y_std = y_stats or (ds.pair_y[train].mean(), ds.pair_y[train].std())
   return {
       'graphs': jraph.GraphsTuple(nodes=g.nodes, edges=None, senders=g.senders,
                                   receivers=g.receivers, globals=None, n_node=g.n_node,
                                   n_edge=g.n_edge),
       'cell_x': features, 'pair_cell': ds.pair_cell, 'pair_drug': ds.pair_drug,
       'pair_y': ds.pair_y, 'pair_label': ds.pair_label.astype(np.float32),
-      'y_mean': np.float32(y.mean()), 'y_std': np.float32(y.std()),
+      'y_mean': np.float32(y_mean), 'y_std': np.float32(y_std),
       'cell_active': np.isin(np.arange(len(ds.cell_ids)), ds.pair_cell[train]),
       'drug_active': np.isin(np.arange(len(ds.drug_ids)), ds.pair_drug[train]),
   }

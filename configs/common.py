@@ -74,8 +74,10 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
     elif v == 'classification':
       c.model.task = 'classification'
       c.train.select_metric = 'auroc'
-    elif v == 'lodo':
+    elif v == 'lodo':  # launch/lodo.py: many folds side by side, so a lighter model per fold
       c.split.name = 'leave_drug_out'
+      c.model.gcn_units, c.model.cell_units, c.model.head_units = (64, 64, 64), (128, 64), (128, 64)
+      c.train.num_epochs, c.train.patience = 30, 5
     elif v.startswith('seed='):
       c.train.seed = c.split.seed = int(v[5:])
     else:

@@ -163,3 +163,19 @@ def test_batch_size_must_divide_devices():
   if jax.device_count() > 1:
     with pytest.raises(ValueError, match='must be a multiple of the'):
       train.Trainer(prep, c, sharding.make_mesh())
+
+
+def test_predict_from_checkpoint(reference, tmp_path):
+  from cdr_jax import predict  # pylint: disable=g-import-not-at-top
+  from cdr_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  workdir, _ = reference
+  first = (workdir / 'predictions.csv').read_text().splitlines()[1].split(',')
+  rows = predict.predict(workdir, [(first[0], first[1])],
+                         new_drugs=[('aspirin', 'CC(=O)Oc1ccccc1C(=O)O')])
+  assert rows[0]['predicted'] == pytest.approx(float(first[4]), abs=1e-4)
+  new = [r for r in rows if r['drug_id'] == 'aspirin']
+  assert len(new) == config().data.num_cells and np.isfinite([r['predicted'] for r in new]).all()
+  with pytest.raises(DataError, match="unknown cell id 'ACH-000000'"):
+    predict.predict(workdir, [('ACH-000000', first[1])])
+  with pytest.raises(DataError, match='invalid SMILES for drug bad'):
+    predict.predict(workdir, [], new_drugs=[('bad', 'C1CC')])
