@@ -39,14 +39,15 @@ def base_config() -> ml_collections.ConfigDict:
       task='regression',       # or 'classification' (sensitive/resistant, BCE)
       gcn_units=(128, 128, 128), gcn_pool='max', cell_units=(256, 128),
       head_units=(256, 128), dropout=0.1,
-      id_embed_dim=0))         # > 0: hybrid, also learns per-cell and per-drug codes
+      id_embed_dim=32))        # > 0: hybrid, also learns per-cell and per-drug codes (0: the
+                               # paper's pure feature model)
   # Optimizer
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,
       weight_decay=0.0, grad_clip=0.0))
   # Training
   c.train = ml_collections.ConfigDict(dict(
-      seed=0, batch_size=1024, num_epochs=60, patience=10,
+      seed=0, batch_size=2048, num_epochs=50, patience=10,
       select_on='val',         # 'test' only reproduces the published (leaky) protocol
       select_metric='pcc', progress=True,
       max_epochs_this_run=0))  # > 0: stop (resumably) after this many epochs in one invocation
