@@ -179,7 +179,20 @@ class ToeplitzConv1D(nn.Module):
     return y.reshape(x.shape[0], out_len, self.features) + b
 
 
-class SeedModel(nn.Module):
+class EntityModel(nn.Module):
+  """Shared shape of the models: `encode` every entity once, `fuse` per pair, optional id codes."""
+
+  def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
+               cell_active=None, drug_active=None):
+    codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
+    return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
+
+  def with_identity(self, y, cell_idx, drug_idx):
+    """Adds the hybrid's learned identity term (a matrix factorisation) when it has one."""
+    return y + self.ids(cell_idx, drug_idx) if self.id_embed_dim else y
+
+
+class SeedModel(EntityModel):
   """The paper's model: GCN + max pooling (drug), MLP (cell), concat -> MLP head with BN and Dropout."""
   gcn_units: Sequence[int]
   cell_units: Sequence[int]
@@ -217,18 +230,10 @@ class SeedModel(nn.Module):
         x = self.head_dense[i - 1](x)
       x = nn.relu(bn(x, pair_mask, train))
       x = self.head_dropout(x, deterministic=not train)
-    y = self.out(x)[:, 0]
-    if self.id_embed_dim:
-      y = y + self.ids(cell_idx, drug_idx)
-    return y
-
-  def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
-               cell_active=None, drug_active=None):
-    codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
-    return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
+    return self.with_identity(self.out(x)[:, 0], cell_idx, drug_idx)
 
 
-class DeepCDRModel(nn.Module):
+class DeepCDRModel(EntityModel):
   """REFERENCE §4: GCN 256-256-256-100 (mean pool), per-omics branches, Dense 300 + Conv1D fusion."""
   gcn_units: Sequence[int]
   cell_blocks: Sequence[int]   # feature widths of the omics blocks, one branch each
@@ -268,15 +273,7 @@ class DeepCDRModel(nn.Module):
       x = nn.max_pool(nn.relu(conv(x)), (3,), strides=(3,))
     x = self.drop(x, deterministic=not train)
     x = self.drop_flat(x.reshape(x.shape[0], -1), deterministic=not train)
-    y = self.out(x)[:, 0]
-    if self.id_embed_dim:
-      y = y + self.ids(cell_idx, drug_idx)
-    return y
-
-  def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
-               cell_active=None, drug_active=None):
-    codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
-    return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
+    return self.with_identity(self.out(x)[:, 0], cell_idx, drug_idx)
 
 
 def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: int,
