@@ -86,3 +86,11 @@ def synthetic_dataset():
   from configs import test as test_config  # pylint: disable=g-import-not-at-top
   from cdr_jax import data  # pylint: disable=g-import-not-at-top
   return data.load_dataset(test_config.get_config().data)
+
+
+def require(module: str):
+  """Imports a sidecar dependency: under CI (which installs it) a missing one fails loudly; elsewhere
+  the sidecar tests are skipped, saying how to install it."""
+  if os.environ.get('CI'):
+    return __import__(module)
+  return pytest.importorskip(module, reason=f'{module} is not installed: bash embed_torch/install.sh')

@@ -14,7 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip('torch')
+from tests.conftest import require
+
+torch = require('torch')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from embed_torch import CheckpointError, EmbedError, InputDataError
@@ -280,7 +282,7 @@ def test_fill_and_normalisation_formulas(tmp_path):
 
 
 def test_h5ad_input_matches_csv(seed0, expr_csv, ckpt, tmp_path):
-  anndata = pytest.importorskip('anndata')
+  anndata = require('anndata')
   expr, _ = preprocess.handle_nan(eio.read_expression(expr_csv),
                                   drop_nan_rows=True,
                                   fill_nan='zero')

@@ -12,7 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 
-torch = pytest.importorskip('torch')
+from tests.conftest import require
+
+torch = require('torch')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from embed_torch import CheckpointError, InputDataError
