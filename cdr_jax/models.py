@@ -6,6 +6,7 @@ BatchNorm statistics, pooling and messages.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -72,10 +73,15 @@ def masks(graphs: jraph.GraphsTuple):
 
 
 class DrugGCN(nn.Module):
-  """GCN layers (ReLU -> masked BatchNorm -> Dropout), then mean or max pooling over real atoms."""
+  """GCN layers (ReLU -> masked BatchNorm -> Dropout), then mean or max pooling over real atoms.
+
+  `node_sharding` (optional) splits the atoms of all drugs over devices, so that with several
+  devices each drug is encoded once per step in total, not once per device.
+  """
   units: Sequence[int]
   pool: str = 'max'
   dropout: float = 0.1
+  node_sharding: Any = None
 
   @nn.compact
   def __call__(self, graphs: jraph.GraphsTuple, train: bool,
@@ -88,6 +94,8 @@ class DrugGCN(nn.Module):
       stats_mask = node_mask & jnp.append(drug_active, False)[node_graph]
     h = graphs.nodes * node_mask[:, None]
     for units in self.units:
+      if self.node_sharding is not None:
+        h = jax.lax.with_sharding_constraint(h, self.node_sharding)
       h = nn.relu(GraphConv(units)(h, graphs, edge_w, self_w))
       h = MaskedBatchNorm()(h, stats_mask, train)
       h = nn.Dropout(self.dropout, deterministic=not train)(h) * node_mask[:, None]
@@ -202,9 +210,10 @@ class SeedModel(EntityModel):
   gcn_pool: str = 'max'
   dropout: float = 0.1
   id_embed_dim: int = 0
+  node_sharding: Any = None    # see DrugGCN
 
   def setup(self):
-    self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout)
+    self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout, self.node_sharding)
     self.cell_encoder = CellMLP(self.cell_units, self.dropout)
     self.head_first = FactorisedDense(self.head_units[0])
     self.head_dense = [nn.Dense(u) for u in self.head_units[1:]]
@@ -242,9 +251,10 @@ class DeepCDRModel(EntityModel):
   gcn_pool: str = 'mean'
   dropout: float = 0.1
   id_embed_dim: int = 0
+  node_sharding: Any = None    # see DrugGCN
 
   def setup(self):
-    self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout)
+    self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout, self.node_sharding)
     self.branches = [CellMLP((256, 100), self.dropout, first_activation='tanh')
                      for _ in self.cell_blocks]
     self.dense300 = FactorisedDense(300)

@@ -201,6 +201,10 @@ class Trainer:
                        f'{mesh.shape["data"]} devices on the data axis')
     self.static = sharding.put(prep.static, self.rep)
     model, task = prep.model, config.model.task
+    n_nodes = prep.static['graphs'].nodes.shape[0]
+    if mesh.shape['data'] > 1 and n_nodes % mesh.shape['data'] == 0:
+      # Split the drug GCN's atoms over the devices (each drug encoded once per step in total).
+      model = model.clone(node_sharding=sharding.sharded(mesh, 'data', None))
     step = functools.partial(train_step, model=model, tx=prep.tx, task=task)
     self.step = jax.jit(step, in_shardings=(self.rep, self.rep, self.data_sh, self.rep),
                         out_shardings=(self.rep, self.rep), donate_argnums=(0,))
