@@ -120,14 +120,22 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset | None = None,
 
 def init_state(prep: Prepared, seed: int) -> TrainState:
   """Initial parameters (from `seed`) and optimizer state."""
-  s = prep.static
-  idx = jnp.zeros((2,), jnp.int32)
-  variables = prep.model.init(
-      {'params': jax.random.key(seed), 'dropout': jax.random.key(seed)}, s['graphs'], s['cell_x'],
-      idx, idx, jnp.ones((2,), bool), train=False)
-  params = variables['params']
-  return TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
-                    prep.tx.init(params))
+  return _jitted_init(prep.model, prep.tx)(prep.static['graphs'], prep.static['cell_x'],
+                                           jax.random.key(seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_init(model, tx):
+  """Compiled initialisation (op-by-op init costs seconds; every LODO chunk and run needs one)."""
+  @jax.jit
+  def init(graphs, cell_x, key):
+    idx = jnp.zeros((2,), jnp.int32)
+    variables = model.init({'params': key, 'dropout': key}, graphs, cell_x, idx, idx,
+                           jnp.ones((2,), bool), train=False)
+    params = variables['params']
+    return TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
+                      tx.init(params))
+  return init
 
 
 def pair_loss(out: jax.Array, static: dict, idx: jax.Array, task: str):
