@@ -118,3 +118,13 @@ def test_naive_cell_mean_excludes_held_out_drug(prepared):
   c = ds.pair_cell[f.test[0]]
   others = (ds.pair_cell == c) & (ds.pair_drug != 0)
   assert pred[0] == pytest.approx(ds.pair_y[others].mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize('variant', ['lodo,classification', 'lodo,deepcdr', 'lodo,onehot'])
+def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path):
+  c = config(variant)
+  c.train.num_epochs = 1
+  summary = lodo.run_sweep(c, tmp_path, drugs='random:2:0')
+  assert summary['folds'] == 2
+  key = 'auroc_mean' if 'classification' in variant else 'per_drug_pcc_mean'
+  assert key in summary
