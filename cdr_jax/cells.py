@@ -71,10 +71,13 @@ def builtin_control(name: str, config: ml_collections.ConfigDict, cell_ids: list
 def _embedding(name: str, config: ml_collections.ConfigDict, root: pathlib.Path):
   path = root / config.embeddings[name]
   if not path.is_file():
+    model_args = {'scgpt': '--checkpoint_dir <scGPT_human checkpoint dir>',
+                  'scfoundation': '--repo_dir <scFoundation clone> --checkpoint <models.ckpt>'}
     raise DataError(
         f'missing embedding file {path} for cell_repr {name!r}. A foundation-model embedding is made '
-        f'by the sidecar: python -m embed_torch {name} --expression '
-        f'{root / EXPRESSION_FILE} --out {path} (see embed_torch/README.md)')
+        f'by the sidecar (CDR_WITH_TORCH=1 bash run.sh ...): python -m embed_torch {name} '
+        f'{model_args.get(name, "<model args>")} --expression {root / EXPRESSION_FILE} '
+        f'--out {path} --drop_nan_rows --fill_nan zero (see embed_torch/README.md)')
   ids, x = io.read_embedding(path)
   return ids, x, {f'{name}_dim': int(x.shape[1])}
 

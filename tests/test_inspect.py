@@ -44,3 +44,11 @@ def test_inspect_rejects_unknown_variant():
   out = subprocess.run([sys.executable, 'launch/inspect_data.py', '--config=configs/test.py:bogus'],
                        capture_output=True, text=True)
   assert out.returncode != 0 and "unknown config variant 'bogus'" in out.stderr
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+  out = subprocess.run([sys.executable, 'launch/inspect_data.py', '--config=configs/scgpt.py'],
+                       capture_output=True, text=True,
+                       env={**__import__('os').environ, 'CDR_DATA_DIR': str(tmp_path)})
+  assert out.returncode == 2
+  assert out.stderr.strip().startswith('error: missing file') and 'Traceback' not in out.stderr
