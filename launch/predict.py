@@ -14,6 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from cdr_jax import cli
 from cdr_jax import logs
 from cdr_jax import predict
 
@@ -38,4 +39,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  app.run(cli.reporting_errors(main))

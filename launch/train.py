@@ -17,9 +17,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from cdr_jax import cli
 from cdr_jax import logs
 from cdr_jax import train
-from cdr_jax.errors import DataError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (default: runs/<config name>).')
@@ -45,15 +45,6 @@ def main(argv):
                                                          if k in ('test', 'interrupted', 'epoch')}}))
 
 
-def run(argv):
-  """main, with bad input reported as one clear line (exit status 2) instead of a traceback."""
-  try:
-    main(argv)
-  except DataError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(run)
+  app.run(cli.reporting_errors(main))
