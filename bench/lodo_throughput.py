@@ -28,23 +28,47 @@ _MODE = flags.DEFINE_enum('mode', None, ['vmapped', 'sequential'], 'Internal: ru
 
 
 def run_mode(config, mode: str, folds: int, epochs: int) -> dict:
-  """Trains the first `folds` folds in `mode`; returns wall time (after compilation) and RSS."""
+  """Trains the first `folds` folds in `mode`; returns wall time (after compilation) and RSS.
+
+  vmapped: one `lodo.run_chunk` of all folds. sequential: each fold as its own single-model run
+  (the plain `train.Trainer` step over that fold's training pairs, validation every epoch), i.e.
+  how `launch/train.py` would train it, minus checkpoint I/O.
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from cdr_jax import data, lodo, splits, train  # pylint: disable=g-import-not-at-top
+  from cdr_jax import data, lodo, sharding, splits, train  # pylint: disable=g-import-not-at-top
   config.train.num_epochs, config.train.patience = epochs, epochs + 1
   ds = data.load_dataset(config.data)
-  prep = train.prepare(config, ds, splits.Split('lodo', np.arange(ds.num_pairs), np.zeros(0, int),
-                                                np.zeros(0, int)))
   chosen = [lodo.make_fold(ds, d, config.lodo.val_fraction, 0) for d in range(folds)]
-  groups = [chosen] if mode == 'vmapped' else [[f] for f in chosen]
-  warm = config.copy_and_resolve_references()
-  warm.train.num_epochs = 1
-  lodo.run_chunk(prep, warm, groups[0][:len(groups[0])])  # compile outside the timing
-  t0 = time.time()
-  for g in groups:
-    lodo.run_chunk(prep, config, g)
+  if mode == 'vmapped':
+    prep = train.prepare(config, ds, splits.Split('lodo', np.arange(ds.num_pairs),
+                                                  np.zeros(0, int), np.zeros(0, int)))
+    warm = config.copy_and_resolve_references()
+    warm.train.num_epochs = 1
+    lodo.run_chunk(prep, warm, chosen)  # compile outside the timing
+    t0 = time.time()
+    lodo.run_chunk(prep, config, chosen)
+  else:
+    mesh = sharding.make_mesh()
+    preps = [train.prepare(config, ds, splits.Split('fold', f.train, f.val, f.test))
+             for f in chosen]
+    trainer = train.Trainer(preps[0], config, mesh)  # one compilation serves every fold
+    t0 = None
+    for k, prep in enumerate([preps[0]] + preps):  # the first pass compiles
+      trainer.prep, trainer.static = prep, sharding.put(prep.static, trainer.rep)
+      state = jax_put(train.init_state(trainer.prep, config.train.seed), trainer)
+      rng = jax_put(__import__('jax').random.key(1), trainer)
+      for epoch in range(1 if k == 0 else epochs):
+        state, _ = train.run_epoch(trainer, state, rng, epoch)
+        train.validation_metrics(trainer, state, trainer.prep.split.val)
+      if k == 0:
+        t0 = time.time()
   return {'mode': mode, 'folds': folds, 'epochs': epochs, 'seconds': time.time() - t0,
           'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def jax_put(tree, trainer):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.device_put(tree, trainer.rep)
 
 
 def main(argv):
