@@ -89,7 +89,9 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
                               pair_label=np.zeros(len(cells), np.int8))
   static = train.make_static(query, prep.static['cell_x'], prep.split.train[:0],
                              (prep.y_mean, prep.y_std))
-  qprep = dataclasses.replace(prep, ds=query, static=static)
+  # A hybrid model's per-drug code table grows with the new drugs (their codes are zero).
+  qprep = dataclasses.replace(prep, ds=query, static=static,
+                              model=prep.model.clone(num_drugs=len(ds.drug_ids)))
   qtrainer = train.Trainer(qprep, config, trainer.mesh)
   out = qtrainer.predict(jax.device_put(state, qtrainer.rep), np.arange(len(cells)))
   return [{'cell_id': c, 'drug_id': d, 'predicted': float(p)} for (c, d), p in zip(pairs, out)]
