@@ -16,6 +16,7 @@ train configs/scfoundation.py:seed=2 legacy_scf_s2
 for f in 0 1 2 3 4; do
   train configs/baseline.py:leave_cell_out lco_expr_f$f --config.split.fold=$f --config.train.num_epochs=20
 done
+# Not yet run (session 1 ran everything above this line): unseen drugs, then more legacy configs.
 # Unseen drugs: 8 random leave-one-drug-out folds, scFoundation, side by side.
 python launch/lodo.py --config=configs/scfoundation.py:lodo --workdir="$out/lodo_scf_8" \
   --drugs=random:8:0 --config.train.num_epochs=15
