@@ -5,8 +5,6 @@ uses the cell representation (the classic baseline for unseen cell lines). Entit
 training fall back to the next coarser estimate (e.g. an unseen cell line's effect is 0).
 """
 
-import dataclasses
-
 import ml_collections
 import numpy as np
 

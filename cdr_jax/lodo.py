@@ -169,14 +169,13 @@ def _chunk_step(states, static, train_mask, active, batch, rng, *, model, tx, ta
   step = functools.partial(train.train_step, model=model, tx=tx, task=task)
   new, m = jax.vmap(step, in_axes=(0, _static_axes(), {'idx': None, 'weight': 0}, None))(
       states, static, {'idx': batch['idx'], 'weight': weight}, rng)
-  keep = lambda n, o: jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
-  return jax.tree.map(keep, new, states), m
+  return _per_fold_where(active, new, states), m
 
 
-def _select(best, states, improved):
-  """Per fold: the new state where it improved, else the kept best."""
-  keep = lambda n, o: jnp.where(improved.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
-  return jax.tree.map(keep, states, best)
+def _per_fold_where(mask, new, old):
+  """Per fold (leading axis of every leaf): `new` where `mask`, else `old`."""
+  pick = lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+  return jax.tree.map(pick, new, old)
 
 
 def run_chunk(prep: train.Prepared, config: ml_collections.ConfigDict, folds: list[Fold]) -> list:
@@ -185,7 +184,7 @@ def run_chunk(prep: train.Prepared, config: ml_collections.ConfigDict, folds: li
   cfg = config.train
   states = sweep.init()
   best = jax.tree.map(jnp.copy, states)
-  select = jax.jit(_select)
+  select = jax.jit(_per_fold_where)  # the best state per fold: new where it improved
   n = len(folds)
   best_score, best_epoch = np.full(n, -np.inf), np.zeros(n, int)
   bad, active = np.zeros(n, int), np.ones(n, bool)
@@ -208,7 +207,7 @@ def run_chunk(prep: train.Prepared, config: ml_collections.ConfigDict, folds: li
     val_pred = sweep.predict(states, [f.val for f in folds])
     scores = np.array([_fold_score(p, f.val, prep.ds, config) for p, f in zip(val_pred, folds)])
     improved = active & (scores > best_score)
-    best = select(best, states, jax.device_put(improved, sweep.by_fold))
+    best = select(jax.device_put(improved, sweep.by_fold), states, best)
     best_score[improved], best_epoch[improved] = scores[improved], epoch
     bad = np.where(improved, 0, bad + active)
     for i in range(n):

@@ -5,6 +5,7 @@ model (learned per-drug codes) a new drug gets a zero code and bias, i.e. the gr
 """
 
 import dataclasses
+import json
 import pathlib
 
 import jax
@@ -23,7 +24,7 @@ from cdr_jax.errors import DataError
 def load_run(workdir: pathlib.Path) -> tuple[ml_collections.ConfigDict, train.Prepared]:
   """The run's config and its prepared dataset / split / model (as trained)."""
   path = io.require_file(workdir / 'config.json', 'the config.json of a training run')
-  config = ml_collections.ConfigDict(__import__('json').loads(path.read_text()))
+  config = ml_collections.ConfigDict(json.loads(path.read_text()))
   return config, train.prepare(config)
 
 
