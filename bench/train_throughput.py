@@ -59,7 +59,8 @@ def measure(config, epochs: int) -> dict:
   steady = min(epoch_s[1:] or epoch_s)
   train_pps = len(prep.split.train) / steady
   return {
-      'devices': jax.device_count(), 'model': config.model.name, 'cell_repr': config.data.cell_repr,
+      'devices': jax.device_count(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'model': config.model.name, 'cell_repr': config.data.cell_repr,
       'batch_size': config.train.batch_size, 'train_pairs': len(prep.split.train),
       'dataset_pairs': prep.ds.num_pairs, 'dataset_mb': round(prep.ds.nbytes() / 1e6, 2),
       'data_load_s': round(load_s, 2), 'compile_s': round(compile_s, 2),

@@ -164,11 +164,16 @@ def _static_axes():
 
 
 def _chunk_step(states, static, train_mask, active, batch, rng, *, model, tx, task):
-  """The single-model train step, vmapped over folds; stopped folds keep their state."""
+  """The single-model train step, vmapped over folds; stopped folds keep their state.
+
+  Every active fold is at the same step, so the step's dropout key (`rng` folded with the step, as
+  in `train.train_step`) is one key shared by all folds: the masks are drawn once, not per fold.
+  """
   weight = train_mask[:, batch['idx']].astype(jnp.float32) * batch['weight'][None, :]
-  step = functools.partial(train.train_step, model=model, tx=tx, task=task)
+  key = jax.random.fold_in(rng, jnp.max(states.step))
+  step = functools.partial(train.keyed_step, model=model, tx=tx, task=task)
   new, m = jax.vmap(step, in_axes=(0, _static_axes(), {'idx': None, 'weight': 0}, None))(
-      states, static, {'idx': batch['idx'], 'weight': weight}, rng)
+      states, static, {'idx': batch['idx'], 'weight': weight}, key)
   return _per_fold_where(active, new, states), m
 
 

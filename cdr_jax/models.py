@@ -41,6 +41,28 @@ class MaskedBatchNorm(nn.Module):
     return y * scale + bias
 
 
+class Dropout(nn.Module):
+  """Inverted dropout drawing 8 random bits per element (four elements per 32-bit draw).
+
+  Same as `nn.Dropout` except that the keep probability is rounded to a multiple of 1/256 (rate 0.1
+  keeps 230/256 = 0.898, and kept values are scaled by 256/230). Threefry bit generation dominates
+  dropout's cost on CPU (a third of a training step with 32-bit draws); this draws a quarter of it.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+    keep = round(256 * (1.0 - self.rate))
+    if deterministic or keep >= 256:
+      return x
+    if keep <= 0:
+      return jnp.zeros_like(x)
+    n = x.size
+    words = jax.random.bits(self.make_rng('dropout'), (-(-n // 4),), jnp.uint32)
+    draws = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(-1)[:n].reshape(x.shape)
+    return jnp.where(draws < keep, x * (256.0 / keep), 0.0).astype(x.dtype)
+
+
 def gcn_normalize(graphs: jraph.GraphsTuple, node_mask: jax.Array, edge_mask: jax.Array):
   """Edge weights and self-loop weights of Â = D^-1/2 (A + I) D^-1/2 over real atoms."""
   num_nodes = graphs.nodes.shape[0]
@@ -98,7 +120,7 @@ class DrugGCN(nn.Module):
         h = jax.lax.with_sharding_constraint(h, self.node_sharding)
       h = nn.relu(GraphConv(units)(h, graphs, edge_w, self_w))
       h = MaskedBatchNorm()(h, stats_mask, train)
-      h = nn.Dropout(self.dropout, deterministic=not train)(h) * node_mask[:, None]
+      h = Dropout(self.dropout)(h, deterministic=not train) * node_mask[:, None]
     n_graph = graphs.n_node.shape[0]
     if self.pool == 'mean':
       total = jax.ops.segment_sum(h, node_graph, n_graph)
@@ -126,7 +148,7 @@ class CellMLP(nn.Module):
       x = nn.tanh(x) if (i == 0 and self.first_activation == 'tanh') else nn.relu(x)
       if i < len(self.units) - 1:
         x = MaskedBatchNorm()(x, mask, train)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        x = Dropout(self.dropout)(x, deterministic=not train)
     return x
 
 
@@ -218,7 +240,7 @@ class SeedModel(EntityModel):
     self.head_first = FactorisedDense(self.head_units[0])
     self.head_dense = [nn.Dense(u) for u in self.head_units[1:]]
     self.head_bn = [MaskedBatchNorm() for _ in self.head_units]
-    self.head_dropout = nn.Dropout(self.dropout)
+    self.head_dropout = Dropout(self.dropout)
     self.out = nn.Dense(1)
     if self.id_embed_dim:
       self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
@@ -261,8 +283,8 @@ class DeepCDRModel(EntityModel):
     self.conv1 = ToeplitzConv1D(30, 150)
     self.convs = [nn.Conv(10, (5,), padding='VALID'), nn.Conv(5, (5,), padding='VALID')]
     self.out = nn.Dense(1)
-    self.drop = nn.Dropout(self.dropout)
-    self.drop_flat = nn.Dropout(0.2)
+    self.drop = Dropout(self.dropout)
+    self.drop_flat = Dropout(0.2)
     if self.id_embed_dim:
       self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
 

@@ -151,8 +151,18 @@ def pair_loss(out: jax.Array, static: dict, idx: jax.Array, task: str):
 
 def train_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, model, tx,
                task: str) -> tuple[TrainState, dict]:
-  """One optimisation step on a batch of pair indices with per-pair weights (0 = ignore)."""
-  rng = jax.random.fold_in(rng, state.step)
+  """One optimisation step on a batch of pair indices with per-pair weights (0 = ignore).
+
+  `rng` is the run's key; this step's dropout key is `rng` folded with the step count.
+  """
+  return keyed_step(state, static, batch, jax.random.fold_in(rng, state.step), model=model, tx=tx,
+                    task=task)
+
+
+def keyed_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, model, tx,
+               task: str) -> tuple[TrainState, dict]:
+  """`train_step` with this step's dropout key given (the LODO sweep shares it across folds, so
+  the dropout masks are drawn once per step, not once per fold)."""
   cell_idx = static['pair_cell'][batch['idx']]
   drug_idx = static['pair_drug'][batch['idx']]
   weight = batch['weight']

@@ -99,3 +99,21 @@ def test_unknown_model_and_pool():
   enc = models.DrugGCN((4,), 'sum')
   with pytest.raises(ValueError, match=r"unknown gcn_pool 'sum'"):
     enc.init(jax.random.key(0), graphs(), train=False)
+
+
+@pytest.mark.parametrize('rate', [0.1, 0.5])
+def test_dropout_keeps_quantised_fraction_and_mean(rate):
+  keep = round(256 * (1 - rate)) / 256
+  x = jnp.ones((333, 301))  # an element count not divisible by 4
+  drop = models.Dropout(rate)
+  out = np.asarray(drop.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(0)}))
+  kept = out != 0
+  assert abs(kept.mean() - keep) < 0.005
+  np.testing.assert_allclose(out[kept], 1 / keep, rtol=1e-6)
+  assert abs(out.mean() - 1.0) < 0.01   # inverted dropout preserves the expectation
+  again = drop.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(0)})
+  np.testing.assert_array_equal(out, np.asarray(again))
+  other = drop.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(1)})
+  assert (np.asarray(other) != out).any()
+  np.testing.assert_array_equal(np.asarray(drop.apply({}, x, deterministic=True)), np.asarray(x))
+  assert (np.asarray(models.Dropout(0.0).apply({}, x, deterministic=False)) == 1).all()
