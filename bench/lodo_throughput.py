@@ -24,16 +24,20 @@ _FOLDS = flags.DEFINE_integer('folds', 8, 'K: folds to train.')
 _EPOCHS = flags.DEFINE_integer('epochs', 2, 'Epochs per fold (both modes).')
 _PROJECTED_EPOCHS = flags.DEFINE_integer('projected_epochs', 20, 'Epochs per fold assumed for the '
                                          'projection of the full sweep.')
+_CHUNK = flags.DEFINE_integer('folds_per_chunk', 0, 'Folds vmapped side by side in the vmapped '
+                               'mode (0: all K in one chunk); chunks run one after another.')
+_MODES = flags.DEFINE_list('modes', ['vmapped', 'sequential'], 'Modes to measure.')
 _MODE = flags.DEFINE_enum('mode', None, ['vmapped', 'sequential'], 'Internal: run one mode.')
 
 
-def run_mode(config, mode: str, folds: int, epochs: int) -> dict:
+def run_mode(config, mode: str, folds: int, epochs: int, chunk: int) -> dict:
   """Trains the first `folds` folds in `mode`; returns wall time (after compilation) and RSS.
 
-  vmapped: one `lodo.run_chunk` of all folds. sequential: each fold as its own single-model run
+  vmapped: `lodo.run_chunk` on chunks of `chunk` folds (all K by default). sequential: each fold as its own single-model run
   (the plain `train.Trainer` step over that fold's training pairs, validation every epoch), i.e.
   how `launch/train.py` would train it, minus checkpoint I/O.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cdr_jax import data, lodo, sharding, splits, train  # pylint: disable=g-import-not-at-top
   config.train.num_epochs, config.train.patience = epochs, epochs + 1
@@ -44,9 +48,11 @@ def run_mode(config, mode: str, folds: int, epochs: int) -> dict:
                                                   np.zeros(0, int), np.zeros(0, int)))
     warm = config.copy_and_resolve_references()
     warm.train.num_epochs = 1
-    lodo.run_chunk(prep, warm, chosen)  # compile outside the timing
+    size = chunk or folds
+    lodo.run_chunk(prep, warm, chosen[:size])  # compile outside the timing
     t0 = time.time()
-    lodo.run_chunk(prep, config, chosen)
+    for k in range(0, folds, size):
+      lodo.run_chunk(prep, config, chosen[k:k + size])
   else:
     mesh = sharding.make_mesh()
     preps = [train.prepare(config, ds, splits.Split('fold', f.train, f.val, f.test))
@@ -55,36 +61,38 @@ def run_mode(config, mode: str, folds: int, epochs: int) -> dict:
     t0 = None
     for k, prep in enumerate([preps[0]] + preps):  # the first pass compiles
       trainer.prep, trainer.static = prep, sharding.put(prep.static, trainer.rep)
-      state = jax_put(train.init_state(trainer.prep, config.train.seed), trainer)
-      rng = jax_put(__import__('jax').random.key(1), trainer)
+      # Initial state from preps[0]: same seed, same params; reusing its jitted init keeps the
+      # sequential mode from compiling an initialisation per fold (each prep has its own optimizer).
+      state = jax.device_put(train.init_state(preps[0], config.train.seed), trainer.rep)
+      rng = jax.device_put(jax.random.key(1), trainer.rep)
       for epoch in range(1 if k == 0 else epochs):
         state, _ = train.run_epoch(trainer, state, rng, epoch)
         train.validation_metrics(trainer, state, trainer.prep.split.val)
       if k == 0:
         t0 = time.time()
   return {'mode': mode, 'folds': folds, 'epochs': epochs, 'seconds': time.time() - t0,
+          'folds_per_chunk': (chunk or folds) if mode == 'vmapped' else 1,
           'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def jax_put(tree, trainer):
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.device_put(tree, trainer.rep)
 
 
 def main(argv):
   if _MODE.value:
-    print(json.dumps(run_mode(_CONFIG.value, _MODE.value, _FOLDS.value, _EPOCHS.value)))
+    print(json.dumps(run_mode(_CONFIG.value, _MODE.value, _FOLDS.value, _EPOCHS.value,
+                              _CHUNK.value)))
     return
   out = {}
-  for mode in ('vmapped', 'sequential'):
+  for mode in _MODES.value:
     cmd = [sys.executable, __file__, f'--mode={mode}', f'--folds={_FOLDS.value}',
-           f'--epochs={_EPOCHS.value}', *[a for a in sys.argv[1:] if a.startswith('--config')]]
+           f'--epochs={_EPOCHS.value}', f'--folds_per_chunk={_CHUNK.value}',
+           *[a for a in sys.argv[1:] if a.startswith('--config')]]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
       raise RuntimeError(f'{mode} run failed:\n{res.stderr[-3000:]}')
     out[mode] = json.loads(res.stdout.strip().splitlines()[-1])
     print(json.dumps(out[mode]), flush=True)
   del argv
+  if set(out) != {'vmapped', 'sequential'}:
+    return
   k, e = _FOLDS.value, _EPOCHS.value
   vm, sq = out['vmapped']['seconds'], out['sequential']['seconds']
   folds_per_hour = 3600 * k / vm * e / _PROJECTED_EPOCHS.value
@@ -96,7 +104,8 @@ def main(argv):
       'projected_full_sweep_hours': round(223 / folds_per_hour, 2),
       'peak_rss_mb_vmapped': round(out['vmapped']['peak_rss_mb']),
       'peak_rss_mb_per_fold_vmapped': round(out['vmapped']['peak_rss_mb'] / k),
-      'peak_rss_mb_sequential': round(out['sequential']['peak_rss_mb']), 'target_speedup': 3.0}))
+      'peak_rss_mb_sequential': round(out['sequential']['peak_rss_mb']),
+      'folds_per_chunk': out['vmapped']['folds_per_chunk'], 'target_speedup': 3.0}))
 
 
 if __name__ == '__main__':
