@@ -39,8 +39,10 @@ def base_config() -> ml_collections.ConfigDict:
       task='regression',       # or 'classification' (sensitive/resistant, BCE)
       gcn_units=(128, 128, 128), gcn_pool='max', cell_units=(256, 128),
       head_units=(256, 128), dropout=0.1,
-      id_embed_dim=32))        # > 0: hybrid, also learns per-cell and per-drug codes (0: the
+      id_embed_dim=32,         # > 0: hybrid, also learns per-cell and per-drug codes (0: the
                                # paper's pure feature model)
+      id_l2=0.0))              # L2 on those codes, as in matrix factorisation (penalty on the sum
+                               # of squared standardised errors over the training pairs)
   # Optimizer
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,

@@ -130,6 +130,24 @@ def test_step_compiles_once_and_batches_are_sharded():
   assert len(batch['idx'].sharding.device_set) == jax.device_count()
 
 
+def test_id_l2_penalises_exactly_the_identity_codes():
+  c = config()
+  prep = train.prepare(c)
+  state = train.init_state(prep, 0)
+  ids = state.params['ids']
+  state = state.replace(params={**state.params, 'ids': jax.tree.map(lambda x: x + 0.5, ids)})
+  batch = train.epoch_batches(prep.split.train, c.train.batch_size, 0, 0)[0]
+  step = lambda l2: train.train_step(state, prep.static, batch, jax.random.key(0), model=prep.model,
+                                     tx=prep.tx, task='regression', id_l2=l2)[1]['loss']
+  penalty = sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(state.params['ids']))
+  np.testing.assert_allclose(float(step(0.01)) - float(step(0.0)), 0.01 * penalty, rtol=1e-4)
+  c.model.id_l2 = 2.0
+  assert train.id_l2_per_step(c, 400) == pytest.approx(0.005)
+  c.model.id_embed_dim = 0
+  with pytest.raises(ValueError, match='id_embed_dim'):
+    train.id_l2_per_step(c, 400)
+
+
 def test_non_finite_loss_stops_with_step():
   c = config()
   ds = data.load_dataset(c.data)
