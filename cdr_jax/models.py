@@ -170,6 +170,23 @@ class IdentityCodes(nn.Module):
     return dot + self.cell_bias[cell_idx] + self.drug_bias[drug_idx]
 
 
+class CodeBilinear(nn.Module):
+  """A low-rank bilinear term between the encoders' codes: (P·cell_code[c]) · (Q·drug_code[d]).
+
+  Unlike the identity codes it is computed from features, so it also scores cell lines and drugs
+  never seen in training: a learned, shared-across-drugs version of per-drug ridge on the cell
+  representation. P and Q run once per entity; per pair only a gather and a dot product remain.
+  """
+  dim: int
+
+  @nn.compact
+  def __call__(self, codes, cell_idx, drug_idx):
+    drug_codes, cell_codes = codes
+    q = nn.Dense(self.dim, use_bias=False, name='drug')(drug_codes)
+    p = nn.Dense(self.dim, use_bias=False, name='cell')(cell_codes)
+    return (p[cell_idx] * q[drug_idx]).sum(-1)
+
+
 class FactorisedDense(nn.Module):
   """Dense(concat(drug_code[d], cell_code[c])) computed as W_d·drug[d] + W_c·cell[c] + b.
 
@@ -217,8 +234,11 @@ class EntityModel(nn.Module):
     codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
     return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
 
-  def with_identity(self, y, cell_idx, drug_idx):
-    """Adds the hybrid's learned identity term (a matrix factorisation) when it has one."""
+  def with_extras(self, y, codes, cell_idx, drug_idx):
+    """Adds the code bilinear term and the hybrid's identity term (a matrix factorisation) when the
+    model has them."""
+    if self.bilinear_dim:
+      y = y + self.bilinear(codes, cell_idx, drug_idx)
     return y + self.ids(cell_idx, drug_idx) if self.id_embed_dim else y
 
 
@@ -232,6 +252,7 @@ class SeedModel(EntityModel):
   gcn_pool: str = 'max'
   dropout: float = 0.1
   id_embed_dim: int = 0
+  bilinear_dim: int = 0        # > 0: add CodeBilinear of this rank
   node_sharding: Any = None    # see DrugGCN
 
   def setup(self):
@@ -244,6 +265,8 @@ class SeedModel(EntityModel):
     self.out = nn.Dense(1)
     if self.id_embed_dim:
       self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
+    if self.bilinear_dim:
+      self.bilinear = CodeBilinear(self.bilinear_dim)
 
   def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
     """Codes of every drug [D, k] and every cell line [C, k'].
@@ -261,7 +284,7 @@ class SeedModel(EntityModel):
         x = self.head_dense[i - 1](x)
       x = nn.relu(bn(x, pair_mask, train))
       x = self.head_dropout(x, deterministic=not train)
-    return self.with_identity(self.out(x)[:, 0], cell_idx, drug_idx)
+    return self.with_extras(self.out(x)[:, 0], codes, cell_idx, drug_idx)
 
 
 class DeepCDRModel(EntityModel):
@@ -273,6 +296,7 @@ class DeepCDRModel(EntityModel):
   gcn_pool: str = 'mean'
   dropout: float = 0.1
   id_embed_dim: int = 0
+  bilinear_dim: int = 0        # > 0: add CodeBilinear of this rank
   node_sharding: Any = None    # see DrugGCN
 
   def setup(self):
@@ -287,6 +311,8 @@ class DeepCDRModel(EntityModel):
     self.drop_flat = Dropout(0.2)
     if self.id_embed_dim:
       self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
+    if self.bilinear_dim:
+      self.bilinear = CodeBilinear(self.bilinear_dim)
 
   def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
     """Drug codes [D, 100]; cell codes: each omics block through its branch, concatenated."""
@@ -305,7 +331,7 @@ class DeepCDRModel(EntityModel):
       x = nn.max_pool(nn.relu(conv(x)), (3,), strides=(3,))
     x = self.drop(x, deterministic=not train)
     x = self.drop_flat(x.reshape(x.shape[0], -1), deterministic=not train)
-    return self.with_identity(self.out(x)[:, 0], cell_idx, drug_idx)
+    return self.with_extras(self.out(x)[:, 0], codes, cell_idx, drug_idx)
 
 
 def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: int,
@@ -313,8 +339,9 @@ def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: i
   """The model named by `config.name` ('seed' or 'deepcdr')."""
   if config.name == 'seed':
     return SeedModel(tuple(config.gcn_units), tuple(config.cell_units), tuple(config.head_units),
-                     num_cells, num_drugs, config.gcn_pool, config.dropout, config.id_embed_dim)
+                     num_cells, num_drugs, config.gcn_pool, config.dropout, config.id_embed_dim,
+                     config.bilinear_dim)
   if config.name == 'deepcdr':
     return DeepCDRModel(tuple(config.gcn_units), tuple(cell_blocks), num_cells, num_drugs,
-                        config.gcn_pool, config.dropout, config.id_embed_dim)
+                        config.gcn_pool, config.dropout, config.id_embed_dim, config.bilinear_dim)
   raise ValueError(f'unknown model {config.name!r}; choose one of: seed, deepcdr')

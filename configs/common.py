@@ -41,6 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
       head_units=(256, 128), dropout=0.1,
       id_embed_dim=32,         # > 0: hybrid, also learns per-cell and per-drug codes (0: the
                                # paper's pure feature model)
+      bilinear_dim=0,          # > 0: a rank-r bilinear term between cell and drug codes (from
+                               # features, so it also scores unseen lines and drugs)
       id_l2=0.0))              # L2 on those codes, as in matrix factorisation (penalty on the sum
                                # of squared standardised errors over the training pairs)
   # Optimizer

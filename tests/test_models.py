@@ -77,10 +77,11 @@ def test_toeplitz_conv_equals_flax_conv():
   np.testing.assert_allclose(m.apply(v, x), ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('name, id_dim', [('seed', 0), ('seed', 4), ('deepcdr', 0), ('deepcdr', 2)])
-def test_models_output_one_value_per_pair(name, id_dim):
+@pytest.mark.parametrize('name, id_dim, bilinear', [('seed', 0, 0), ('seed', 4, 3), ('deepcdr', 0, 0),
+                                                   ('deepcdr', 2, 3)])
+def test_models_output_one_value_per_pair(name, id_dim, bilinear):
   cfg = common.apply_variants(common.base_config(), name).model
-  cfg.id_embed_dim = id_dim
+  cfg.id_embed_dim, cfg.bilinear_dim = id_dim, bilinear
   model = models.create_model(cfg, num_cells=6, num_drugs=len(SMILES), cell_blocks=[5, 3])
   g, cells = graphs(), jnp.ones((6, 8))
   cell_idx, drug_idx = jnp.array([0, 5, 2]), jnp.array([3, 0, 1])
@@ -89,6 +90,16 @@ def test_models_output_one_value_per_pair(name, id_dim):
   assert out.shape == (3,) and np.isfinite(out).all()
   codes = model.apply(v, g, cells, train=False, method='encode')
   assert codes[0].shape[0] == len(SMILES) and codes[1].shape[0] == 6
+
+
+def test_code_bilinear_is_a_dot_of_projected_codes():
+  drug, cell = jnp.arange(12.0).reshape(3, 4) / 10, jnp.arange(10.0).reshape(5, 2) / 7
+  cell_idx, drug_idx = jnp.array([4, 0, 2, 2]), jnp.array([1, 1, 0, 2])
+  m = models.CodeBilinear(3)
+  v = m.init(jax.random.key(0), (drug, cell), cell_idx, drug_idx)
+  q, p = drug @ v['params']['drug']['kernel'], cell @ v['params']['cell']['kernel']
+  expected = [float(p[c] @ q[d]) for c, d in zip(cell_idx, drug_idx)]
+  np.testing.assert_allclose(m.apply(v, (drug, cell), cell_idx, drug_idx), expected, rtol=1e-5)
 
 
 def test_unknown_model_and_pool():
