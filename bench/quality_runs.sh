@@ -16,9 +16,15 @@ train configs/scfoundation.py:seed=2 legacy_scf_s2
 for f in 0 1 2 3 4; do
   train configs/baseline.py:leave_cell_out lco_expr_f$f --config.split.fold=$f --config.train.num_epochs=20
 done
-# Not yet run (session 1 ran everything above this line): unseen drugs, then more legacy configs.
-# Unseen drugs: 8 random leave-one-drug-out folds, scFoundation, side by side.
-python launch/lodo.py --config=configs/scfoundation.py:lodo --workdir="$out/lodo_scf_8" \
-  --drugs=random:8:0 --config.train.num_epochs=15
-train configs/baseline.py legacy_expr_s0
-train configs/scfoundation.py:onehot legacy_scf_onehot_s0
+# Session 2 (after the YNNPACK / dropout changes; earlier runs are not re-run).
+# Unseen drugs: the paper's protocol of 20 random drugs, all 20 folds vmapped in one chunk.
+lodo() { python launch/lodo.py --config="$1" --workdir="$out/$2" --drugs=random:20:0 \
+  --config.train.num_epochs=15 --config.lodo.folds_per_chunk=20; }
+lodo configs/scfoundation.py:lodo lodo_scf_20
+# Tuning the hybrid on the legacy split (validation selects the epoch; compare on test after).
+train configs/scfoundation.py:seed=0 legacy_scf_idl2_s0 --config.model.id_l2=2.0
+# Unseen cell lines, fold 0: without identity codes, then with the code bilinear term.
+train configs/baseline.py:leave_cell_out lco_expr_noid_f0 --config.split.fold=0 \
+  --config.train.num_epochs=20 --config.model.id_embed_dim=0
+train configs/baseline.py:leave_cell_out lco_expr_bil_f0 --config.split.fold=0 \
+  --config.train.num_epochs=20 --config.model.id_embed_dim=0 --config.model.bilinear_dim=32
