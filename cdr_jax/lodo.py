@@ -230,8 +230,15 @@ def run_chunk(prep: train.Prepared, config: ml_collections.ConfigDict, folds: li
 
 
 def _fold_score(pred, pairs, ds: Dataset, config) -> float:
+  """The fold's selection score on its validation drugs: `train.select_metric` (per_drug_pcc: the
+  mean within-drug PCC, the quantity a held-out drug is scored on; pcc: over all their pairs)."""
   if config.model.task == 'regression':
-    score = metrics.pcc(pred, ds.pair_y[pairs])
+    if config.train.select_metric == 'per_drug_pcc':
+      score = metrics.mean_group_pcc(pred, ds.pair_y[pairs], ds.pair_drug[pairs])
+    elif config.train.select_metric == 'pcc':
+      score = metrics.pcc(pred, ds.pair_y[pairs])
+    else:
+      raise ValueError(f'lodo selects on per_drug_pcc or pcc, not {config.train.select_metric!r}')
   else:
     score = metrics.classification(pred, ds.pair_label[pairs])['auroc']
   return score if np.isfinite(score) else -np.inf

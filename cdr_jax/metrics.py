@@ -96,3 +96,11 @@ def summarize_groups(rows: list[dict]) -> dict[str, float]:
   if not len(values):
     return {'mean': float('nan'), 'median': float('nan'), 'groups': 0}
   return {'mean': float(values.mean()), 'median': float(np.median(values)), 'groups': int(len(values))}
+
+
+def mean_group_pcc(pred: np.ndarray, obs: np.ndarray, group: np.ndarray) -> float:
+  """Mean over groups (e.g. drugs) with at least 3 pairs of the within-group PCC; nan if none."""
+  values = [pcc(pred[group == g], obs[group == g]) for g in np.unique(group)
+            if (group == g).sum() >= 3]
+  values = [v for v in values if np.isfinite(v)]
+  return float(np.mean(values)) if values else float('nan')

@@ -182,7 +182,10 @@ class CodeBilinear(nn.Module):
   @nn.compact
   def __call__(self, codes, cell_idx, drug_idx):
     drug_codes, cell_codes = codes
-    q = nn.Dense(self.dim, use_bias=False, name='drug')(drug_codes)
+    # Q starts at zero so the term starts at 0 (unnormalised codes would otherwise swamp the head
+    # at initialisation); P's gradient is zero at first, Q's is not, so both learn.
+    q = nn.Dense(self.dim, use_bias=False, kernel_init=nn.initializers.zeros, name='drug')(
+        drug_codes)
     p = nn.Dense(self.dim, use_bias=False, name='cell')(cell_codes)
     return (p[cell_idx] * q[drug_idx]).sum(-1)
 

@@ -17,8 +17,8 @@ from cdr_jax import io
 from cdr_jax import metrics
 from cdr_jax.data import Dataset
 
-HISTORY_FIELDS = ('epoch', 'step', 'train_loss', 'val_pcc', 'val_spearman', 'val_rmse', 'val_auroc',
-                  'seconds')
+HISTORY_FIELDS = ('epoch', 'step', 'train_loss', 'val_pcc', 'val_spearman', 'val_rmse',
+                  'val_per_drug_pcc', 'val_auroc', 'seconds')
 
 
 def write_csv(path: pathlib.Path, rows: list[dict], fields=None) -> None:

@@ -286,11 +286,12 @@ def run_epoch(trainer: Trainer, state: TrainState, rng, epoch: int, bar=None):
 
 
 def validation_metrics(trainer: Trainer, state: TrainState, pairs: np.ndarray) -> dict:
-  """PCC / Spearman / RMSE (regression) or AUROC (classification) on `pairs`."""
+  """PCC / Spearman / RMSE / mean per-drug PCC (regression) or AUROC (classification) on `pairs`."""
   ds, pred = trainer.prep.ds, trainer.predict(state, pairs)
   if trainer.config.model.task == 'regression':
     m = metrics.regression(pred, ds.pair_y[pairs])
-    return {'pcc': m['pcc'], 'spearman': m['spearman'], 'rmse': m['rmse']}
+    return {'pcc': m['pcc'], 'spearman': m['spearman'], 'rmse': m['rmse'],
+            'per_drug_pcc': metrics.mean_group_pcc(pred, ds.pair_y[pairs], ds.pair_drug[pairs])}
   return {'auroc': metrics.classification(pred, ds.pair_label[pairs])['auroc']}
 
 

@@ -53,7 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       seed=0, batch_size=2048, num_epochs=50, patience=10,
       select_on='val',         # 'test' only reproduces the published (leaky) protocol
-      select_metric='pcc', progress=True,
+      select_metric='pcc',     # pcc, spearman, rmse, per_drug_pcc (auroc for classification)
+      progress=True,
       max_epochs_this_run=0))  # > 0: stop (resumably) after this many epochs in one invocation
   # Evaluation
   c.eval = ml_collections.ConfigDict(dict(
@@ -83,6 +84,8 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.split.name = 'leave_drug_out'
       c.model.gcn_units, c.model.cell_units, c.model.head_units = (64, 64, 64), (128, 64), (128, 64)
       c.train.num_epochs, c.train.patience = 30, 5
+      if c.model.task == 'regression':  # select on what a held-out drug is scored on
+        c.train.select_metric = 'per_drug_pcc'
     elif v.startswith('seed='):
       c.train.seed = c.split.seed = int(v[5:])
     else:

@@ -97,6 +97,8 @@ def test_code_bilinear_is_a_dot_of_projected_codes():
   cell_idx, drug_idx = jnp.array([4, 0, 2, 2]), jnp.array([1, 1, 0, 2])
   m = models.CodeBilinear(3)
   v = m.init(jax.random.key(0), (drug, cell), cell_idx, drug_idx)
+  np.testing.assert_array_equal(m.apply(v, (drug, cell), cell_idx, drug_idx), 0.0)  # starts at 0
+  v = {'params': {**v['params'], 'drug': {'kernel': jnp.arange(12.0).reshape(4, 3) / 5 - 1}}}
   q, p = drug @ v['params']['drug']['kernel'], cell @ v['params']['cell']['kernel']
   expected = [float(p[c] @ q[d]) for c, d in zip(cell_idx, drug_idx)]
   np.testing.assert_allclose(m.apply(v, (drug, cell), cell_idx, drug_idx), expected, rtol=1e-5)
