@@ -334,6 +334,6 @@ def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config) 
   summary = summarize(rows) if config.model.task == 'regression' else {
       'folds': len(rows), 'auroc_mean': float(np.nanmean([r['auroc'] for r in rows]))}
   summary.update(cell_repr=config.data.cell_repr, model=config.model.name,
-                 shuffled=bool(config.data.shuffle_cells))
+                 shuffled=bool(config.data.shuffle_cells), select_metric=config.train.select_metric)
   io.atomic_write_json(workdir / 'lodo_summary.json', summary)
   return summary
