@@ -21,10 +21,16 @@ done
 lodo() { python launch/lodo.py --config="$1" --workdir="$out/$2" --drugs=random:20:0 \
   --config.train.num_epochs=15 --config.lodo.folds_per_chunk=20; }
 lodo configs/scfoundation.py:lodo lodo_scf_20
+lodo configs/baseline.py:lodo lodo_expr_20
+lodo configs/scfoundation.py:lodo,shuffled lodo_scf_shuffled_20
 # Tuning the hybrid on the legacy split (validation selects the epoch; compare on test after).
 train configs/scfoundation.py:seed=0 legacy_scf_idl2_s0 --config.model.id_l2=2.0
+train configs/scfoundation.py:seed=0 legacy_scf_cos_s0 --config.optimizer.learning_rate=0.002 \
+  --config.optimizer.schedule=cosine --config.train.num_epochs=60 --config.train.patience=60
 # Unseen cell lines, fold 0: without identity codes, then with the code bilinear term.
 train configs/baseline.py:leave_cell_out lco_expr_noid_f0 --config.split.fold=0 \
   --config.train.num_epochs=20 --config.model.id_embed_dim=0
 train configs/baseline.py:leave_cell_out lco_expr_bil_f0 --config.split.fold=0 \
   --config.train.num_epochs=20 --config.model.id_embed_dim=0 --config.model.bilinear_dim=32
+train configs/baseline.py:leave_cell_out lco_expr_noid_d5_f0 --config.split.fold=0 \
+  --config.train.num_epochs=20 --config.model.id_embed_dim=0 --config.model.dropout=0.5
