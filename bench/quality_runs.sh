@@ -34,3 +34,9 @@ train configs/baseline.py:leave_cell_out lco_expr_bil_f0 --config.split.fold=0 \
   --config.train.num_epochs=20 --config.model.id_embed_dim=0 --config.model.bilinear_dim=32
 train configs/baseline.py:leave_cell_out lco_expr_noid_d5_f0 --config.split.fold=0 \
   --config.train.num_epochs=20 --config.model.id_embed_dim=0 --config.model.dropout=0.5
+# Unseen cell lines, all 5 folds without identity codes (fold 0 above), then the one-hot control.
+for f in 1 2 3 4; do
+  train configs/baseline.py:leave_cell_out lco_expr_noid_f$f --config.split.fold=$f \
+    --config.train.num_epochs=20 --config.model.id_embed_dim=0
+done
+train configs/scfoundation.py:onehot legacy_scf_onehot_s0
