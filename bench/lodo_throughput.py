@@ -33,9 +33,9 @@ _MODE = flags.DEFINE_enum('mode', None, ['vmapped', 'sequential'], 'Internal: ru
 def run_mode(config, mode: str, folds: int, epochs: int, chunk: int) -> dict:
   """Trains the first `folds` folds in `mode`; returns wall time (after compilation) and RSS.
 
-  vmapped: `lodo.run_chunk` on chunks of `chunk` folds (all K by default). sequential: each fold as its own single-model run
-  (the plain `train.Trainer` step over that fold's training pairs, validation every epoch), i.e.
-  how `launch/train.py` would train it, minus checkpoint I/O.
+  vmapped: `lodo.run_chunk` on chunks of `chunk` folds (all K by default). sequential: each fold
+  as its own single-model run (the plain `train.Trainer` step over that fold's training pairs,
+  validation every epoch), i.e. how `launch/train.py` would train it, minus checkpoint I/O.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top

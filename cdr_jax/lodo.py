@@ -230,18 +230,10 @@ def run_chunk(prep: train.Prepared, config: ml_collections.ConfigDict, folds: li
 
 
 def _fold_score(pred, pairs, ds: Dataset, config) -> float:
-  """The fold's selection score on its validation drugs: `train.select_metric` (per_drug_pcc: the
-  mean within-drug PCC, the quantity a held-out drug is scored on; pcc: over all their pairs)."""
-  if config.model.task == 'regression':
-    if config.train.select_metric == 'per_drug_pcc':
-      score = metrics.mean_group_pcc(pred, ds.pair_y[pairs], ds.pair_drug[pairs])
-    elif config.train.select_metric == 'pcc':
-      score = metrics.pcc(pred, ds.pair_y[pairs])
-    else:
-      raise ValueError(f'lodo selects on per_drug_pcc or pcc, not {config.train.select_metric!r}')
-  else:
-    score = metrics.classification(pred, ds.pair_label[pairs])['auroc']
-  return score if np.isfinite(score) else -np.inf
+  """The fold's selection score on its validation drugs (`train.select_metric`; the lodo variant
+  selects on per_drug_pcc, the quantity a held-out drug is scored on)."""
+  m = train.selection_metrics(pred, pairs, ds, config.model.task)
+  return train.selection_score(m, config.train.select_metric)
 
 
 def naive_cell_mean(ds: Dataset, fold: Fold) -> np.ndarray:

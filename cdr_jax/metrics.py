@@ -75,13 +75,16 @@ def classification(score: np.ndarray, label: np.ndarray) -> dict[str, float]:
           'accuracy': float(np.mean((score > 0.5) == label.astype(bool))), 'n': int(keep.sum())}
 
 
+MIN_GROUP_PAIRS = 3  # a group's PCC / Spearman need at least this many pairs (else nan)
+
+
 def per_group(pred: np.ndarray, obs: np.ndarray, group: np.ndarray,
               names: Sequence[str]) -> list[dict]:
   """PCC, Spearman, RMSE and n for each group present (groups with < 3 pairs get nan PCC)."""
   rows = []
   for g in np.unique(group):
     m = group == g
-    enough = m.sum() >= 3
+    enough = m.sum() >= MIN_GROUP_PAIRS
     rows.append({'group': names[g], 'n': int(m.sum()),
                  'pcc': pcc(pred[m], obs[m]) if enough else float('nan'),
                  'spearman': spearman(pred[m], obs[m]) if enough else float('nan'),
@@ -91,7 +94,11 @@ def per_group(pred: np.ndarray, obs: np.ndarray, group: np.ndarray,
 
 def summarize_groups(rows: list[dict]) -> dict[str, float]:
   """Mean and median PCC over groups with a defined PCC, and how many there were."""
-  values = np.array([r['pcc'] for r in rows], np.float64)
+  return _summarize_pccs([r['pcc'] for r in rows])
+
+
+def _summarize_pccs(pccs) -> dict[str, float]:
+  values = np.array(pccs, np.float64)
   values = values[np.isfinite(values)]
   if not len(values):
     return {'mean': float('nan'), 'median': float('nan'), 'groups': 0}
@@ -99,8 +106,10 @@ def summarize_groups(rows: list[dict]) -> dict[str, float]:
 
 
 def mean_group_pcc(pred: np.ndarray, obs: np.ndarray, group: np.ndarray) -> float:
-  """Mean over groups (e.g. drugs) with at least 3 pairs of the within-group PCC; nan if none."""
-  values = [pcc(pred[group == g], obs[group == g]) for g in np.unique(group)
-            if (group == g).sum() >= 3]
-  values = [v for v in values if np.isfinite(v)]
-  return float(np.mean(values)) if values else float('nan')
+  """Mean over groups (e.g. drugs) with at least 3 pairs of the within-group PCC; nan if none.
+
+  The `mean` of `summarize_groups(per_group(...))`, without the per-group Spearman and RMSE (it
+  runs every epoch, for every LODO fold)."""
+  masks = [group == g for g in np.unique(group)]
+  return _summarize_pccs([pcc(pred[m], obs[m]) for m in masks
+                          if m.sum() >= MIN_GROUP_PAIRS])['mean']

@@ -285,18 +285,27 @@ def run_epoch(trainer: Trainer, state: TrainState, rng, epoch: int, bar=None):
   return state, total / max(weight, 1.0)
 
 
-def validation_metrics(trainer: Trainer, state: TrainState, pairs: np.ndarray) -> dict:
-  """PCC / Spearman / RMSE / mean per-drug PCC (regression) or AUROC (classification) on `pairs`."""
-  ds, pred = trainer.prep.ds, trainer.predict(state, pairs)
-  if trainer.config.model.task == 'regression':
+def selection_metrics(pred: np.ndarray, pairs: np.ndarray, ds: Dataset, task: str) -> dict:
+  """PCC / Spearman / RMSE / mean per-drug PCC (regression) or AUROC (classification) of `pred`
+  (natural scale) on `pairs`: what `train.select_metric` chooses from, here and in the LODO sweep."""
+  if task == 'regression':
     m = metrics.regression(pred, ds.pair_y[pairs])
     return {'pcc': m['pcc'], 'spearman': m['spearman'], 'rmse': m['rmse'],
             'per_drug_pcc': metrics.mean_group_pcc(pred, ds.pair_y[pairs], ds.pair_drug[pairs])}
   return {'auroc': metrics.classification(pred, ds.pair_label[pairs])['auroc']}
 
 
-def _score(m: dict, metric: str) -> float:
+def validation_metrics(trainer: Trainer, state: TrainState, pairs: np.ndarray) -> dict:
+  """`selection_metrics` of the model's predictions on `pairs`."""
+  return selection_metrics(trainer.predict(state, pairs), pairs, trainer.prep.ds,
+                           trainer.config.model.task)
+
+
+def selection_score(m: dict, metric: str) -> float:
   """Selection score, higher is better (RMSE is negated); nan scores never win."""
+  if metric not in m:
+    raise ValueError(f'unknown train.select_metric {metric!r}; for this task choose one of '
+                     f'{", ".join(m)}')
   value = -m['rmse'] if metric == 'rmse' else m[metric]
   return value if np.isfinite(value) else -np.inf
 
@@ -363,7 +372,7 @@ def _train_loop(trainer: Trainer, ckpts, state: TrainState, meta: dict, workdir:
     bar.close()
     val = validation_metrics(trainer, state, split.val)
     chosen = val if cfg.select_on == 'val' else validation_metrics(trainer, state, select_pairs)
-    score = _score(chosen, cfg.select_metric)
+    score = selection_score(chosen, cfg.select_metric)
     row = {'epoch': epoch, 'step': int(state.step), 'train_loss': loss,
            **{f'val_{k}': v for k, v in val.items()}, 'seconds': time.time() - t0}
     meta['history'].append(row)

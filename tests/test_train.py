@@ -148,6 +148,14 @@ def test_id_l2_penalises_exactly_the_identity_codes():
     train.id_l2_per_step(c, 400)
 
 
+def test_selection_score_orders_and_rejects_unknown_metrics():
+  m = {'pcc': 0.5, 'rmse': 2.0, 'per_drug_pcc': float('nan')}
+  assert train.selection_score(m, 'pcc') == 0.5 and train.selection_score(m, 'rmse') == -2.0
+  assert train.selection_score(m, 'per_drug_pcc') == -np.inf   # nan never wins
+  with pytest.raises(ValueError, match=r"unknown train.select_metric 'auroc'.*pcc, rmse"):
+    train.selection_score(m, 'auroc')
+
+
 def test_non_finite_loss_stops_with_step():
   c = config()
   ds = data.load_dataset(c.data)
