@@ -23,8 +23,10 @@ import numpy as np
 from cdr_jax import io
 from cdr_jax.errors import DataError
 
-# Fields that change between repeats of one experiment without changing the experiment.
-SEED_KEYS = ('train.seed', 'split.seed', 'train.progress', 'train.max_epochs_this_run')
+# Fields that change between repeats of one experiment without changing the experiment: seeds, and
+# the cross-validation fold (the 5 folds of leave_cell_out are one experiment, reported over folds).
+SEED_KEYS = ('train.seed', 'split.seed', 'split.fold', 'train.progress',
+             'train.max_epochs_this_run')
 GROUPS = (('cell', 'per_cell.csv', 'cell line'), ('type', 'per_type.csv', 'cancer type'),
           ('drug', 'per_drug.csv', 'drug'))
 REQUIRED_CONFIG = ('data.cell_repr', 'split.name', 'model.name')  # what a run's label is made of
@@ -474,15 +476,16 @@ def summary_table(groups: list[list[Run]], columns) -> list[str]:
 
 def runs_table(runs: list[Run]) -> list[str]:
   """One row per run directory."""
-  lines = ['| run | id | label | train.seed | split.seed | best epoch | test PCC | '
-           'per-drug PCC mean |', '|---|---|---|---|---|---|---|---|']
+  lines = ['| run | id | label | train.seed | split.seed | split.fold | best epoch | test PCC | '
+           'per-drug PCC mean |', '|---|---|---|---|---|---|---|---|---|']
   for r in runs:
     if r.metrics is None:
-      lines.append(f'| `{r.path}` | R{r.group} | {r.label} (LODO sweep) | | | | | |')
+      lines.append(f'| `{r.path}` | R{r.group} | {r.label} (LODO sweep) | | | | | | |')
       continue
     m, sel = r.metrics['test']['model'], r.metrics.get('selection', {})
     lines.append(f"| `{r.path}` | R{r.group} | {r.label} | {r.config.get('train.seed', '')} | "
-                 f"{r.config.get('split.seed', '')} | {sel.get('best_epoch', '')} | "
+                 f"{r.config.get('split.seed', '')} | {r.config.get('split.fold', '')} | "
+                 f"{sel.get('best_epoch', '')} | "
                  f"{mean_sd([lookup(m, ('pcc',))], 4)} | "
                  f"{mean_sd([lookup(m, ('per_drug_pcc', 'mean'))], 3)} |")
   return lines
@@ -516,7 +519,8 @@ def summary_section(groups: list[list[Run]]) -> list[str]:
   """The summary tables: regression experiments, then classification ones if any."""
   lines = ['## Summary: test set, model beside the naive baselines', '',
            'One row per experiment: runs whose config.json is identical except for '
-           f'{", ".join(SEED_KEYS)} are repeats, shown as mean ± sd (sample sd) over them. '
+           f'{", ".join(SEED_KEYS)} are repeats (seeds, or the folds of a cross-validation), '
+           'shown as mean ± sd (sample sd) over them. '
            'Baseline rows name the experiments (R…) whose test set they were scored on.', '']
   reg = [g for g in groups if is_regression(g[0])]
   cls = [g for g in groups if g[0].metrics is not None and not is_regression(g[0])]

@@ -24,12 +24,13 @@ def write_csv(path: pathlib.Path, header: list[str], rows: list[list]) -> None:
 
 
 def write_fake_run(path: pathlib.Path, seed: int, cell_repr: str = 'expression',
-                   shuffled: bool = False, epochs: int = 4) -> dict:
+                   shuffled: bool = False, epochs: int = 4, split: str = 'random',
+                   fold: int = 0) -> dict:
   """A finished regression run in cdr_jax.outputs' formats; returns its metrics.json."""
   rng = np.random.default_rng(seed + 100 * shuffled)
   path.mkdir(parents=True)
   config = {'data': {'source': 'synthetic', 'cell_repr': cell_repr, 'shuffle_cells': shuffled},
-            'split': {'name': 'random', 'seed': seed},
+            'split': {'name': split, 'seed': seed, 'fold': fold},
             'model': {'name': 'seed', 'task': 'regression'},
             'train': {'seed': seed, 'num_epochs': epochs, 'progress': False}}
   (path / 'config.json').write_text(json.dumps(config, indent=2))
@@ -145,6 +146,24 @@ def test_grouping_by_config_without_seeds(runs):
   groups = report.group_runs(loaded)
   assert [[r.path.name for r in g] for g in groups] == [['expr_s0', 'expr_s1'], ['expr_shuffled']]
   assert loaded[1].label == 'expression shuffled · random · seed'
+
+
+def test_cross_validation_folds_are_one_experiment(tmp_path):
+  """The folds of a leave_cell_out run form one row (mean ± sd over folds); another split does not
+  join them, and the per-run table names each fold."""
+  dirs = [tmp_path / f'lco_f{f}' for f in range(3)] + [tmp_path / 'random_f0']
+  for f, d in enumerate(dirs[:3]):
+    write_fake_run(d, seed=0, split='leave_cell_out', fold=f)
+  write_fake_run(dirs[3], seed=0, split='random', fold=0)
+  groups = report.group_runs([report.load_run(d) for d in dirs])
+  assert [[r.path.name for r in g] for g in groups] == [['lco_f0', 'lco_f1', 'lco_f2'],
+                                                        ['random_f0']]
+  md = report.build_report([str(d) for d in dirs], tmp_path / 'report').read_text()
+  pcc = [json.loads((d / 'metrics.json').read_text())['test']['model']['pcc'] for d in dirs[:3]]
+  row = next(line for line in md.splitlines()
+             if line.startswith('| R1 | expression · leave_cell_out'))
+  assert f'| 3 | {np.mean(pcc):.4f} ± {np.std(pcc, ddof=1):.4f} |' in row
+  assert re.search(r'\| `[^`]*lco_f2` \| R1 \| [^|]+ \| 0 \| 0 \| 2 \|', md)
 
 
 def test_missing_metrics_names_the_file(runs, tmp_path):
