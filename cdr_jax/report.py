@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 from cdr_jax import io
+from cdr_jax import metrics
 from cdr_jax.errors import DataError
 
 # Fields that change between repeats of one experiment without changing the experiment: seeds, and
@@ -452,11 +453,30 @@ def cells(members: list[Run], predictor: str, columns) -> list[str]:
           for _, keys, d in columns]
 
 
+def ensemble_metrics(members: list[Run]) -> dict | None:
+  """Test metrics of the mean prediction of repeats (a seed ensemble), or None when there are fewer
+  than two or their test pairs differ (cross-validation folds)."""
+  if len(members) < 2 or not all(is_regression(r) for r in members):
+    return None
+  cols = [predictions(r) for r in members]
+  first = cols[0]
+  if any(len(c['observed']) != len(first['observed']) or
+         not (np.array_equal(c['cell_id'], first['cell_id']) and
+              np.array_equal(c['drug_id'], first['drug_id'])) for c in cols[1:]):
+    return None
+  pred, obs = np.mean([c['predicted'] for c in cols], axis=0), first['observed']
+  names, drug = np.unique(first['drug_id'], return_inverse=True)
+  return {**metrics.regression(pred, obs), 'per_drug_pcc': metrics.summarize_groups(
+      metrics.per_group(pred, obs, drug, names))}
+
+
 def summary_table(groups: list[list[Run]], columns) -> list[str]:
   """Model rows (one per experiment, mean ± sd over seeds), then the naive baselines.
 
-  Baselines depend only on the data and split, so identical rows from several experiments are
-  shown once, naming the experiments whose test set they come from.
+  An experiment whose repeats share their test pairs also gets an ensemble row: the mean of its
+  runs' predictions, scored like one model. Baselines depend only on the data and split, so
+  identical rows from several experiments are shown once, naming the experiments whose test set
+  they come from.
   """
   lines = ['| id | predictor | runs | ' + ' | '.join(c[0] for c in columns) + ' |',
            '|---' * (3 + len(columns)) + '|']
@@ -465,6 +485,11 @@ def summary_table(groups: list[list[Run]], columns) -> list[str]:
     g = members[0].group
     lines.append(f'| R{g} | {members[0].label} | {len(members)} | '
                  + ' | '.join(cells(members, 'model', columns)) + ' |')
+    ensemble = ensemble_metrics(members) if columns is REGRESSION_COLUMNS else None
+    if ensemble:
+      lines.append(f'| R{g} | ensemble: mean prediction of the {len(members)} runs | 1 | '
+                   + ' | '.join(mean_sd([lookup(ensemble, keys)], d) for _, keys, d in columns)
+                   + ' |')
     for name in members[0].metrics['test']:
       if name != 'model':
         baselines.setdefault((name, len(members), *cells(members, name, columns)), []).append(g)

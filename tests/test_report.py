@@ -203,3 +203,29 @@ def test_launch_script_without_lodo_falls_back_and_honours_pair(runs, tmp_path):
   assert f"A = `{runs['b']}`" in md and f"B = `{runs['a1']}`" in md
   for name in figures_in(md):
     assert_image(out / name)
+
+
+def test_seed_ensemble_row_when_test_pairs_match(runs, tmp_path):
+  """Repeats scored on the same test pairs get a row for their mean prediction; repeats on
+  different pairs (the fixture's two seeds draw different pairs) get none."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  twin = tmp_path / 'runs/expr_s0_twin'
+  shutil.copytree(runs['a0'], twin)
+  config = json.loads((twin / 'config.json').read_text())
+  config['train']['seed'] = 5
+  (twin / 'config.json').write_text(json.dumps(config))
+  lines = (twin / 'predictions.csv').read_text().splitlines()
+  rng = np.random.default_rng(3)
+  rows = [line.split(',') for line in lines[1:]]
+  for row in rows:
+    row[4] = f'{float(row[4]) + rng.normal(0, 1.5):.5f}'
+  (twin / 'predictions.csv').write_text('\n'.join([lines[0]] + [','.join(r) for r in rows]) + '\n')
+  obs = np.array([float(r[3]) for r in rows])
+  a = report.predictions(report.load_run(runs['a0']))['predicted']
+  mean_pred = (a + np.array([float(r[4]) for r in rows])) / 2
+  md = report.build_report([str(runs['a0']), str(twin)], tmp_path / 'rep').read_text()
+  row = next(line for line in md.splitlines() if 'ensemble: mean prediction of the 2 runs' in line)
+  assert row.startswith('| R1 |')
+  assert f'| 1 | {metrics.pcc(mean_pred, obs):.4f} |' in row
+  md = report.build_report([str(runs['a0']), str(runs['a1'])], tmp_path / 'rep2').read_text()
+  assert 'ensemble: mean prediction' not in md
