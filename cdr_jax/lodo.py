@@ -101,8 +101,8 @@ class Sweep:
     for i, f in enumerate(folds):
       mask[i, f.train] = 1
     self.train_mask = sharding.put(mask, sharding.sharded(self.mesh, 'fold', None))
-    id_l2 = train.id_l2_per_step(config, int(round(np.mean([len(f.train) for f in folds]))))
-    self.step, self.encode, self.fuse = _jitted(prep.model, prep.tx, config.model.task, id_l2)
+    l2 = train.l2_per_step(config, int(round(np.mean([len(f.train) for f in folds]))))
+    self.step, self.encode, self.fuse = _jitted(prep.model, prep.tx, config.model.task, l2)
 
   def _fold_static(self) -> dict:
     ds = self.prep.ds
@@ -146,9 +146,9 @@ class Sweep:
 
 
 @functools.lru_cache(maxsize=8)
-def _jitted(model, tx, task: str, id_l2: float):
+def _jitted(model, tx, task: str, l2: tuple[tuple[str, float], ...]):
   """(step, encode, fuse), jitted once per model: chunks of equal size reuse the compilation."""
-  step = jax.jit(functools.partial(_chunk_step, model=model, tx=tx, task=task, id_l2=id_l2),
+  step = jax.jit(functools.partial(_chunk_step, model=model, tx=tx, task=task, l2=l2),
                  donate_argnums=(0,))
   encode = jax.jit(jax.vmap(functools.partial(train.encode, model=model),
                             in_axes=(0, _static_axes())))
@@ -164,7 +164,7 @@ def _static_axes():
                     *FOLD_STATIC)}
 
 
-def _chunk_step(states, static, train_mask, active, batch, rng, *, model, tx, task, id_l2):
+def _chunk_step(states, static, train_mask, active, batch, rng, *, model, tx, task, l2):
   """The single-model train step, vmapped over folds; stopped folds keep their state.
 
   Every active fold is at the same step, so the step's dropout key (`rng` folded with the step, as
@@ -172,7 +172,7 @@ def _chunk_step(states, static, train_mask, active, batch, rng, *, model, tx, ta
   """
   weight = train_mask[:, batch['idx']].astype(jnp.float32) * batch['weight'][None, :]
   key = jax.random.fold_in(rng, jnp.max(states.step))
-  step = functools.partial(train.keyed_step, model=model, tx=tx, task=task, id_l2=id_l2)
+  step = functools.partial(train.keyed_step, model=model, tx=tx, task=task, l2=l2)
   new, m = jax.vmap(step, in_axes=(0, _static_axes(), {'idx': None, 'weight': 0}, None))(
       states, static, {'idx': batch['idx'], 'weight': weight}, key)
   return _per_fold_where(active, new, states), m

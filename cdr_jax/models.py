@@ -181,13 +181,30 @@ class CodeBilinear(nn.Module):
 
   @nn.compact
   def __call__(self, codes, cell_idx, drug_idx):
-    drug_codes, cell_codes = codes
+    drug_codes, cell_codes = codes[:2]
     # Q starts at zero so the term starts at 0 (unnormalised codes would otherwise swamp the head
     # at initialisation); P's gradient is zero at first, Q's is not, so both learn.
     q = nn.Dense(self.dim, use_bias=False, kernel_init=nn.initializers.zeros, name='drug')(
         drug_codes)
     p = nn.Dense(self.dim, use_bias=False, name='cell')(cell_codes)
     return (p[cell_idx] * q[drug_idx]).sum(-1)
+
+
+class DrugLinear(nn.Module):
+  """A per-drug linear function of the cell features: score[c, d] = x[c]·W[:, d] (ridge inside the
+  model, trained with it; `model.drug_linear` sets its L2, as per-drug ridge's lambda).
+
+  It scores cell lines never seen in training from their features alone, the way the per-drug
+  ridge baseline does, while the network learns the rest. W starts at zero, and the columns of a
+  drug with no training pairs stay zero. Computed once per step for every (cell, drug), [C, D];
+  per pair only a gather remains.
+  """
+  num_drugs: int
+
+  @nn.compact
+  def __call__(self, cell_x: jax.Array) -> jax.Array:
+    w = self.param('kernel', nn.initializers.zeros, (cell_x.shape[-1], self.num_drugs))
+    return cell_x @ w
 
 
 class FactorisedDense(nn.Module):
@@ -200,7 +217,7 @@ class FactorisedDense(nn.Module):
 
   @nn.compact
   def __call__(self, codes, cell_idx, drug_idx):
-    drug_codes, cell_codes = codes
+    drug_codes, cell_codes = codes[:2]
     drug_part = nn.Dense(self.features, use_bias=False, name='drug')(drug_codes)
     cell_part = nn.Dense(self.features, name='cell')(cell_codes)
     return drug_part[drug_idx] + cell_part[cell_idx]
@@ -230,16 +247,26 @@ class ToeplitzConv1D(nn.Module):
 
 
 class EntityModel(nn.Module):
-  """Shared shape of the models: `encode` every entity once, `fuse` per pair, optional id codes."""
+  """Shared shape of the models: `encode` every entity once, `fuse` per pair, optional extras.
+
+  `encode` returns (drug codes, cell codes), plus the [C, D] DrugLinear scores when the model has
+  that term; `fuse` gathers from them per pair.
+  """
 
   def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
                cell_active=None, drug_active=None):
     codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
     return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
 
+  def linear_scores(self, codes, cell_x):
+    """`codes` with the DrugLinear scores appended when the model has that term."""
+    return (*codes, self.drug_linear_term(cell_x)) if self.drug_linear else codes
+
   def with_extras(self, y, codes, cell_idx, drug_idx):
-    """Adds the code bilinear term and the hybrid's identity term (a matrix factorisation) when the
-    model has them."""
+    """Adds the per-drug linear term, the code bilinear term and the hybrid's identity term (a
+    matrix factorisation) when the model has them."""
+    if self.drug_linear:
+      y = y + codes[2][cell_idx, drug_idx]
     if self.bilinear_dim:
       y = y + self.bilinear(codes, cell_idx, drug_idx)
     return y + self.ids(cell_idx, drug_idx) if self.id_embed_dim else y
@@ -256,6 +283,7 @@ class SeedModel(EntityModel):
   dropout: float = 0.1
   id_embed_dim: int = 0
   bilinear_dim: int = 0        # > 0: add CodeBilinear of this rank
+  drug_linear: bool = False    # add DrugLinear on the cell features
   node_sharding: Any = None    # see DrugGCN
 
   def setup(self):
@@ -270,14 +298,16 @@ class SeedModel(EntityModel):
       self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
     if self.bilinear_dim:
       self.bilinear = CodeBilinear(self.bilinear_dim)
+    if self.drug_linear:
+      self.drug_linear_term = DrugLinear(self.num_drugs)
 
   def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
     """Codes of every drug [D, k] and every cell line [C, k'].
 
     `*_active` keep held-out entities out of BatchNorm statistics (no transductive leak).
     """
-    return (self.drug_encoder(graphs, train, drug_active),
-            self.cell_encoder(cell_x, train, cell_active))
+    return self.linear_scores((self.drug_encoder(graphs, train, drug_active),
+                               self.cell_encoder(cell_x, train, cell_active)), cell_x)
 
   def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
     """Per-pair head on gathered codes: one output per pair."""
@@ -300,6 +330,7 @@ class DeepCDRModel(EntityModel):
   dropout: float = 0.1
   id_embed_dim: int = 0
   bilinear_dim: int = 0        # > 0: add CodeBilinear of this rank
+  drug_linear: bool = False    # add DrugLinear on the cell features
   node_sharding: Any = None    # see DrugGCN
 
   def setup(self):
@@ -316,6 +347,8 @@ class DeepCDRModel(EntityModel):
       self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
     if self.bilinear_dim:
       self.bilinear = CodeBilinear(self.bilinear_dim)
+    if self.drug_linear:
+      self.drug_linear_term = DrugLinear(self.num_drugs)
 
   def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
     """Drug codes [D, 100]; cell codes: each omics block through its branch, concatenated."""
@@ -324,7 +357,8 @@ class DeepCDRModel(EntityModel):
       bounds.append(bounds[-1] + width)
     cells = [b(cell_x[:, lo:hi], train, cell_active)
              for b, lo, hi in zip(self.branches, bounds, bounds[1:])]
-    return self.drug_encoder(graphs, train, drug_active), jnp.concatenate(cells, axis=-1)
+    return self.linear_scores(
+        (self.drug_encoder(graphs, train, drug_active), jnp.concatenate(cells, axis=-1)), cell_x)
 
   def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
     del pair_mask  # no batch statistics in this head
@@ -343,8 +377,9 @@ def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: i
   if config.name == 'seed':
     return SeedModel(tuple(config.gcn_units), tuple(config.cell_units), tuple(config.head_units),
                      num_cells, num_drugs, config.gcn_pool, config.dropout, config.id_embed_dim,
-                     config.bilinear_dim)
+                     config.bilinear_dim, config.drug_linear > 0)
   if config.name == 'deepcdr':
     return DeepCDRModel(tuple(config.gcn_units), tuple(cell_blocks), num_cells, num_drugs,
-                        config.gcn_pool, config.dropout, config.id_embed_dim, config.bilinear_dim)
+                        config.gcn_pool, config.dropout, config.id_embed_dim, config.bilinear_dim,
+                        config.drug_linear > 0)
   raise ValueError(f'unknown model {config.name!r}; choose one of: seed, deepcdr')

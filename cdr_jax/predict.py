@@ -49,8 +49,12 @@ def _graph(g, i: int):
                     n_edge=np.array([e]))
 
 
-def _pad_id_codes(params, num_new: int):
-  """Zero per-drug codes and biases for new drugs in a hybrid model's parameters."""
+def _pad_per_drug_params(params, num_new: int):
+  """Zero per-drug codes and biases (and per-drug linear weights) for new drugs."""
+  if 'drug_linear_term' in params:
+    w = params['drug_linear_term']['kernel']
+    params = {**params, 'drug_linear_term': {'kernel': np.concatenate(
+        [w, np.zeros((w.shape[0], num_new), np.float32)], axis=1)}}
   if 'ids' not in params:
     return params
   ids = dict(params['ids'])
@@ -75,7 +79,7 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   if new_drugs:
     ds = add_drugs(ds, new_drugs)
     pairs = (pairs or []) + [(c, d) for d, _ in new_drugs for c in ds.cell_ids]
-    state = state.replace(params=_pad_id_codes(jax.device_get(state.params), len(new_drugs)))
+    state = state.replace(params=_pad_per_drug_params(jax.device_get(state.params), len(new_drugs)))
   cell_index = {c: i for i, c in enumerate(ds.cell_ids)}
   drug_index = {d: i for i, d in enumerate(ds.drug_ids)}
   for c, d in pairs:

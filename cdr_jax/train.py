@@ -150,22 +150,23 @@ def pair_loss(out: jax.Array, static: dict, idx: jax.Array, task: str):
 
 
 def train_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, model, tx,
-               task: str, id_l2: float = 0.0) -> tuple[TrainState, dict]:
+               task: str, l2: tuple[tuple[str, float], ...] = ()) -> tuple[TrainState, dict]:
   """One optimisation step on a batch of pair indices with per-pair weights (0 = ignore).
 
   `rng` is the run's key; this step's dropout key is `rng` folded with the step count.
   """
   return keyed_step(state, static, batch, jax.random.fold_in(rng, state.step), model=model, tx=tx,
-                    task=task, id_l2=id_l2)
+                    task=task, l2=l2)
 
 
 def keyed_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, model, tx,
-               task: str, id_l2: float = 0.0) -> tuple[TrainState, dict]:
+               task: str, l2: tuple[tuple[str, float], ...] = ()) -> tuple[TrainState, dict]:
   """`train_step` with this step's dropout key given (the LODO sweep shares it across folds, so
   the dropout masks are drawn once per step, not once per fold).
 
-  `id_l2` (per step) penalises the squared norm of the hybrid's identity codes and biases, as
-  matrix factorisation's L2 does (see `id_l2_per_step`).
+  `l2`: (parameter module, per-step coefficient) pairs; each adds coefficient * the squared norm
+  of that module's parameters, e.g. the hybrid's identity codes as matrix factorisation's L2 does
+  (see `l2_per_step`).
   """
   cell_idx = static['pair_cell'][batch['idx']]
   drug_idx = static['pair_drug'][batch['idx']]
@@ -179,8 +180,8 @@ def keyed_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, 
     loss, valid = pair_loss(out, static, batch['idx'], task)
     w = weight * valid
     loss = (loss * w).sum() / jnp.maximum(w.sum(), 1.0)
-    if id_l2:
-      loss += id_l2 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params['ids']))
+    for name, coef in l2:
+      loss += coef * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params[name]))
     return loss, updates['batch_stats']
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -190,12 +191,23 @@ def keyed_step(state: TrainState, static: dict, batch: dict, rng: jax.Array, *, 
   return new, {'loss': loss, 'weight': weight.sum()}
 
 
-def id_l2_per_step(config: ml_collections.ConfigDict, num_train: int) -> float:
-  """`model.id_l2` as a per-step coefficient: the penalty id_l2 * ||codes||^2 on the sum of squared
-  (standardised) errors over the `num_train` training pairs, spread over the mean loss of each step."""
-  if config.model.id_l2 and not config.model.id_embed_dim:
+def l2_per_step(config: ml_collections.ConfigDict,
+                num_train: int) -> tuple[tuple[str, float], ...]:
+  """The model's L2 penalties as (parameter module, per-step coefficient) pairs for `keyed_step`.
+
+  `model.id_l2` (identity codes) and `model.drug_linear` (the per-drug linear term) are lambdas of
+  a penalty lambda * ||w||^2 on the sum of squared (standardised) errors over the `num_train`
+  training pairs, as in matrix factorisation and ridge; spread over the mean loss of each step,
+  that is lambda / num_train. For the per-drug linear term this is, drug by drug, ridge's objective.
+  """
+  m = config.model
+  if m.id_l2 and not m.id_embed_dim:
     raise ValueError('model.id_l2 > 0 needs identity codes (model.id_embed_dim > 0)')
-  return float(config.model.id_l2) / max(num_train, 1)
+  if m.drug_linear < 0:
+    raise ValueError(f'model.drug_linear must be >= 0 (0: off), got {m.drug_linear}')
+  n = max(num_train, 1)
+  return tuple((name, float(lam) / n) for name, lam in (('ids', m.id_l2),
+                                                        ('drug_linear_term', m.drug_linear)) if lam)
 
 
 def encode(state: TrainState, static: dict, *, model):
@@ -239,7 +251,7 @@ class Trainer:
       # Split the drug GCN's atoms over the devices (each drug encoded once per step in total).
       model = model.clone(node_sharding=sharding.sharded(mesh, 'data', None))
     step = functools.partial(train_step, model=model, tx=prep.tx, task=task,
-                             id_l2=id_l2_per_step(config, len(prep.split.train)))
+                             l2=l2_per_step(config, len(prep.split.train)))
     self.step = jax.jit(step, in_shardings=(self.rep, self.rep, self.data_sh, self.rep),
                         out_shardings=(self.rep, self.rep), donate_argnums=(0,))
     self.encode = jax.jit(functools.partial(encode, model=model), out_shardings=self.rep)

@@ -43,8 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
                                # paper's pure feature model)
       bilinear_dim=0,          # > 0: a rank-r bilinear term between cell and drug codes (from
                                # features, so it also scores unseen lines and drugs)
-      id_l2=0.0))              # L2 on those codes, as in matrix factorisation (penalty on the sum
+      id_l2=0.0,               # L2 on those codes, as in matrix factorisation (penalty on the sum
                                # of squared standardised errors over the training pairs)
+      drug_linear=0.0))        # > 0: add a per-drug linear term on the cell features with this L2
+                               # (per-drug ridge inside the model; eval.ridge_lambda is 1000)
   # Optimizer
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,

@@ -77,11 +77,11 @@ def test_toeplitz_conv_equals_flax_conv():
   np.testing.assert_allclose(m.apply(v, x), ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('name, id_dim, bilinear', [('seed', 0, 0), ('seed', 4, 3), ('deepcdr', 0, 0),
-                                                   ('deepcdr', 2, 3)])
-def test_models_output_one_value_per_pair(name, id_dim, bilinear):
+@pytest.mark.parametrize('name, id_dim, bilinear, linear', [
+    ('seed', 0, 0, 0.0), ('seed', 4, 3, 10.0), ('deepcdr', 0, 0, 0.0), ('deepcdr', 2, 3, 10.0)])
+def test_models_output_one_value_per_pair(name, id_dim, bilinear, linear):
   cfg = common.apply_variants(common.base_config(), name).model
-  cfg.id_embed_dim, cfg.bilinear_dim = id_dim, bilinear
+  cfg.id_embed_dim, cfg.bilinear_dim, cfg.drug_linear = id_dim, bilinear, linear
   model = models.create_model(cfg, num_cells=6, num_drugs=len(SMILES), cell_blocks=[5, 3])
   g, cells = graphs(), jnp.ones((6, 8))
   cell_idx, drug_idx = jnp.array([0, 5, 2]), jnp.array([3, 0, 1])
@@ -90,6 +90,24 @@ def test_models_output_one_value_per_pair(name, id_dim, bilinear):
   assert out.shape == (3,) and np.isfinite(out).all()
   codes = model.apply(v, g, cells, train=False, method='encode')
   assert codes[0].shape[0] == len(SMILES) and codes[1].shape[0] == 6
+
+
+@pytest.mark.parametrize('name', ['seed', 'deepcdr'])
+def test_drug_linear_adds_a_per_drug_linear_function_of_the_cell_features(name):
+  cfg = common.apply_variants(common.base_config(), name).model
+  cfg.drug_linear = 1.0
+  model = models.create_model(cfg, num_cells=6, num_drugs=len(SMILES), cell_blocks=[5, 3])
+  g, cells = graphs(), jax.random.normal(jax.random.key(1), (6, 8))
+  cell_idx, drug_idx = jnp.array([0, 5, 2, 2]), jnp.array([3, 0, 1, 3])
+  v = model.init(jax.random.key(0), g, cells, cell_idx, drug_idx, jnp.ones(4, bool), train=False)
+  w = v['params']['drug_linear_term']['kernel']
+  assert w.shape == (8, len(SMILES)) and not np.any(w)  # starts at zero
+  run = lambda params: model.apply({**v, 'params': params}, g, cells, cell_idx, drug_idx,
+                                   jnp.ones(4, bool), train=False)
+  w = jax.random.normal(jax.random.key(2), w.shape)
+  moved = run({**v['params'], 'drug_linear_term': {'kernel': w}}) - run(v['params'])
+  expected = [float(cells[c] @ w[:, d]) for c, d in zip(cell_idx, drug_idx)]
+  np.testing.assert_allclose(moved, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_code_bilinear_is_a_dot_of_projected_codes():

@@ -130,22 +130,34 @@ def test_step_compiles_once_and_batches_are_sharded():
   assert len(batch['idx'].sharding.device_set) == jax.device_count()
 
 
-def test_id_l2_penalises_exactly_the_identity_codes():
+@pytest.mark.parametrize('module', ['ids', 'drug_linear_term'])
+def test_l2_penalises_exactly_the_named_parameters(module):
+  """Identity codes (model.id_l2) and the per-drug linear term (model.drug_linear)."""
   c = config()
+  c.model.drug_linear = 1.0
   prep = train.prepare(c)
   state = train.init_state(prep, 0)
-  ids = state.params['ids']
-  state = state.replace(params={**state.params, 'ids': jax.tree.map(lambda x: x + 0.5, ids)})
+  shifted = jax.tree.map(lambda x: x + 0.5, state.params[module])
+  state = state.replace(params={**state.params, module: shifted})
   batch = train.epoch_batches(prep.split.train, c.train.batch_size, 0, 0)[0]
   step = lambda l2: train.train_step(state, prep.static, batch, jax.random.key(0), model=prep.model,
-                                     tx=prep.tx, task='regression', id_l2=l2)[1]['loss']
-  penalty = sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(state.params['ids']))
-  np.testing.assert_allclose(float(step(0.01)) - float(step(0.0)), 0.01 * penalty, rtol=1e-4)
-  c.model.id_l2 = 2.0
-  assert train.id_l2_per_step(c, 400) == pytest.approx(0.005)
+                                     tx=prep.tx, task='regression', l2=l2)[1]['loss']
+  penalty = sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(shifted))
+  np.testing.assert_allclose(float(step(((module, 0.01),))) - float(step(())), 0.01 * penalty,
+                             rtol=1e-4)
+
+
+def test_l2_per_step_is_lambda_over_training_pairs():
+  c = config()
+  assert not train.l2_per_step(c, 400)
+  c.model.id_l2, c.model.drug_linear = 2.0, 1000.0
+  assert train.l2_per_step(c, 400) == (('ids', 0.005), ('drug_linear_term', 2.5))
   c.model.id_embed_dim = 0
   with pytest.raises(ValueError, match='id_embed_dim'):
-    train.id_l2_per_step(c, 400)
+    train.l2_per_step(c, 400)
+  c.model.id_l2, c.model.drug_linear = 0.0, -1.0
+  with pytest.raises(ValueError, match='drug_linear must be >= 0'):
+    train.l2_per_step(c, 400)
 
 
 def test_selection_score_orders_and_rejects_unknown_metrics():
@@ -205,3 +217,24 @@ def test_predict_from_checkpoint(reference, tmp_path):
     predict.predict(workdir, [('ACH-000000', first[1])])
   with pytest.raises(DataError, match='invalid SMILES for drug bad'):
     predict.predict(workdir, [], new_drugs=[('bad', 'C1CC')])
+
+
+def test_drug_linear_trains_and_predicts_new_drugs(tmp_path):
+  """The per-drug linear term learns (non-zero weights after training) and a new drug, which has
+  no column of its own, gets a zero one: the prediction without the term."""
+  from cdr_jax import predict  # pylint: disable=g-import-not-at-top
+  c = config(num_epochs=2)
+  c.model.drug_linear = 10.0
+  prep = train.prepare(c)
+  trainer = train.Trainer(prep, c, sharding.make_mesh())
+  state = jax.device_put(train.init_state(prep, 0), trainer.rep)
+  state, _ = train.run_epoch(trainer, state, jax.device_put(jax.random.key(0), trainer.rep), 0)
+  w = np.asarray(state.params['drug_linear_term']['kernel'])
+  assert np.abs(w).max() > 0  # it starts at zero
+  summary = train.train_and_evaluate(c, tmp_path)
+  assert np.isfinite(summary['test']['model']['pcc'])
+  rows = predict.predict(tmp_path, [], new_drugs=[('aspirin', 'CC(=O)Oc1ccccc1C(=O)O')])
+  assert len(rows) == c.data.num_cells and np.isfinite([r['predicted'] for r in rows]).all()
+  params = predict._pad_per_drug_params(  # pylint: disable=protected-access
+      {'drug_linear_term': {'kernel': np.ones((3, 2), np.float32)}}, 2)
+  np.testing.assert_array_equal(params['drug_linear_term']['kernel'][:, 2:], 0.0)
