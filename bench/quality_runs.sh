@@ -40,3 +40,28 @@ for f in 1 2 3 4; do
     --config.train.num_epochs=20 --config.model.id_embed_dim=0
 done
 train configs/scfoundation.py:onehot legacy_scf_onehot_s0
+# Session 3: the full table, every config on both splits (code of commit 494eccf).
+# Legacy split, 3 seeds each (onehot seed 0 is legacy_scf_onehot_s0 above).
+for s in 0 1 2; do
+  train configs/baseline.py:seed=$s legacy_expr_s$s
+  train configs/multiomics.py:seed=$s legacy_multi_s$s
+  train configs/scfoundation.py:seed=$s legacy_scf3_s$s
+  train configs/scfoundation.py:shuffled,seed=$s legacy_shuf_s$s
+done
+for s in 1 2; do train configs/scfoundation.py:onehot,seed=$s legacy_onehot_s$s; done
+# Unseen cell lines, 5 folds, without identity codes (expression: lco_expr_noid_f* above).
+lco() { for f in 0 1 2 3 4; do
+  train "$1:leave_cell_out" "lco_${2}_f$f" --config.split.fold=$f --config.train.num_epochs=20 \
+    --config.model.id_embed_dim=0; done; }
+lco configs/multiomics.py multi
+lco configs/scfoundation.py scf
+lco configs/scfoundation.py:shuffled shuf
+lco configs/scfoundation.py:onehot onehot
+# The per-drug linear term (ridge inside the model) on unseen lines, fold 0 (session 3 code).
+train configs/baseline.py:leave_cell_out lco_expr_lin1000_f0 --config.split.fold=0 \
+  --config.train.num_epochs=20 --config.model.id_embed_dim=0 --config.model.drug_linear=1000
+# Analyses (seconds each): the general-sensitivity ceiling on unseen lines; MF as a seed ensemble.
+for c in baseline multiomics scfoundation; do python bench/lco_ceiling.py --config=configs/$c.py; done
+python bench/mf_ensemble.py --config=configs/scfoundation.py --seeds=0,1,2
+python bench/mf_ensemble.py --config=configs/baseline.py --seeds=0,1,2
+python bench/mf_ensemble.py --config=configs/multiomics.py --seeds=0,1,2
