@@ -65,3 +65,4 @@ for c in baseline multiomics scfoundation; do python bench/lco_ceiling.py --conf
 python bench/mf_ensemble.py --config=configs/scfoundation.py --seeds=0,1,2
 python bench/mf_ensemble.py --config=configs/baseline.py --seeds=0,1,2
 python bench/mf_ensemble.py --config=configs/multiomics.py --seeds=0,1,2
+python bench/lodo_ceiling.py --config=configs/scfoundation.py
