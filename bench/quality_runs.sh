@@ -51,10 +51,10 @@ done
 for s in 1 2; do train configs/scfoundation.py:onehot,seed=$s legacy_onehot_s$s; done
 # Unseen cell lines, 5 folds, without identity codes (expression: lco_expr_noid_f* above).
 lco() { for f in 0 1 2 3 4; do
-  train "$1:leave_cell_out" "lco_${2}_f$f" --config.split.fold=$f --config.train.num_epochs=20 \
+  train "$1,leave_cell_out" "lco_${2}_f$f" --config.split.fold=$f --config.train.num_epochs=20 \
     --config.model.id_embed_dim=0; done; }
-lco configs/multiomics.py multi
-lco configs/scfoundation.py scf
+lco configs/multiomics.py:seed=0 multi
+lco configs/scfoundation.py:seed=0 scf
 lco configs/scfoundation.py:shuffled shuf
 lco configs/scfoundation.py:onehot onehot
 # The per-drug linear term (ridge inside the model) on unseen lines, fold 0 (session 3 code).

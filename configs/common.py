@@ -91,6 +91,7 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
     elif v.startswith('seed='):
       c.train.seed = c.split.seed = int(v[5:])
     else:
-      raise ValueError(f'unknown config variant {v!r}; choose from shuffled, onehot, random, '
-                       f'{", ".join(SPLITS)}, deepcdr, seed, classification, lodo, seed=N')
+      hint = ' (join variants with commas: a:b,c, not a:b:c)' if ':' in v else ''
+      raise ValueError(f'unknown config variant {v!r}{hint}; choose from shuffled, onehot, '
+                       f'random, {", ".join(SPLITS)}, deepcdr, seed, classification, lodo, seed=N')
   return c

@@ -46,6 +46,14 @@ def test_inspect_rejects_unknown_variant():
   assert out.returncode != 0 and "unknown config variant 'bogus'" in out.stderr
 
 
+def test_variants_joined_by_colons_get_a_hint():
+  from configs import common  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match='join variants with commas'):
+    common.apply_variants(common.base_config(), 'shuffled:leave_cell_out')
+  c = common.apply_variants(common.base_config(), 'shuffled,leave_cell_out')
+  assert c.data.shuffle_cells and c.split.name == 'leave_cell_out'
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path):
   out = subprocess.run([sys.executable, 'launch/inspect_data.py', '--config=configs/scgpt.py'],
                        capture_output=True, text=True,
