@@ -66,3 +66,8 @@ python bench/mf_ensemble.py --config=configs/scfoundation.py --seeds=0,1,2
 python bench/mf_ensemble.py --config=configs/baseline.py --seeds=0,1,2
 python bench/mf_ensemble.py --config=configs/multiomics.py --seeds=0,1,2
 python bench/lodo_ceiling.py --config=configs/scfoundation.py
+# The reports in docs/ (tables as in README, with figures).
+python launch/report.py --runs "$out"/legacy_{expr,multi,scf3,shuf}_s{0,1,2} "$out"/legacy_scf_onehot_s0 \
+  "$out"/legacy_onehot_s{1,2} --pair "$out/legacy_scf3_s0,$out/legacy_shuf_s0" --out docs/report_legacy
+python launch/report.py --runs "$out"/lco_expr_noid_f{0..4} "$out"/lco_{multi,scf,shuf,onehot}_f{0..4} \
+  --pair "$out/lco_expr_noid_f0,$out/lco_scf_f0" --out docs/report_lco
