@@ -460,9 +460,8 @@ def ensemble_metrics(members: list[Run]) -> dict | None:
     return None
   cols = [predictions(r) for r in members]
   first = cols[0]
-  if any(len(c['observed']) != len(first['observed']) or
-         not (np.array_equal(c['cell_id'], first['cell_id']) and
-              np.array_equal(c['drug_id'], first['drug_id'])) for c in cols[1:]):
+  if not all(np.array_equal(c['cell_id'], first['cell_id']) and
+             np.array_equal(c['drug_id'], first['drug_id']) for c in cols[1:]):
     return None
   pred, obs = np.mean([c['predicted'] for c in cols], axis=0), first['observed']
   names, drug = np.unique(first['drug_id'], return_inverse=True)
