@@ -26,6 +26,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from cdr_jax import baselines
+from cdr_jax import cells
 from cdr_jax import data
 from cdr_jax import metrics
 from cdr_jax import splits
@@ -51,14 +52,13 @@ def fold_figures(ds: data.Dataset, split: splits.Split, lam: float) -> dict:
   oracle = base + loo_cell_effect(y[te] - base, cell[te], n_cells)
   # One ridge (primal: features are few hundred) from standardised features to the cell effect.
   train_cells = np.unique(cell[tr])
-  x = ds.cell_features.astype(np.float64)
-  mean, sd = x[train_cells].mean(0), x[train_cells].std(0)
-  x = (x - mean) / np.where(sd > 1e-8, sd, 1.0)
+  x = cells.standardize(ds.cell_features, train_cells).astype(np.float64)
   xt, t = x[train_cells], cell_eff[train_cells]
   w = np.linalg.solve(xt.T @ xt + lam * np.eye(x.shape[1]), xt.T @ (t - t.mean()))
   predicted_eff = t.mean() + x @ w
   test_cells = np.unique(cell[te])
-  true_eff = np.array([np.mean(y[te][cell[te] == c] - base[cell[te] == c]) for c in test_cells])
+  true_eff = baselines._group_mean(  # pylint: disable=protected-access
+      y[te] - base, cell[te], n_cells, np.nan)[test_cells]
   per_drug = baselines.ridge_per_drug(ds, y, tr, te, lam, np.full(len(te), mu))
   score = lambda pred: metrics.mean_group_pcc(pred, y[te], drug[te])
   return {'test_lines': len(test_cells), 'test_pairs': len(te),

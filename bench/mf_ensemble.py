@@ -22,17 +22,11 @@ import numpy as np
 
 from cdr_jax import baselines
 from cdr_jax import data
-from cdr_jax import metrics
+from cdr_jax import outputs
 from cdr_jax import splits
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/scfoundation.py', 'Data and split.')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Split and ALS seeds, one fit each.')
-
-
-def scores(pred: np.ndarray, obs: np.ndarray, drug: np.ndarray) -> dict:
-  """Overall metrics and the mean / median per-drug PCC."""
-  per_drug = metrics.summarize_groups(metrics.per_group(pred, obs, drug, np.arange(drug.max() + 1)))
-  return {**metrics.regression(pred, obs), 'per_drug_pcc': per_drug}
 
 
 def main(argv):
@@ -53,10 +47,10 @@ def main(argv):
         e.mf_rank, e.mf_l2, e.mf_iters, seed=seed)
     c, d = ds.pair_cell[test], ds.pair_drug[test]
     fits[seed] = mu + a[d] + b[c] + (u[c] * v[d]).sum(1)
-  obs, drug = ds.pair_y[test].astype(np.float64), ds.pair_drug[test]
+  score = lambda pred: outputs.evaluate(pred, ds, test, 'regression')
   out = {'split': config.split.name, 'mf_rank': e.mf_rank, 'mf_l2': e.mf_l2,
-         'test_pairs': len(test), 'fits': {s: scores(p, obs, drug) for s, p in fits.items()},
-         'ensemble': scores(np.mean(list(fits.values()), axis=0), obs, drug)}
+         'test_pairs': len(test), 'fits': {s: score(p) for s, p in fits.items()},
+         'ensemble': score(np.mean(list(fits.values()), axis=0))}
   print(json.dumps(out, indent=1))
 
 
