@@ -9,7 +9,9 @@ cell lines of:
     naive (how a structure-aware model could move away from naive);
   oracle_best_drug: the profile of whichever other drug correlates best with d's own (it reads d's
     labels to choose: a reference, not a predictor). What copying one known drug could reach.
-Uses every pair of the dataset (no model, no training), so it runs in seconds.
+Uses every pair of the dataset (no model, no training), so it runs in seconds. Each drug is scored
+on all its pairs, as the sweep scores it; GDSC lists some (line, drug) pairs twice, and a
+neighbour's profile (and the oracle) takes one of those measurements.
 
   CDR_DATA_DIR=../shared/data python bench/lodo_ceiling.py [--config=configs/scfoundation.py]
 """
@@ -29,6 +31,7 @@ from rdkit import DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from cdr_jax import data
+from cdr_jax import lodo
 from cdr_jax import metrics
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/scfoundation.py', 'The dataset.')
@@ -53,26 +56,27 @@ def main(argv):
   y = np.full((n_c, n_d), np.nan)
   y[ds.pair_cell, ds.pair_drug] = ds.pair_y
   seen = np.isfinite(y)
-  total, count = np.nansum(y, 1), seen.sum(1)
   sim = similarity([raw.cid_smiles[cid] for cid in ds.drug_ids])
   scores = {k: [] for k in ('naive', 'structure_nn', 'structure_knn', 'oracle_best_drug')}
+  none = np.zeros(0, np.int64)
   for d in range(n_d):
-    rows = seen[:, d]
-    obs = y[rows, d]
-    other = count - seen[:, d]  # each line's mean over the other drugs
-    naive = np.where(other > 0, (total - np.nan_to_num(y[:, d])) / np.maximum(other, 1), np.nan)
-    dev = np.where(seen, y - naive[:, None], 0.0)  # deviations of other drugs from naive
+    test = np.flatnonzero(ds.pair_drug == d)
+    lines, obs = ds.pair_cell[test], ds.pair_y[test]
+    naive = lodo.naive_cell_mean(ds, lodo.Fold(d, none, none, none, test))  # the sweep's naive
     nn = int(np.argmax(sim[d]))
-    nn_pred = np.where(seen[:, nn], y[:, nn], naive)
+    nn_pred = np.where(seen[lines, nn], y[lines, nn], naive)
     top = np.argsort(-sim[d])[:_K.value]
-    w = sim[d, top][None, :] * seen[:, top]
-    knn_pred = naive + (dev[:, top] * w).sum(1) / np.maximum(w.sum(1), 1e-12)
+    known = seen[lines][:, top]
+    dev = np.where(known, y[lines][:, top] - naive[:, None], 0.0)  # neighbours' deviations
+    w = sim[d, top][None, :] * known
+    knn_pred = naive + (dev * w).sum(1) / np.maximum(w.sum(1), 1e-12)
+    rows = seen[:, d]
     best = max(metrics.pcc(y[rows & seen[:, e], e], y[rows & seen[:, e], d])
                if (rows & seen[:, e]).sum() >= metrics.MIN_GROUP_PAIRS else -1.0
                for e in range(n_d) if e != d)
-    scores['naive'].append(metrics.pcc(naive[rows], obs))
-    scores['structure_nn'].append(metrics.pcc(nn_pred[rows], obs))
-    scores['structure_knn'].append(metrics.pcc(knn_pred[rows], obs))
+    scores['naive'].append(metrics.pcc(naive, obs))
+    scores['structure_nn'].append(metrics.pcc(nn_pred, obs))
+    scores['structure_knn'].append(metrics.pcc(knn_pred, obs))
     scores['oracle_best_drug'].append(best)
   out = {'drugs': n_d, 'cell_repr': config.data.cell_repr, 'k': _K.value,
          'mean_nn_similarity': float(sim.max(1).mean())}
