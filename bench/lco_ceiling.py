@@ -25,11 +25,11 @@ from absl import flags
 from ml_collections import config_flags
 import numpy as np
 
-from cdr_jax import baselines
-from cdr_jax import cells
 from cdr_jax import data
-from cdr_jax import metrics
-from cdr_jax import splits
+from cdr_jax.data import cells
+from cdr_jax.data import splits
+from cdr_jax.eval import baselines
+from cdr_jax.eval import metrics
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Cell representation.')
 _FOLDS = flags.DEFINE_list('folds', ['0', '1', '2', '3', '4'], 'leave_cell_out folds to score.')
@@ -57,7 +57,7 @@ def fold_figures(ds: data.Dataset, split: splits.Split, lam: float) -> dict:
   w = np.linalg.solve(xt.T @ xt + lam * np.eye(x.shape[1]), xt.T @ (t - t.mean()))
   predicted_eff = t.mean() + x @ w
   test_cells = np.unique(cell[te])
-  true_eff = baselines._group_mean(  # pylint: disable=protected-access
+  true_eff = baselines.group_mean(
       y[te] - base, cell[te], n_cells, np.nan)[test_cells]
   per_drug = baselines.ridge_per_drug(ds, y, tr, te, lam, np.full(len(te), mu))
   score = lambda pred: metrics.mean_group_pcc(pred, y[te], drug[te])

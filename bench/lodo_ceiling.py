@@ -31,8 +31,10 @@ from rdkit import DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from cdr_jax import data
-from cdr_jax import lodo
-from cdr_jax import metrics
+from cdr_jax.data import dataset
+from cdr_jax.data import deepcdr
+from cdr_jax.eval import baselines
+from cdr_jax.eval import metrics
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/scfoundation.py', 'The dataset.')
 _K = flags.DEFINE_integer('k', 5, 'Neighbours of structure_knn.')
@@ -51,18 +53,17 @@ def main(argv):
   del argv
   config = _CONFIG.value
   ds = data.load_dataset(config.data)
-  raw = data.read_drugs(data.resolve_data_root(config.data.root))
+  raw = deepcdr.read_drugs(dataset.resolve_data_root(config.data.root))
   n_c, n_d = len(ds.cell_ids), len(ds.drug_ids)
   y = np.full((n_c, n_d), np.nan)
   y[ds.pair_cell, ds.pair_drug] = ds.pair_y
   seen = np.isfinite(y)
   sim = similarity([raw.cid_smiles[cid] for cid in ds.drug_ids])
   scores = {k: [] for k in ('naive', 'structure_nn', 'structure_knn', 'oracle_best_drug')}
-  none = np.zeros(0, np.int64)
   for d in range(n_d):
     test = np.flatnonzero(ds.pair_drug == d)
     lines, obs = ds.pair_cell[test], ds.pair_y[test]
-    naive = lodo.naive_cell_mean(ds, lodo.Fold(d, none, none, none, test))  # the sweep's naive
+    naive = baselines.naive_cell_mean(ds, d, test)  # the sweep's naive
     nn = int(np.argmax(sim[d]))
     nn_pred = np.where(seen[lines, nn], y[lines, nn], naive)
     top = np.argsort(-sim[d])[:_K.value]

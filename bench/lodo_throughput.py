@@ -34,44 +34,34 @@ def run_mode(config, mode: str, folds: int, epochs: int, chunk: int) -> dict:
   """Trains the first `folds` folds in `mode`; returns wall time (after compilation) and RSS.
 
   vmapped: `lodo.run_chunk` on chunks of `chunk` folds (all K by default). sequential: each fold
-  as its own single-model run (the plain `train.Trainer` step over that fold's training pairs,
-  validation every epoch), i.e. how `launch/train.py` would train it, minus checkpoint I/O.
+  as its own single-model run over that fold's training pairs, validation every epoch (the one loop
+  with F = 1, as `launch/train.py` trains), minus checkpoint I/O. Both compile once, untimed.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from cdr_jax import data, lodo, sharding, splits, train  # pylint: disable=g-import-not-at-top
+  from cdr_jax import data, experiment, lodo  # pylint: disable=g-import-not-at-top
+  from cdr_jax.train import loop  # pylint: disable=g-import-not-at-top
   config.train.num_epochs, config.train.patience = epochs, epochs + 1
   ds = data.load_dataset(config.data)
   chosen = [lodo.make_fold(ds, d, config.lodo.val_fraction, 0) for d in range(folds)]
+  size = chunk or folds
   if mode == 'vmapped':
-    prep = train.prepare(config, ds, splits.Split('lodo', np.arange(ds.num_pairs),
-                                                  np.zeros(0, int), np.zeros(0, int)))
     warm = config.copy_and_resolve_references()
     warm.train.num_epochs = 1
-    size = chunk or folds
-    lodo.run_chunk(prep, warm, chosen[:size])  # compile outside the timing
+    lodo.run_chunk(ds, warm, chosen[:size])  # compile outside the timing
     t0 = time.time()
     for k in range(0, folds, size):
-      lodo.run_chunk(prep, config, chosen[k:k + size])
+      lodo.run_chunk(ds, config, chosen[k:k + size])
   else:
-    mesh = sharding.make_mesh()
-    preps = [train.prepare(config, ds, splits.Split('fold', f.train, f.val, f.test))
-             for f in chosen]
-    trainer = train.Trainer(preps[0], config, mesh)  # one compilation serves every fold
     t0 = None
-    for k, prep in enumerate([preps[0]] + preps):  # the first pass compiles
-      trainer.prep, trainer.static = prep, sharding.put(prep.static, trainer.rep)
-      # Initial state from preps[0]: same seed, same params; reusing its jitted init keeps the
-      # sequential mode from compiling an initialisation per fold (each prep has its own optimizer).
-      state = jax.device_put(train.init_state(preps[0], config.train.seed), trainer.rep)
-      rng = jax.device_put(jax.random.key(1), trainer.rep)
-      for epoch in range(1 if k == 0 else epochs):
-        state, _ = train.run_epoch(trainer, state, rng, epoch)
-        train.validation_metrics(trainer, state, trainer.prep.split.val)
+    for k, f in enumerate([chosen[0]] + chosen):  # the first pass compiles
+      run = experiment.setup(config, ds, [f.train], f.train)
+      rng = jax.device_put(jax.random.key(1), run.engine.replicated)
+      schedule = loop.Schedule(1 if k == 0 else epochs, epochs + 1)
+      loop.fit(run.step(rng), run.init(), run.stream, run.selector([f.val]), None, schedule)
       if k == 0:
         t0 = time.time()
   return {'mode': mode, 'folds': folds, 'epochs': epochs, 'seconds': time.time() - t0,
-          'folds_per_chunk': (chunk or folds) if mode == 'vmapped' else 1,
+          'folds_per_chunk': size if mode == 'vmapped' else 1,
           'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

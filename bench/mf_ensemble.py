@@ -20,10 +20,10 @@ from absl import flags
 from ml_collections import config_flags
 import numpy as np
 
-from cdr_jax import baselines
 from cdr_jax import data
-from cdr_jax import outputs
-from cdr_jax import splits
+from cdr_jax.data import splits
+from cdr_jax.eval import baselines
+from cdr_jax.eval import evaluate
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/scfoundation.py', 'Data and split.')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Split and ALS seeds, one fit each.')
@@ -47,7 +47,7 @@ def main(argv):
         e.mf_rank, e.mf_l2, e.mf_iters, seed=seed)
     c, d = ds.pair_cell[test], ds.pair_drug[test]
     fits[seed] = mu + a[d] + b[c] + (u[c] * v[d]).sum(1)
-  score = lambda pred: outputs.evaluate(pred, ds, test, 'regression')
+  score = lambda pred: evaluate.evaluate(pred, ds, test, 'regression')
   out = {'split': config.split.name, 'mf_rank': e.mf_rank, 'mf_l2': e.mf_l2,
          'test_pairs': len(test), 'fits': {s: score(p) for s, p in fits.items()},
          'ensemble': score(np.mean(list(fits.values()), axis=0))}

@@ -25,44 +25,42 @@ _CONFIG = config_flags.DEFINE_config_file('config', 'configs/scfoundation.py', '
 _DEVICES = flags.DEFINE_string('devices', '1,8', 'Comma-separated device counts to measure.')
 _EPOCHS = flags.DEFINE_integer('epochs', 2, 'Epochs to time (the first includes compilation).')
 _CHILD = flags.DEFINE_bool('child', False, 'Internal: measure in this process.')
-DEEPCDR_PAIRS_PER_S = (315, 399)  # REFERENCE §8, original DeepCDR, batch 64, 2 CPU cores
+DEEPCDR_PAIRS_PER_S = (315, 399)  # the original DeepCDR (Keras), batch 64, 2 CPU cores
 
 
 def measure(config, epochs: int) -> dict:
-  """Times `epochs` epochs of real training and one evaluation pass over every pair."""
+  """Times `epochs` epochs of real training (the one loop) and one evaluation pass over every pair."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from cdr_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from cdr_jax import data, experiment  # pylint: disable=g-import-not-at-top
+  from cdr_jax.data import splits  # pylint: disable=g-import-not-at-top
+  from cdr_jax.train import loop  # pylint: disable=g-import-not-at-top
   t0 = time.time()
-  prep = train.prepare(config)
+  ds = data.load_dataset(config.data)
+  split = splits.make_split(ds, config.split)
+  run = experiment.setup(config, ds, [split.train], split.train)
   load_s = time.time() - t0
-  trainer = train.Trainer(prep, config, sharding.make_mesh())
-  state = jax.device_put(train.init_state(prep, config.train.seed), trainer.rep)
-  rng = jax.device_put(jax.random.key(0), trainer.rep)
-  batch = sharding.put(train.epoch_batches(prep.split.train, config.train.batch_size, 0, 0)[0],
-                       trainer.data_sh)
+  states = run.init()
+  rng = jax.device_put(jax.random.key(0), run.engine.replicated)
   t0 = time.time()
-  compiled = trainer.step.lower(state, trainer.static, batch, rng).compile()
+  run.engine.step.lower(states, run.data, np.ones(1, bool), run.stream(0)[0], rng).compile()
   compile_s = time.time() - t0
-  del compiled
-  epoch_s = []
-  for epoch in range(epochs):
-    t0 = time.time()
-    state, _ = train.run_epoch(trainer, state, rng, epoch)
-    jax.block_until_ready(state)
-    epoch_s.append(time.time() - t0)
-  pairs = np.arange(prep.ds.num_pairs)
-  trainer.predict(state, pairs[:10])  # compile the evaluation functions
+  no_selection = lambda s: (np.zeros(1), [{}])  # time training alone
+  states, progress = loop.fit(run.step(rng), states, run.stream, no_selection, None,
+                              loop.Schedule(epochs, epochs + 1))
+  epoch_s = [row['seconds'] for row in progress.history[0]]
+  pairs = np.arange(ds.num_pairs)
+  run.predict(states, [pairs[:10]])  # compile the evaluation functions
   t0 = time.time()
-  trainer.predict(state, pairs)
+  run.predict(states, [pairs])
   eval_s = time.time() - t0
   steady = min(epoch_s[1:] or epoch_s)
-  train_pps = len(prep.split.train) / steady
+  train_pps = len(split.train) / steady
   return {
       'devices': jax.device_count(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'model': config.model.name, 'cell_repr': config.data.cell_repr,
-      'batch_size': config.train.batch_size, 'train_pairs': len(prep.split.train),
-      'dataset_pairs': prep.ds.num_pairs, 'dataset_mb': round(prep.ds.nbytes() / 1e6, 2),
+      'batch_size': config.train.batch_size, 'train_pairs': len(split.train),
+      'dataset_pairs': ds.num_pairs, 'dataset_mb': round(ds.nbytes() / 1e6, 2),
       'data_load_s': round(load_s, 2), 'compile_s': round(compile_s, 2),
       'epoch_s': [round(s, 2) for s in epoch_s], 'train_pairs_per_s': round(train_pps),
       'eval_pairs_per_s': round(len(pairs) / eval_s),

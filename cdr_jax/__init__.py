@@ -12,7 +12,7 @@ if ('ynn_fusion_type' not in _os.environ.get('XLA_FLAGS', '')
     and _os.environ.get('CDR_XLA_DEFAULTS') != '1'):
   _os.environ['XLA_FLAGS'] = f'{_os.environ.get("XLA_FLAGS", "")} {YNN_FLAG}'.strip()
 
-from cdr_jax.chem import smiles_to_graph  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cdr_jax.data.chem import smiles_to_graph  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cdr_jax.errors import DataError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 __all__ = ['smiles_to_graph', 'DataError']

@@ -14,9 +14,9 @@ import pathlib
 
 import numpy as np
 
-from cdr_jax import io
-from cdr_jax import metrics
+from cdr_jax.data import io
 from cdr_jax.errors import DataError
+from cdr_jax.eval import metrics
 
 EXPRESSION_FILE = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv'
 ANNOTATION_FILE = 'deepcdr/CCLE/Cell_lines_annotations_20181226.txt'

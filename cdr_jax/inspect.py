@@ -6,8 +6,8 @@ import io as std_io
 import ml_collections
 
 from cdr_jax import data
-from cdr_jax import io
-from cdr_jax import splits
+from cdr_jax.data import io
+from cdr_jax.data import splits
 
 
 def inspect_data(config: ml_collections.ConfigDict, dump_test: str | None = None) -> dict:

@@ -9,23 +9,18 @@ import json
 import pathlib
 
 import jax
-import ml_collections
 import numpy as np
 
-from cdr_jax import chem
-from cdr_jax import checkpoint
 from cdr_jax import data
-from cdr_jax import io
-from cdr_jax import sharding
-from cdr_jax import train
+from cdr_jax import experiment
+from cdr_jax import runs
+from cdr_jax.data import chem
+from cdr_jax.data import io
+from cdr_jax.data import splits
 from cdr_jax.errors import DataError
-
-
-def load_run(workdir: pathlib.Path) -> tuple[ml_collections.ConfigDict, train.Prepared]:
-  """The run's config and its prepared dataset / split / model (as trained)."""
-  path = io.require_file(workdir / 'config.json', 'the config.json of a training run')
-  config = ml_collections.ConfigDict(json.loads(path.read_text()))
-  return config, train.prepare(config)
+from cdr_jax.train import checkpoint
+from cdr_jax.train import engine as engine_lib
+from cdr_jax.train.state import device_data
 
 
 def add_drugs(ds: data.Dataset, smiles: list[tuple[str, str]]) -> data.Dataset:
@@ -68,18 +63,18 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
             new_drugs: list[tuple[str, str]] | None = None) -> list[dict]:
   """Predicted ln IC50 (or sensitivity) for (cell id, drug id) pairs; new drugs against all cells."""
   workdir = pathlib.Path(workdir)
-  config, prep = load_run(workdir)
-  trainer = train.Trainer(prep, config, sharding.make_mesh())
-  like = jax.device_put(train.init_state(prep, config.train.seed), trainer.rep)
-  restored = checkpoint.Checkpoints(workdir / 'checkpoints').restore('best', like)
+  config = runs.read_config(workdir)
+  ds = data.load_dataset(config.data)
+  split = splits.make_split(ds, config.split)
+  run = experiment.setup(config, ds, [split.train], split.train)
+  restored = checkpoint.Checkpoints(workdir / 'checkpoints').restore('best', run.init())
   if restored is None:
     raise DataError(f'{workdir}/checkpoints/best: no checkpoint (has the run finished an epoch?)')
-  state = restored[0]
-  ds = prep.ds
+  params = jax.tree.map(lambda x: np.asarray(x[0]), restored[0].params)
   if new_drugs:
     ds = add_drugs(ds, new_drugs)
     pairs = (pairs or []) + [(c, d) for d, _ in new_drugs for c in ds.cell_ids]
-    state = state.replace(params=_pad_per_drug_params(jax.device_get(state.params), len(new_drugs)))
+    params = _pad_per_drug_params(params, len(new_drugs))
   cell_index = {c: i for i, c in enumerate(ds.cell_ids)}
   drug_index = {d: i for i, d in enumerate(ds.drug_ids)}
   for c, d in pairs:
@@ -87,18 +82,21 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
       raise DataError(f'unknown cell id {c!r}: not among the {len(cell_index)} cell lines of the run')
     if d not in drug_index:
       raise DataError(f'unknown drug id {d!r}: not among the run\'s drugs (give new ones as SMILES)')
-  cells = np.array([cell_index[c] for c, _ in pairs], np.int32)
-  drugs = np.array([drug_index[d] for _, d in pairs], np.int32)
-  query = dataclasses.replace(ds, pair_cell=cells, pair_drug=drugs,
-                              pair_y=np.zeros(len(cells), np.float32),
-                              pair_label=np.zeros(len(cells), np.int8))
-  static = train.make_static(query, prep.static['cell_x'], prep.split.train[:0],
-                             (prep.y_mean, prep.y_std))
-  # A hybrid model's per-drug code table grows with the new drugs (their codes are zero).
-  qprep = dataclasses.replace(prep, ds=query, static=static,
-                              model=prep.model.clone(num_drugs=len(ds.drug_ids)))
-  qtrainer = train.Trainer(qprep, config, trainer.mesh)
-  out = qtrainer.predict(jax.device_put(state, qtrainer.rep), np.arange(len(cells)))
+  query = dataclasses.replace(
+      ds, pair_cell=np.array([cell_index[c] for c, _ in pairs], np.int32),
+      pair_drug=np.array([drug_index[d] for _, d in pairs], np.int32),
+      pair_y=np.zeros(len(pairs), np.float32), pair_label=np.zeros(len(pairs), np.int8))
+  everything = np.arange(len(pairs))
+  # The run's features and target statistics; a hybrid model's per-drug code table grows with the
+  # new drugs (their codes are zero).
+  host = dataclasses.replace(device_data(query, run.host.cell_x, [everything]),
+                             y_mean=run.host.y_mean, y_std=run.host.y_std)
+  engine = engine_lib.create_engine(config, query, len(run.stream(0)), 1)
+  state = restored[0].replace(params=jax.tree.map(lambda x: x[None], params))
+  out = engine.predict(jax.device_put(state, engine.by_model), engine.put_data(host), [everything],
+                       config.eval.batch_size)[0]
+  out = engine_lib.natural_scale(out, config.model.task, float(host.y_mean[0]),
+                                 float(host.y_std[0]))
   return [{'cell_id': c, 'drug_id': d, 'predicted': float(p)} for (c, d), p in zip(pairs, out)]
 
 
@@ -124,8 +122,7 @@ def read_smiles_arg(text: str) -> list[tuple[str, str]]:
 
 
 def write_predictions(path: str, rows: list[dict]) -> None:
-  from cdr_jax import outputs  # pylint: disable=g-import-not-at-top
-  outputs.write_csv(pathlib.Path(path), rows, ('cell_id', 'drug_id', 'predicted'))
+  runs.write_csv(pathlib.Path(path), rows, ('cell_id', 'drug_id', 'predicted'))
 
 
 

@@ -20,9 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 import numpy as np
 
-from cdr_jax import io
-from cdr_jax import metrics
+from cdr_jax.data import io
 from cdr_jax.errors import DataError
+from cdr_jax.eval import metrics
 
 # Fields that change between repeats of one experiment without changing the experiment: seeds, and
 # the cross-validation fold (the 5 folds of leave_cell_out are one experiment, reported over folds).

@@ -12,7 +12,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import app, flags  # noqa: E402
 
-from cdr_jax import fetch  # noqa: E402
+from cdr_jax.data import fetch  # noqa: E402
 
 _DEST = flags.DEFINE_string("dest", None, "Data root to fill (deepcdr/, scfoundation/, scgpt/).", required=True)
 _MANIFEST = flags.DEFINE_string("manifest", str(fetch.DEFAULT_MANIFEST), "Manifest TSV of pinned files.")

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from cdr_jax import cli
 from cdr_jax import lodo
 from cdr_jax import logs
-from cdr_jax import outputs
+from cdr_jax import runs
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (default: runs/lodo_<config>).')
@@ -39,7 +39,7 @@ def main(argv):
       'lodo_' + pathlib.Path(stem).stem + (f'_{variant.replace(",", "_")}' if variant else '')))
   logging.info('workdir: %s; devices: %s', workdir, jax.devices())
   summary = lodo.run_sweep(_CONFIG.value, workdir, _DRUGS.value)
-  print(outputs.json_dumps({'workdir': workdir, **summary}))
+  print(runs.json_dumps({'workdir': workdir, **summary}))
 
 
 if __name__ == '__main__':

@@ -18,8 +18,9 @@ import jax
 from ml_collections import config_flags
 
 from cdr_jax import cli
+from cdr_jax import experiment
 from cdr_jax import logs
-from cdr_jax import train
+from cdr_jax import runs
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (default: runs/<config name>).')
@@ -40,8 +41,8 @@ def main(argv):
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   logging.info('config:\n%s', _CONFIG.value)
   logging.info('workdir: %s; devices: %s', workdir, jax.devices())
-  summary = train.train_and_evaluate(_CONFIG.value, workdir)
-  print(train.outputs.json_dumps({'workdir': workdir, **{k: v for k, v in summary.items()
+  summary = experiment.train_and_evaluate(_CONFIG.value, workdir)
+  print(runs.json_dumps({'workdir': workdir, **{k: v for k, v in summary.items()
                                                          if k in ('test', 'interrupted', 'epoch')}}))
 
 

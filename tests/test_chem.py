@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import cdr_jax
-from cdr_jax import chem
+from cdr_jax.data import chem
 
 C, N, O, CL, NA, PT, UNKNOWN = 0, 1, 2, 7, 10, 40, 43
 DEG, VAL, CHARGE, RADICAL, HYB, AROM, HS = 44, 55, 62, 63, 64, 69, 70

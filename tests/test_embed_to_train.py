@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cdr_jax import data
-from cdr_jax import train
+from cdr_jax import experiment
 from configs import scgpt as scgpt_config
 from configs import test as test_config
 
@@ -46,6 +46,6 @@ def test_scgpt_embedding_trains_in_cdr_jax(data_root, tmp_path):
   assert list(ds.cell_ids) == [c for c in ds.cell_ids if c in embedded]
   assert len(ds.cell_ids) == len(embedded) <= N_CELLS and ds.cell_features.shape[1] == 32
   assert len(ds.drug_ids) == 223
-  summary = train.train_and_evaluate(config, tmp_path / 'run')
+  summary = experiment.train_and_evaluate(config, tmp_path / 'run')
   assert np.isfinite(summary['test']['model']['pcc'])
   assert summary['dataset']['cell_repr'] == 'scgpt'

@@ -21,7 +21,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # so `pytest tests/test_fetch.py` works without an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
-from cdr_jax import fetch  # noqa: E402
+from cdr_jax.data import fetch  # noqa: E402
 REPO = "someone/Data Repo"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 EXPR_CSV = b"DepMap_ID,G1,G2\nACH-000002,1.0,2.0\nACH-000001,NaN,3.5\n"

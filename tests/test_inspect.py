@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from cdr_jax import data, splits
+from cdr_jax import data
+from cdr_jax.data import splits
 from configs import test as test_config
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cdr_jax import metrics
+from cdr_jax.eval import metrics
 
 
 def test_mean_group_pcc_averages_within_group_correlations():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import cdr_jax
-from cdr_jax import chem
-from cdr_jax import models
+from cdr_jax.data import chem
+from cdr_jax.model import models
 from configs import common
 
 SMILES = ('CCO', '[Na+].[Cl-]', 'c1ccccc1O', 'CC(=O)Nc1ccc(O)cc1')

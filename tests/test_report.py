@@ -10,9 +10,9 @@ from matplotlib import image as mpimg
 import numpy as np
 import pytest
 
-from cdr_jax import metrics
 from cdr_jax import report
 from cdr_jax.errors import DataError
+from cdr_jax.eval import metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BASELINES = ('global_mean', 'drug_mean', 'cell_mean', 'additive')

@@ -2,11 +2,13 @@
 
 import random
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from cdr_jax import data
-from cdr_jax import splits
+from cdr_jax.data import splits
 from configs import common
 from tests.conftest import data_config
 
@@ -72,7 +74,7 @@ def test_legacy_split_real_data(data_root):
 def test_no_leakage_and_deterministic(synthetic_dataset, name, extra):
   ds = synthetic_dataset
   if name == 'legacy':  # synthetic types are not TCGA labels; relabel two of them.
-    ds = data.dataclasses.replace(ds, cancer_types=('BRCA', 'LUAD', 'X', 'Y'))
+    ds = dataclasses.replace(ds, cancer_types=('BRCA', 'LUAD', 'X', 'Y'))
   cfg = split_cfg(name, val_fraction=0.2, **extra)
   s = splits.make_split(ds, cfg)
   assert_partition(ds, s)

@@ -16,9 +16,11 @@ import jraph
 import ml_collections
 import numpy as np
 
-from cdr_jax import cells as cells_lib
-from cdr_jax import chem
-from cdr_jax import io
+from cdr_jax.data import cells as cells_lib
+from cdr_jax.data import chem
+from cdr_jax.data import io
+from cdr_jax.data.dataset import Dataset, resolve_data_root
+from cdr_jax.data.splits import LEGACY_TYPES
 from cdr_jax.errors import DataError
 
 IC50_FILE = 'deepcdr/CCLE/GDSC_IC50.csv'
@@ -27,49 +29,6 @@ SMILES_FILE = 'deepcdr/223drugs_pubchem_smiles.txt'
 ANNOTATION_FILE = 'deepcdr/CCLE/Cell_lines_annotations_20181226.txt'
 THRESHOLD_FILE = 'deepcdr/CCLE/IC50_thred.txt'
 UNKNOWN_TYPE = 'NA'
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  """Drugs, cell lines and (cell, drug) pairs; pairs hold only indices and labels."""
-  cell_ids: tuple[str, ...]          # [C] DepMap ids
-  cell_features: np.ndarray          # [C, F] float32, one row per cell line
-  cell_type: np.ndarray              # [C] int32 index into `cancer_types`
-  cancer_types: tuple[str, ...]      # TCGA labels ('NA' for unlabelled lines)
-  drug_ids: tuple[str, ...]          # [D] PubChem CIDs
-  drug_names: tuple[str, ...]        # [D]
-  drug_graphs: jraph.GraphsTuple     # D drug graphs + 1 padding graph, fixed budgets
-  pair_cell: np.ndarray              # [P] int32
-  pair_drug: np.ndarray              # [P] int32
-  pair_y: np.ndarray                 # [P] float32 ln IC50
-  pair_label: np.ndarray             # [P] int8: 1 sensitive, 0 resistant, -1 no threshold
-  info: dict = dataclasses.field(default_factory=dict)  # counts: dropped/imputed, representation
-
-  @property
-  def pair_type(self) -> np.ndarray:
-    """[P] cancer-type index of each pair (a gather, not a stored copy)."""
-    return self.cell_type[self.pair_cell]
-
-  @property
-  def num_pairs(self) -> int:
-    return len(self.pair_y)
-
-  def nbytes(self) -> int:
-    """Bytes held by all arrays of the dataset."""
-    arrays = [self.cell_features, self.cell_type, self.pair_cell, self.pair_drug, self.pair_y,
-              self.pair_label, *[x for x in self.drug_graphs if x is not None]]
-    return int(sum(np.asarray(a).nbytes for a in arrays))
-
-  def with_cell_features(self, features: np.ndarray) -> 'Dataset':
-    """The same dataset with another [C, F] cell feature matrix (same rows)."""
-    if features.shape[0] != len(self.cell_ids):
-      raise ValueError(f'expected {len(self.cell_ids)} rows, got {features.shape}')
-    return dataclasses.replace(self, cell_features=np.asarray(features, np.float32))
-
-
-def resolve_data_root(root: str) -> pathlib.Path:
-  """The data root: `root` if given, else $CDR_DATA_DIR, else ./data."""
-  return pathlib.Path(root or os.environ.get('CDR_DATA_DIR') or 'data').expanduser()
 
 
 @dataclasses.dataclass
@@ -204,9 +163,10 @@ def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],
   """Keeps instances whose cell has features; indexes cells, drugs, types; featurises drugs."""
   cell_index = {c: i for i, c in enumerate(cell_ids)}
   keep = np.array([c in cell_index for c in instances.cell], bool)
-  from cdr_jax.splits import LEGACY_TYPES  # pylint: disable=g-import-not-at-top
   legacy_dropped = sum(annotations[c] in LEGACY_TYPES for c, k in zip(instances.cell, keep) if not k)
-  info = dict(info, instances_dropped_no_features=int((~keep).sum()),
+  info = dict(info)
+  blocks = tuple(info.pop('blocks'))
+  info.update(instances_dropped_no_features=int((~keep).sum()),
               legacy_instances_dropped=int(legacy_dropped),
               drugs_without_threshold=sorted({drugs.gdsc_name[g] for g in instances.gdsc_id
                                               if np.isnan(drugs.threshold(g))}))
@@ -231,7 +191,7 @@ def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],
       cancer_types=tuple(types), drug_ids=tuple(drug_ids),
       drug_names=tuple(cid_name[d] for d in drug_ids),
       drug_graphs=chem.batch_drug_graphs(graphs), pair_cell=pair_cell, pair_drug=pair_drug,
-      pair_y=pair_y, pair_label=pair_label, info=info)
+      pair_y=pair_y, pair_label=pair_label, info=info, feature_blocks=blocks)
 
 
 def _labels(drugs: RawDrugs, gdsc_ids: list[str], y: np.ndarray) -> np.ndarray:
@@ -240,13 +200,3 @@ def _labels(drugs: RawDrugs, gdsc_ids: list[str], y: np.ndarray) -> np.ndarray:
   label = np.where(y < thr, 1, 0).astype(np.int8)
   label[np.isnan(thr)] = -1
   return label
-
-
-def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
-  """The dataset named by `config.source`: 'deepcdr' (real data root) or 'synthetic'."""
-  if config.source == 'deepcdr':
-    return load_deepcdr(config)
-  if config.source == 'synthetic':
-    from cdr_jax import synthetic  # pylint: disable=g-import-not-at-top
-    return synthetic.make_dataset(config)
-  raise ValueError(f'unknown data source {config.source!r}; choose one of: deepcdr, synthetic')

@@ -10,11 +10,7 @@ import numpy as np
 
 from cdr_jax.data import Dataset
 
-NAMES = ('global_mean', 'drug_mean', 'cell_mean', 'additive', 'type_drug_mean', 'matrix_factorization',
-         'ridge_per_drug')
-
-
-def _group_mean(values: np.ndarray, group: np.ndarray, n: int, fallback: np.ndarray | float,
+def group_mean(values: np.ndarray, group: np.ndarray, n: int, fallback: np.ndarray | float,
                 min_count: int = 1):
   """Per-group means over `n` groups; groups with fewer than `min_count` values get `fallback`."""
   total = np.bincount(group, values, minlength=n)
@@ -99,10 +95,10 @@ def predict_all(ds: Dataset, train: np.ndarray, pairs: np.ndarray,
   n_c, n_d, n_t = len(ds.cell_ids), len(ds.drug_ids), len(ds.cancer_types)
   pc, pd = ds.pair_cell[pairs], ds.pair_drug[pairs]
   g = float(y.mean())
-  drug_mean = _group_mean(y, drug, n_d, g)
-  cell_mean = _group_mean(y, cell, n_c, g)
+  drug_mean = group_mean(y, drug, n_d, g)
+  cell_mean = group_mean(y, cell, n_c, g)
   mu, a, b = additive_effects(y, cell, drug, n_c, n_d)
-  type_drug = _group_mean(y, ds.cell_type[cell] * n_d + drug, n_t * n_d, np.tile(drug_mean, n_t))
+  type_drug = group_mean(y, ds.cell_type[cell] * n_d + drug, n_t * n_d, np.tile(drug_mean, n_t))
   mf = matrix_factorization(y, cell, drug, n_c, n_d, config.mf_rank, config.mf_l2, config.mf_iters)
   out = {
       'global_mean': np.full(len(pairs), g),
@@ -115,3 +111,11 @@ def predict_all(ds: Dataset, train: np.ndarray, pairs: np.ndarray,
                                        cell_mean[pc]),
   }
   return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def naive_cell_mean(ds: Dataset, held_out_drug: int, pairs: np.ndarray) -> np.ndarray:
+  """The naive predictor for a held-out drug: each cell line's mean ln IC50 over the other drugs
+  (the global mean of the other drugs' pairs for a line with none), for `pairs`."""
+  rest = np.flatnonzero(ds.pair_drug != held_out_drug)
+  y = ds.pair_y[rest]
+  return group_mean(y, ds.pair_cell[rest], len(ds.cell_ids), y.mean())[ds.pair_cell[pairs]]

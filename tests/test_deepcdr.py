@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cdr_jax import data
+from cdr_jax.data import dataset
 from cdr_jax.errors import DataError
 from tests.conftest import TINY_CELLS, data_config
 
@@ -127,7 +128,7 @@ def test_missing_embedding_says_how_to_make_it(tiny_root):
 
 def test_root_resolution(monkeypatch, tmp_path):
   monkeypatch.setenv('CDR_DATA_DIR', str(tmp_path))
-  assert data.resolve_data_root('') == tmp_path
-  assert str(data.resolve_data_root('/x/y')) == '/x/y'
+  assert dataset.resolve_data_root('') == tmp_path
+  assert str(dataset.resolve_data_root('/x/y')) == '/x/y'
   monkeypatch.delenv('CDR_DATA_DIR')
-  assert str(data.resolve_data_root('')) == 'data'
+  assert str(dataset.resolve_data_root('')) == 'data'

@@ -9,9 +9,9 @@ cannot capture the interaction, so a good model beats it; deterministic by seed.
 import ml_collections
 import numpy as np
 
-from cdr_jax import cells as cells_lib
-from cdr_jax import chem
 from cdr_jax.data import Dataset
+from cdr_jax.data import cells as cells_lib
+from cdr_jax.data import chem
 
 # (PubChem CID, SMILES) of 36 drugs of the GDSC set, including salts with isolated atoms.
 DRUGS = (
@@ -101,7 +101,7 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
       drug_names=tuple(f'drug-{cid}' for cid, _ in DRUGS[:config.num_drugs]),
       drug_graphs=chem.batch_drug_graphs(graphs), pair_cell=c.astype(np.int32),
       pair_drug=d.astype(np.int32), pair_y=y, pair_label=(y < threshold[d]).astype(np.int8),
-      info={'synthetic': True, 'blocks': [int(features.shape[1])], 'cell_repr': config.cell_repr,
+      info={'synthetic': True, 'cell_repr': config.cell_repr,
             'shuffled': bool(config.shuffle_cells)})
 
 

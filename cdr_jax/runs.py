@@ -12,11 +12,12 @@ import pathlib
 import ml_collections
 import numpy as np
 
-from cdr_jax import baselines
-from cdr_jax import io
-from cdr_jax import metrics
-from cdr_jax.data import Dataset
+from cdr_jax.data import io
+from cdr_jax.data.dataset import Dataset
+from cdr_jax.eval import evaluate
 
+CONFIG_FILE, HISTORY_FILE, METRICS_FILE = 'config.json', 'history.csv', 'metrics.json'
+PREDICTIONS_FILE, SUMMARY_FILE = 'predictions.csv', 'summary.md'
 HISTORY_FIELDS = ('epoch', 'step', 'train_loss', 'val_pcc', 'val_spearman', 'val_rmse',
                   'val_per_drug_pcc', 'val_auroc', 'seconds')
 
@@ -32,8 +33,14 @@ def write_csv(path: pathlib.Path, rows: list[dict], fields=None) -> None:
   io.atomic_write_text(path, buf.getvalue())
 
 
+def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The config of a run directory (config.json)."""
+  path = io.require_file(workdir / CONFIG_FILE, 'the config.json of a training run')
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
 def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  io.atomic_write_text(workdir / 'config.json', config.to_json_best_effort(indent=2) + '\n')
+  io.atomic_write_text(workdir / CONFIG_FILE, config.to_json_best_effort(indent=2) + '\n')
 
 
 class TensorBoard:
@@ -51,43 +58,6 @@ class TensorBoard:
 
   def close(self) -> None:
     self._writer.close()
-
-
-def evaluate(pred: np.ndarray, ds: Dataset, pairs: np.ndarray, task: str) -> dict:
-  """Overall metrics and per-drug / per-cell / per-type PCC summaries of one predictor."""
-  obs = ds.pair_y[pairs]
-  out = metrics.regression(pred, obs) if task == 'regression' else metrics.classification(
-      pred, ds.pair_label[pairs])
-  if task == 'regression':
-    for name, group, names in group_keys(ds, pairs):
-      out[f'per_{name}_pcc'] = metrics.summarize_groups(metrics.per_group(pred, obs, group, names))
-  return out
-
-
-def group_keys(ds: Dataset, pairs: np.ndarray):
-  """(name, group index per pair, group names) for drug, cell line and cancer type."""
-  return [('drug', ds.pair_drug[pairs], ds.drug_ids), ('cell', ds.pair_cell[pairs], ds.cell_ids),
-          ('type', ds.pair_type[pairs], ds.cancer_types)]
-
-
-def group_tables(preds: dict[str, np.ndarray], ds: Dataset, pairs: np.ndarray) -> dict[str, list]:
-  """Per-group rows with the PCC of the model and of every baseline side by side."""
-  obs, tables = ds.pair_y[pairs], {}
-  for name, group, names in group_keys(ds, pairs):
-    rows = None
-    for predictor, pred in preds.items():
-      part = metrics.per_group(pred, obs, group, names)
-      if rows is None:
-        rows = [{name: r['group'], 'n': r['n']} for r in part]
-        if name == 'drug':
-          for r in rows:
-            r['drug_name'] = ds.drug_names[ds.drug_ids.index(r['drug'])]
-      for r, p in zip(rows, part):
-        r[f'{predictor}_pcc'] = p['pcc']
-        if predictor == 'model':
-          r.update(model_spearman=p['spearman'], model_rmse=p['rmse'])
-    tables[name] = rows
-  return tables
 
 
 def summary_markdown(results: dict, title: str) -> str:
@@ -110,18 +80,20 @@ def classification_markdown(results: dict, title: str) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def final_report(workdir: pathlib.Path, ds: Dataset, train: np.ndarray, test: np.ndarray,
-                 model_pred: np.ndarray, config: ml_collections.ConfigDict, extra: dict) -> dict:
-  """Evaluates the model and the baselines on test; writes metrics, predictions and tables."""
+def write_history(workdir: pathlib.Path, rows: list[dict]) -> None:
+  """history.csv: one row per epoch (train loss, validation metrics, seconds)."""
+  write_csv(workdir / HISTORY_FILE, rows, HISTORY_FIELDS)
+
+
+def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: dict[str, np.ndarray],
+                  config: ml_collections.ConfigDict, extra: dict) -> dict:
+  """Scores the model and the baselines (`preds`, model first) on test; writes metrics.json,
+  predictions.csv, the per-group tables and summary.md; returns the metrics."""
   task = config.model.task
-  preds = {'model': model_pred}
-  if config.eval.baselines:
-    target = None if task == 'regression' else ds.pair_label.astype(np.float32)
-    fit = train if task == 'regression' else train[ds.pair_label[train] >= 0]
-    preds.update(baselines.predict_all(ds, fit, test, config.eval, target))
-  results = {name: evaluate(p, ds, test, task) for name, p in preds.items()}
+  results = {name: evaluate.evaluate(p, ds, test, task) for name, p in preds.items()}
   summary = {**extra, 'task': task, 'test': results}
-  io.atomic_write_json(workdir / 'metrics.json', summary)
+  io.atomic_write_json(workdir / METRICS_FILE, summary)
+  model_pred = preds['model']
   rows = [{'cell_id': ds.cell_ids[c], 'drug_id': ds.drug_ids[d],
            'cancer_type': ds.cancer_types[ds.cell_type[c]], 'observed': float(y),
            'predicted': float(p)}
@@ -129,15 +101,15 @@ def final_report(workdir: pathlib.Path, ds: Dataset, train: np.ndarray, test: np
   if task == 'classification':
     for r, label in zip(rows, ds.pair_label[test]):
       r['label'] = int(label)
-  write_csv(workdir / 'predictions.csv', rows)
+  write_csv(workdir / PREDICTIONS_FILE, rows)
   if task == 'regression':
-    for name, table in group_tables(preds, ds, test).items():
+    for name, table in evaluate.group_tables(preds, ds, test).items():
       write_csv(workdir / f'per_{name}.csv', table)
   title = f"Test results ({extra.get('split', {}).get('name', '')} split, {config.data.cell_repr})"
   md = (summary_markdown if task == 'regression' else classification_markdown)(results, title)
   if extra.get('selection', {}).get('leaky'):
     md += '\n**Leaky:** the model was selected on the test set (published protocol).\n'
-  io.atomic_write_text(workdir / 'summary.md', md)
+  io.atomic_write_text(workdir / SUMMARY_FILE, md)
   return summary
 
 

@@ -1,5 +1,5 @@
-"""Training end to end on the tiny synthetic config: outputs, resume after kill, determinism,
-devices, one compilation, non-finite loss, leaky selection, classification."""
+"""One training run end to end on the tiny synthetic config: outputs, resume after kill,
+determinism, 1 and 8 devices, leaky selection, classification, predictions from the checkpoint."""
 
 import json
 import os
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from cdr_jax import data
-from cdr_jax import sharding
-from cdr_jax import train
+from cdr_jax import experiment
+from cdr_jax.data import splits
 from configs import test as test_config
 
 EPOCHS = 4
@@ -49,7 +49,7 @@ def launch(workdir, *extra, devices=None, wait=True):
 def reference(tmp_path_factory):
   """An uninterrupted in-process run (whatever device count this test process has)."""
   workdir = tmp_path_factory.mktemp('reference')
-  summary = train.train_and_evaluate(config(), workdir)
+  summary = experiment.train_and_evaluate(config(), workdir)
   return workdir, summary
 
 
@@ -77,16 +77,16 @@ def test_outputs_beside_baselines(reference):
 
 
 def test_deterministic_given_seed(reference, tmp_path):
-  train.train_and_evaluate(config(), tmp_path)
+  experiment.train_and_evaluate(config(), tmp_path)
   assert model_metrics(tmp_path) == model_metrics(reference[0])
 
 
 def test_resume_after_interruption_matches_uninterrupted(reference, tmp_path):
-  first = train.train_and_evaluate(config(max_epochs_this_run=1), tmp_path)
+  first = experiment.train_and_evaluate(config(max_epochs_this_run=1), tmp_path)
   assert first == {'interrupted': True, 'epoch': 1}
-  second = train.train_and_evaluate(config(max_epochs_this_run=2), tmp_path)
+  second = experiment.train_and_evaluate(config(max_epochs_this_run=2), tmp_path)
   assert second == {'interrupted': True, 'epoch': 3}
-  train.train_and_evaluate(config(), tmp_path)
+  experiment.train_and_evaluate(config(), tmp_path)
   assert model_metrics(tmp_path) == model_metrics(reference[0])
   assert len((tmp_path / 'history.csv').read_text().splitlines()) == EPOCHS + 1
 
@@ -116,91 +116,18 @@ def test_one_and_eight_devices_agree(reference, tmp_path):
     assert got[k] == pytest.approx(ref[k], abs=2e-3), k
 
 
-def test_step_compiles_once_and_batches_are_sharded():
-  c = config()
-  prep = train.prepare(c)
-  trainer = train.Trainer(prep, c, sharding.make_mesh())
-  state = jax.device_put(train.init_state(prep, 0), trainer.rep)
-  rng = jax.device_put(jax.random.key(0), trainer.rep)
-  for epoch in range(2):
-    state, loss = train.run_epoch(trainer, state, rng, epoch)
-    assert np.isfinite(loss)
-  assert trainer.step._cache_size() == 1  # pylint: disable=protected-access
-  batch = sharding.put(train.epoch_batches(prep.split.train, 64, 0, 0)[0], trainer.data_sh)
-  assert len(batch['idx'].sharding.device_set) == jax.device_count()
-
-
-@pytest.mark.parametrize('module', ['ids', 'drug_linear_term'])
-def test_l2_penalises_exactly_the_named_parameters(module):
-  """Identity codes (model.id_l2) and the per-drug linear term (model.drug_linear)."""
-  c = config()
-  c.model.drug_linear = 1.0
-  prep = train.prepare(c)
-  state = train.init_state(prep, 0)
-  shifted = jax.tree.map(lambda x: x + 0.5, state.params[module])
-  state = state.replace(params={**state.params, module: shifted})
-  batch = train.epoch_batches(prep.split.train, c.train.batch_size, 0, 0)[0]
-  step = lambda l2: train.train_step(state, prep.static, batch, jax.random.key(0), model=prep.model,
-                                     tx=prep.tx, task='regression', l2=l2)[1]['loss']
-  penalty = sum(float(np.sum(np.square(x))) for x in jax.tree.leaves(shifted))
-  np.testing.assert_allclose(float(step(((module, 0.01),))) - float(step(())), 0.01 * penalty,
-                             rtol=1e-4)
-
-
-def test_l2_per_step_is_lambda_over_training_pairs():
-  c = config()
-  assert not train.l2_per_step(c, 400)
-  c.model.id_l2, c.model.drug_linear = 2.0, 1000.0
-  assert train.l2_per_step(c, 400) == (('ids', 0.005), ('drug_linear_term', 2.5))
-  c.model.id_embed_dim = 0
-  with pytest.raises(ValueError, match='id_embed_dim'):
-    train.l2_per_step(c, 400)
-  c.model.id_l2, c.model.drug_linear = 0.0, -1.0
-  with pytest.raises(ValueError, match='drug_linear must be >= 0'):
-    train.l2_per_step(c, 400)
-
-
-def test_selection_score_orders_and_rejects_unknown_metrics():
-  m = {'pcc': 0.5, 'rmse': 2.0, 'per_drug_pcc': float('nan')}
-  assert train.selection_score(m, 'pcc') == 0.5 and train.selection_score(m, 'rmse') == -2.0
-  assert train.selection_score(m, 'per_drug_pcc') == -np.inf   # nan never wins
-  with pytest.raises(ValueError, match=r"unknown train.select_metric 'auroc'.*pcc, rmse"):
-    train.selection_score(m, 'auroc')
-
-
-def test_non_finite_loss_stops_with_step():
-  c = config()
-  ds = data.load_dataset(c.data)
-  y = ds.pair_y.copy()
-  y[:] = np.inf
-  prep = train.prepare(c, ds=data.dataclasses.replace(ds, pair_y=y))
-  trainer = train.Trainer(prep, c, sharding.make_mesh())
-  state = jax.device_put(train.init_state(prep, 0), trainer.rep)
-  with pytest.raises(train.NonFiniteLossError, match=r'at step 1 \(epoch 0\)'):
-    train.run_epoch(trainer, state, jax.random.key(0), 0)
-
-
 def test_selection_on_test_is_reported_leaky(tmp_path):
-  summary = train.train_and_evaluate(config(select_on='test', num_epochs=2), tmp_path)
+  summary = experiment.train_and_evaluate(config(select_on='test', num_epochs=2), tmp_path)
   assert summary['selection']['leaky'] is True
   assert 'Leaky' in (tmp_path / 'summary.md').read_text()
 
 
 def test_classification_task(tmp_path):
-  summary = train.train_and_evaluate(config('classification', num_epochs=2), tmp_path)
+  summary = experiment.train_and_evaluate(config('classification', num_epochs=2), tmp_path)
   model = summary['test']['model']
   assert 0.0 <= model['auroc'] <= 1.0 and 0.0 <= model['auprc'] <= 1.0
   assert 'additive' in summary['test']
   assert 'label' in (tmp_path / 'predictions.csv').read_text().splitlines()[0]
-
-
-def test_batch_size_must_divide_devices():
-  c = config()
-  c.train.batch_size = 63
-  prep = train.prepare(c)
-  if jax.device_count() > 1:
-    with pytest.raises(ValueError, match='must be a multiple of the'):
-      train.Trainer(prep, c, sharding.make_mesh())
 
 
 def test_predict_from_checkpoint(reference, tmp_path):
@@ -225,13 +152,15 @@ def test_drug_linear_trains_and_predicts_new_drugs(tmp_path):
   from cdr_jax import predict  # pylint: disable=g-import-not-at-top
   c = config(num_epochs=2)
   c.model.drug_linear = 10.0
-  prep = train.prepare(c)
-  trainer = train.Trainer(prep, c, sharding.make_mesh())
-  state = jax.device_put(train.init_state(prep, 0), trainer.rep)
-  state, _ = train.run_epoch(trainer, state, jax.device_put(jax.random.key(0), trainer.rep), 0)
-  w = np.asarray(state.params['drug_linear_term']['kernel'])
+  ds = data.load_dataset(c.data)
+  split = splits.make_split(ds, c.split)
+  run = experiment.setup(c, ds, [split.train], split.train)
+  states, step = run.init(), run.step(jax.random.key(0))
+  for batch in run.stream(0):
+    states, _ = step(states, np.ones(1, bool), batch)
+  w = np.asarray(states.params['drug_linear_term']['kernel'])
   assert np.abs(w).max() > 0  # it starts at zero
-  summary = train.train_and_evaluate(c, tmp_path)
+  summary = experiment.train_and_evaluate(c, tmp_path)
   assert np.isfinite(summary['test']['model']['pcc'])
   rows = predict.predict(tmp_path, [], new_drugs=[('aspirin', 'CC(=O)Oc1ccccc1C(=O)O')])
   assert len(rows) == c.data.num_cells and np.isfinite([r['predicted'] for r in rows]).all()

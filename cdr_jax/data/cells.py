@@ -14,7 +14,7 @@ import pathlib
 import ml_collections
 import numpy as np
 
-from cdr_jax import io
+from cdr_jax.data import io
 from cdr_jax.errors import DataError
 
 EXPRESSION_FILE = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv'

@@ -1,0 +1,57 @@
+"""The entity-indexed dataset: each drug graph once, each cell line's features once, pairs as indices.
+
+Nothing per pair is copied: a pair is a (cell index, drug index, ln IC50, label) row, so the whole
+107,446-pair dataset takes a few MB (the original DeepCDR's per-pair copies took 6.9 GB and forced
+its 90,000-instance cap).
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import jraph
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Drugs, cell lines and (cell, drug) pairs; pairs hold only indices and labels."""
+  cell_ids: tuple[str, ...]          # [C] DepMap ids
+  cell_features: np.ndarray          # [C, F] float32, one row per cell line
+  cell_type: np.ndarray              # [C] int32 index into `cancer_types`
+  cancer_types: tuple[str, ...]      # TCGA labels ('NA' for unlabelled lines)
+  drug_ids: tuple[str, ...]          # [D] PubChem CIDs
+  drug_names: tuple[str, ...]        # [D]
+  drug_graphs: jraph.GraphsTuple     # D drug graphs + 1 padding graph, fixed budgets
+  pair_cell: np.ndarray              # [P] int32
+  pair_drug: np.ndarray              # [P] int32
+  pair_y: np.ndarray                 # [P] float32 ln IC50
+  pair_label: np.ndarray             # [P] int8: 1 sensitive, 0 resistant, -1 no threshold
+  info: dict = dataclasses.field(default_factory=dict)
+  # Widths of the cell feature blocks (one per omics source, in column order); () = one block.
+  feature_blocks: tuple[int, ...] = ()  # counts: dropped/imputed, representation
+
+  @property
+  def pair_type(self) -> np.ndarray:
+    """[P] cancer-type index of each pair (a gather, not a stored copy)."""
+    return self.cell_type[self.pair_cell]
+
+  @property
+  def cell_blocks(self) -> tuple[int, ...]:
+    """Widths of the cell feature blocks (DeepCDR gives each its own branch)."""
+    return self.feature_blocks or (self.cell_features.shape[1],)
+
+  @property
+  def num_pairs(self) -> int:
+    return len(self.pair_y)
+
+  def nbytes(self) -> int:
+    """Bytes held by all arrays of the dataset."""
+    arrays = [self.cell_features, self.cell_type, self.pair_cell, self.pair_drug, self.pair_y,
+              self.pair_label, *[x for x in self.drug_graphs if x is not None]]
+    return int(sum(np.asarray(a).nbytes for a in arrays))
+
+
+def resolve_data_root(root: str) -> pathlib.Path:
+  """The data root: `root` if given, else $CDR_DATA_DIR, else ./data."""
+  return pathlib.Path(root or os.environ.get('CDR_DATA_DIR') or 'data').expanduser()

@@ -1,0 +1,140 @@
+"""One training run: train on a split with the one loop (F = 1), select on validation, evaluate.
+
+`train_and_evaluate(config, workdir)` trains with early stopping on the validation split, keeps the
+latest and best checkpoints (resuming from the latest), then evaluates the best model on test beside
+the baselines and writes every output (see `cdr_jax.runs`).
+"""
+
+import dataclasses
+import logging
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+
+from cdr_jax import data as data_lib
+from cdr_jax import runs
+from cdr_jax.data import cells
+from cdr_jax.data import splits
+from cdr_jax.data.dataset import Dataset
+from cdr_jax.eval import baselines
+from cdr_jax.eval import evaluate
+from cdr_jax.train import checkpoint
+from cdr_jax.train import engine as engine_lib
+from cdr_jax.train import loop
+from cdr_jax.train.state import DeviceData, TrainState, device_data, param_count
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """A split made ready for training F models: the engine and the data on device."""
+  ds: Dataset
+  engine: engine_lib.Engine
+  data: DeviceData            # on device
+  host: DeviceData            # the same, on the host (per-model target statistics)
+  pool: np.ndarray            # the pairs the batches are drawn from (every model's training pairs)
+  config: ml_collections.ConfigDict
+
+  def init(self) -> TrainState:
+    return self.engine.init(self.data, self.config.train.seed, len(self.host.y_mean))
+
+  def stream(self, epoch: int) -> list[dict]:
+    cfg = self.config.train
+    return [self.engine.put_batch(b)
+            for b in loop.epoch_batches(self.pool, cfg.batch_size, cfg.seed, epoch)]
+
+  def step(self, rng: jax.Array):
+    """The loop's step: (states, active, batch) -> (states, metrics), with this run's key."""
+    return lambda states, active, batch: self.engine.step(states, self.data, active, batch, rng)
+
+  def predict(self, states: TrainState, pair_lists: list[np.ndarray]) -> list[np.ndarray]:
+    """Per model, predictions on the natural scale (ln IC50, or probability) for its pairs."""
+    outs = self.engine.predict(states, self.data, pair_lists, self.config.eval.batch_size)
+    return [engine_lib.natural_scale(o, self.config.model.task, float(self.host.y_mean[i]),
+                                     float(self.host.y_std[i])) for i, o in enumerate(outs)]
+
+  def selector(self, pair_lists: list[np.ndarray], select_lists: list[np.ndarray] | None = None):
+    """The loop's `select`: per model, metrics on its `pair_lists` (validation) and the score of
+    `train.select_metric` on `select_lists` (default: the same pairs)."""
+    task, metric = self.config.model.task, self.config.train.select_metric
+
+    def select(states):
+      preds = self.predict(states, pair_lists)
+      val = [evaluate.selection_metrics(p, pairs, self.ds, task)
+             for p, pairs in zip(preds, pair_lists)]
+      chosen = val
+      if select_lists is not None:
+        chosen = [evaluate.selection_metrics(p, pairs, self.ds, task)
+                  for p, pairs in zip(self.predict(states, select_lists), select_lists)]
+      return np.array([evaluate.selection_score(m, metric) for m in chosen]), val
+    return select
+
+
+def setup(config: ml_collections.ConfigDict, ds: Dataset, train_sets: list[np.ndarray],
+          pool: np.ndarray) -> Setup:
+  """Standardises features on the pool's cell lines, builds the engine and the device data."""
+  features = ds.cell_features
+  if config.data.standardize:
+    features = cells.standardize(ds.cell_features, np.unique(ds.pair_cell[pool]))
+  steps = -(-len(pool) // config.train.batch_size)
+  engine = engine_lib.create_engine(config, ds, steps, len(train_sets))
+  host = device_data(ds, features, train_sets)
+  return Setup(ds, engine, engine.put_data(host), host, np.asarray(pool), config)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """Trains (resuming from the latest checkpoint), selects on validation, evaluates on test."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  runs.write_config(workdir, config)
+  cfg = config.train
+  if cfg.select_on not in ('val', 'test'):
+    raise ValueError(f'unknown train.select_on {cfg.select_on!r}; choose val (or test: leaky)')
+  ds = data_lib.load_dataset(config.data)
+  split = splits.make_split(ds, config.split)
+  run = setup(config, ds, [split.train], split.train)
+  logging.info('devices: %s; mesh %s', jax.devices(), dict(run.engine.mesh.shape))
+  logging.info('dataset: %d pairs, %d cells, %d drugs, %.1f MB; split %s %s', ds.num_pairs,
+               len(ds.cell_ids), len(ds.drug_ids), ds.nbytes() / 1e6, split.name, split.sizes())
+  states = run.init()
+  logging.info('parameters: %d', param_count(jax.tree.map(lambda x: x[0], states.params)))
+  ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
+  rng = jax.device_put(jax.random.key(cfg.seed + 1), run.engine.replicated)
+  tb = runs.TensorBoard(workdir / 'tb')
+
+  def on_epoch(progress: loop.Progress) -> None:
+    runs.write_history(workdir, progress.history[0])
+    row = progress.history[0][-1]
+    tb.scalars(row['epoch'], {'train/loss': row['train_loss'],
+                              **{f'val/{k[4:]}': v for k, v in row.items()
+                                 if k.startswith('val_') and k != 'val_score'}})
+
+  select = run.selector([split.val], [split.test] if cfg.select_on == 'test' else None)
+  best, progress = loop.fit(run.step(rng), states, run.stream, select, ckpts,
+                            loop.Schedule.from_config(cfg), on_epoch=on_epoch)
+  tb.close()
+  ckpts.close()
+  if not progress.done:
+    return {'interrupted': True, 'epoch': progress.epoch}
+  pred = run.predict(best, [split.test])[0]
+  extra = {'split': {'name': split.name, 'description': split.description, **split.sizes()},
+           'selection': {'select_on': cfg.select_on, 'metric': cfg.select_metric,
+                         'leaky': cfg.select_on == 'test', 'best_epoch': progress.best_epoch[0],
+                         'epochs_trained': progress.epoch},
+           'dataset': dict(ds.info),
+           'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
+           'devices': jax.device_count()}
+  preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}
+  return runs.write_results(workdir, ds, split.test, preds, config, extra)
+
+
+def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray,
+                         config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """Every baseline's test predictions, fitted on the training pairs (labels for classification)."""
+  if not config.eval.baselines:
+    return {}
+  if config.model.task == 'regression':
+    return baselines.predict_all(ds, train, test, config.eval)
+  fit = train[ds.pair_label[train] >= 0]
+  return baselines.predict_all(ds, fit, test, config.eval, ds.pair_label.astype(np.float32))

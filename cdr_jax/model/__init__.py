@@ -1,0 +1,1 @@
+"""Models: the drug and cell encoders, the fusion models and their factory."""

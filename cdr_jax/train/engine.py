@@ -1,0 +1,154 @@
+"""The jitted, sharded functions that train and evaluate F stacked models on a mesh.
+
+An `Engine` is built once per (model, optimizer, task, mesh, F = 1 or not) and reused by every split
+and every LODO chunk of that configuration: the step compiles once. The mesh has a `model` axis
+(stacked models spread over as many devices as divide F) and a `data` axis (the batch of pairs).
+"""
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from cdr_jax.data.dataset import Dataset
+from cdr_jax.model import models
+from cdr_jax.train import optimizer
+from cdr_jax.train import sharding
+from cdr_jax.train import step as step_lib
+from cdr_jax.train.state import DeviceData, MODEL_AXES, TrainState
+
+
+def model_mesh(num_models: int):
+  """A ('model', 'data') mesh: models over as many devices as divide F, the batch over the rest."""
+  n = jax.device_count()
+  f = int(np.gcd(n, num_models))
+  return sharding.make_mesh(('model', 'data'), (f, n // f))
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+  """Model, optimizer and their jitted functions for F stacked models on `mesh`."""
+  model: nn.Module
+  step_model: nn.Module   # `model`, with the drug atoms split over the data devices when single
+  tx: optax.GradientTransformation
+  task: str
+  l2: tuple[tuple[str, float], ...]
+  mesh: jax.sharding.Mesh
+  single: bool
+
+  @property
+  def replicated(self):
+    return sharding.replicated(self.mesh)
+
+  @property
+  def by_model(self):
+    return sharding.sharded(self.mesh, 'model')
+
+  @property
+  def by_data(self):
+    return sharding.sharded(self.mesh, 'data')
+
+  @property
+  def data_shardings(self) -> DeviceData:
+    """`DeviceData` of shardings: shared fields replicated, per-model fields split over `model`."""
+    return jax.tree.map(lambda axis: self.replicated if axis is None else self.by_model,
+                        MODEL_AXES, is_leaf=lambda a: a is None)
+
+  def put_data(self, data: DeviceData) -> DeviceData:
+    """Places host `DeviceData` with `data_shardings`."""
+    return jax.tree.map(lambda sh, x: sharding.put(x, sh), self.data_shardings, data,
+                        is_leaf=lambda a: isinstance(a, jax.sharding.Sharding))
+
+  def put_batch(self, batch: dict) -> dict:
+    return sharding.put(batch, self.by_data)
+
+  def init(self, data: DeviceData, seed: int, num_models: int) -> TrainState:
+    """F stacked states, every model from the same initial parameters (those of `seed`)."""
+    one = _jitted_init(self.model, self.tx)(data.graphs, data.cell_x, jax.random.key(seed))
+    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_models,) + x.shape), one)
+    return jax.device_put(stacked, self.by_model)
+
+  @functools.cached_property
+  def step(self):
+    """(states, data, active, batch, rng) -> (states, {'loss': [F], 'weight': [F]}); donates states."""
+    fn = functools.partial(step_lib.stacked_step, model=self.step_model, tx=self.tx,
+                           task=self.task, l2=self.l2, single=self.single)
+    return jax.jit(fn, donate_argnums=(0,),
+                   in_shardings=(self.by_model, self.data_shardings, self.by_model, self.by_data,
+                                 self.replicated),
+                   out_shardings=(self.by_model, self.by_model))
+
+  @functools.cached_property
+  def encode(self):
+    fn = functools.partial(step_lib.encode, model=self.model)
+    return jax.jit(step_lib.over_models(fn, (0, MODEL_AXES), self.single))
+
+  @functools.cached_property
+  def fuse(self):
+    fn = functools.partial(step_lib.fuse, model=self.model)
+    return jax.jit(step_lib.over_models(fn, (0, 0, MODEL_AXES, 0), self.single))
+
+  def predict(self, states: TrainState, data: DeviceData, pair_lists: list[np.ndarray],
+              batch_size: int) -> list[np.ndarray]:
+    """Per model, its outputs (standardised ln IC50, or logits) for its own list of pairs."""
+    codes = self.encode(states, data)
+    bs = sharding.round_to_devices(batch_size, self.mesh)
+    n = -(-max(1, max(len(p) for p in pair_lists)) // bs) * bs
+    idx = np.zeros((len(pair_lists), n), np.int32)
+    for i, p in enumerate(pair_lists):
+      idx[i, :len(p)] = p
+    spec = sharding.sharded(self.mesh, 'model', 'data')
+    outs = [self.fuse(states, codes, data, sharding.put(idx[:, i:i + bs], spec))
+            for i in range(0, n, bs)]
+    out = np.concatenate([np.asarray(jax.device_get(o)) for o in outs], axis=1)
+    return [out[i, :len(p)] for i, p in enumerate(pair_lists)]
+
+
+def natural_scale(out: np.ndarray, task: str, y_mean: float, y_std: float) -> np.ndarray:
+  """Model outputs on the natural scale: ln IC50, or the sensitivity probability."""
+  if task == 'regression':
+    return out * y_std + y_mean
+  return 1.0 / (1.0 + np.exp(-out))
+
+
+def create_engine(config: ml_collections.ConfigDict, ds: Dataset, steps_per_epoch: int,
+                  num_models: int) -> Engine:
+  """The engine of `config` for `ds`'s entities, F = `num_models` (cached per configuration)."""
+  if config.model.task not in ('regression', 'classification'):
+    raise ValueError(f'unknown task {config.model.task!r}; choose regression or classification')
+  mesh = model_mesh(num_models)
+  if config.train.batch_size % mesh.shape['data']:
+    raise ValueError(f'train.batch_size={config.train.batch_size} must be a multiple of the '
+                     f'{mesh.shape["data"]} devices on the data axis')
+  model = models.create_model(config.model, len(ds.cell_ids), len(ds.drug_ids), ds.cell_blocks)
+  tx = optimizer.create_optimizer(config.optimizer, steps_per_epoch, config.train.num_epochs)
+  step_model, devices = model, mesh.shape['data']
+  if num_models == 1 and devices > 1 and ds.drug_graphs.nodes.shape[0] % devices == 0:
+    # Split the drug GCN's atoms over the devices (each drug encoded once per step in total).
+    step_model = model.clone(node_sharding=sharding.sharded(mesh, 'data', None))
+  return _engine(model, step_model, tx, config.model.task, optimizer.l2_penalties(config.model),
+                 mesh, num_models == 1)
+
+
+@functools.lru_cache(maxsize=8)
+def _engine(model, step_model, tx, task, l2, mesh, single) -> Engine:
+  return Engine(model, step_model, tx, task, l2, mesh, single)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_init(model, tx):
+  """Compiled initialisation of one model (op-by-op init costs seconds)."""
+  @jax.jit
+  def init(graphs, cell_x, key):
+    idx = jnp.zeros((2,), jnp.int32)
+    variables = model.init({'params': key, 'dropout': key}, graphs, cell_x, idx, idx,
+                           jnp.ones((2,), bool), train=False)
+    params = variables['params']
+    return TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
+                      tx.init(params))
+  return init

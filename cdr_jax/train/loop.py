@@ -1,0 +1,173 @@
+"""The one training loop: F stacked models (F = 1 for a single run), epochs, selection, resume.
+
+`fit` runs epochs of a shared stream of batches through the stacked step. After each epoch every
+model is scored on its own validation pairs; a model that improved becomes its best state, a model
+that has not improved for `patience` epochs stops (its state no longer changes) and the loop ends
+when all have stopped or `num_epochs` is reached. Every epoch the states, best states and progress
+are checkpointed, so a killed run resumes at its last finished epoch and ends as an uninterrupted
+run would.
+"""
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from cdr_jax.train import checkpoint as checkpoint_lib
+from cdr_jax.train import step as step_lib
+from cdr_jax.train.state import TrainState, num_models
+
+FLUSH_EVERY = 50  # steps between host reads of the losses (keeps the device queue full)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became nan or inf."""
+
+
+@dataclasses.dataclass
+class Progress:
+  """Where the loop stands (JSON in every checkpoint): per model, its best and its history."""
+  epoch: int
+  best_score: list            # per model; None before its first epoch
+  best_epoch: list
+  bad_epochs: list
+  active: list
+  history: list               # per model: one row per epoch it trained
+  done: bool = False
+
+  @classmethod
+  def start(cls, n: int) -> 'Progress':
+    return cls(0, [None] * n, [-1] * n, [0] * n, [True] * n, [[] for _ in range(n)])
+
+
+def epoch_batches(pool: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[dict]:
+  """Shuffled fixed-size batches of the pair indices in `pool`; the last is padded with weight 0."""
+  perm = np.random.default_rng([seed, epoch]).permutation(pool)
+  n = -(-len(perm) // batch_size) * batch_size
+  idx = np.zeros(n, np.int32)
+  idx[:len(perm)] = perm
+  weight = np.zeros(n, np.float32)
+  weight[:len(perm)] = 1.0
+  return [{'idx': idx[i:i + batch_size], 'weight': weight[i:i + batch_size]}
+          for i in range(0, n, batch_size)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How long to train: the `train` section of a config."""
+  num_epochs: int
+  patience: int
+  max_epochs_this_run: int = 0   # > 0: stop (resumably) after this many epochs in one invocation
+  progress: bool = False         # a tqdm bar per epoch
+
+  @classmethod
+  def from_config(cls, cfg) -> 'Schedule':
+    return cls(cfg.num_epochs, cfg.patience, cfg.max_epochs_this_run, cfg.progress)
+
+
+def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
+        select: Callable[[TrainState], tuple[np.ndarray, list[dict]]],
+        checkpoints: checkpoint_lib.Checkpoints | None, schedule: Schedule,
+        names: Sequence[str] | None = None,
+        on_epoch: Callable[[Progress], None] | None = None) -> tuple[TrainState, Progress]:
+  """Trains F stacked models until they stop; returns (best states, progress).
+
+  Args:
+    step: (states, active [F] bool, batch) -> (states, {'loss': [F], 'weight': [F]}).
+    states: the initial states (overwritten by the latest checkpoint when there is one).
+    stream: epoch -> that epoch's batches (already placed on device).
+    select: states -> (score per model, higher is better; validation metrics per model).
+    checkpoints: where `latest` and `best` are kept (None: no checkpointing).
+    schedule: epochs, patience, an optional per-invocation epoch budget.
+    names: a name per model for error messages (default: its index).
+    on_epoch: called with the progress after every epoch (history files, TensorBoard).
+  """
+  n = num_models(states)
+  names = list(names) if names is not None else [str(i) for i in range(n)]
+  progress, best = Progress.start(n), jax.tree.map(lambda x: x.copy(), states)
+  restored = checkpoints.restore('latest', states) if checkpoints else None
+  if restored is not None:
+    states, meta = restored
+    progress = Progress(**meta)
+    best = checkpoints.restore('best', states)[0]
+    logging.info('resumed at epoch %d (step %d)', progress.epoch, int(np.max(states.step)))
+  where = jax.jit(step_lib.per_model_where)
+  epochs_run = 0
+  while not progress.done:
+    epoch, t0 = progress.epoch, time.time()
+    states, loss = _run_epoch(step, states, stream(epoch), np.array(progress.active), epoch,
+                              names, schedule.progress)
+    scores, val = select(states)
+    improved = _record(progress, epoch, scores, val, loss, int(np.max(states.step)),
+                       time.time() - t0, schedule.patience)
+    if improved.any():
+      best = where(jax.device_put(improved, _sharding(states)), states, best)
+    progress.epoch = epoch + 1
+    progress.done = not any(progress.active) or progress.epoch >= schedule.num_epochs
+    if checkpoints:
+      if improved.any():
+        checkpoints.save('best', epoch, best, {'epoch': epoch})
+      checkpoints.save('latest', epoch, states, dataclasses.asdict(progress))
+    if on_epoch:
+      on_epoch(progress)
+    logging.info('epoch %d: %d/%d models active, loss %.4f, mean validation score %.4f (%.1fs)',
+                 epoch, sum(progress.active), n, float(np.nanmean(loss)),
+                 float(np.nanmean(np.where(np.isfinite(scores), scores, np.nan))), time.time() - t0)
+    epochs_run += 1
+    if schedule.max_epochs_this_run and epochs_run >= schedule.max_epochs_this_run:
+      break
+  return best, progress
+
+
+def _sharding(states: TrainState):
+  return jax.tree.leaves(states)[0].sharding
+
+
+def _record(progress: Progress, epoch: int, scores: np.ndarray, val: list[dict],
+            loss: np.ndarray, step: int, seconds: float, patience: int) -> np.ndarray:
+  """Updates history, best scores, patience and activity; returns which models improved."""
+  improved = np.zeros(len(scores), bool)
+  for i, score in enumerate(scores):
+    if not progress.active[i]:
+      continue
+    score = -np.inf if np.isnan(score) else float(score)  # nan never wins
+    progress.history[i].append({'epoch': epoch, 'step': step, 'train_loss': float(loss[i]),
+                                **{f'val_{k}': v for k, v in val[i].items()},
+                                'val_score': float(score), 'seconds': seconds})
+    best = progress.best_score[i]
+    if best is None or score > best:  # the first epoch is the best so far, whatever its score
+      improved[i] = True
+      progress.best_score[i], progress.best_epoch[i], progress.bad_epochs[i] = float(score), epoch, 0
+    else:
+      progress.bad_epochs[i] += 1
+    progress.active[i] = progress.bad_epochs[i] < patience
+  return improved
+
+
+def _run_epoch(step, states, batches, active, epoch: int, names, show: bool):
+  """One pass over the batches; raises on a non-finite loss of an active model, with its step."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  bar = tqdm(total=len(batches), desc=f'epoch {epoch}', disable=not show, leave=False)
+  active_dev = jax.device_put(active, _sharding(states))
+  pending, total, weight = [], 0.0, 0.0
+  for i, batch in enumerate(batches):
+    states, m = step(states, active_dev, batch)
+    pending.append(m)
+    if len(pending) == FLUSH_EVERY or i == len(batches) - 1:
+      first = int(np.max(jax.device_get(states.step))) - len(pending) + 1
+      for k, mk in enumerate(jax.device_get(pending)):
+        bad = active & ~np.isfinite(mk['loss'])
+        if bad.any():
+          raise NonFiniteLossError(
+              f'non-finite training loss {mk["loss"][bad][0]} at step {first + k} (epoch {epoch}) '
+              f'of model {", ".join(names[j] for j in np.flatnonzero(bad))}')
+        total += mk['loss'].astype(np.float64) * mk['weight']
+        weight += mk['weight'].astype(np.float64)
+      bar.update(len(pending))
+      bar.set_postfix(loss=f'{np.mean(total / np.maximum(weight, 1.0)):.4f}')
+      pending = []
+  bar.close()
+  return states, total / np.maximum(weight, 1.0)

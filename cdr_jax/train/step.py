@@ -1,0 +1,106 @@
+"""The single-model training step (the unit that is tested) and its lift to F stacked models.
+
+`train_step` trains one model on a batch of pair indices shared by all models; the model's own
+weights are the batch weights times its `train_mask`. `over_models` lifts it (and `encode`, `fuse`)
+to F stacked models: `jax.vmap` over the leading model axis, or, for F = 1, the plain function on the
+one model (bit-identical to a single-model run, without batching overhead).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from cdr_jax.train.state import DeviceData, MODEL_AXES, TrainState
+
+
+def pair_loss(out: jax.Array, data: DeviceData, idx: jax.Array, task: str):
+  """(per-pair loss, per-pair validity): squared error on standardised ln IC50, or BCE on logits
+  against the sensitive/resistant label (pairs without a label are not valid)."""
+  if task == 'regression':
+    target = (data.pair_y[idx] - data.y_mean) / data.y_std
+    return jnp.square(out - target), jnp.ones_like(out)
+  label = data.pair_label[idx]
+  loss = optax.sigmoid_binary_cross_entropy(out, jnp.maximum(label, 0.0))
+  return loss, (label >= 0).astype(out.dtype)
+
+
+def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array, *, model, tx,
+               task: str, l2: tuple[tuple[str, float], ...] = ()) -> tuple[TrainState, dict]:
+  """One optimisation step of one model (`data`: its single-model view).
+
+  `batch`: pair indices `idx` and padding weights `weight` (0 = padding); `rng`: this step's dropout
+  key. `l2`: (parameter module, lambda) pairs, each adding lambda / n * the squared norm of that
+  module's parameters (see `optimizer.l2_penalties`).
+  """
+  idx = batch['idx']
+  weight = batch['weight'] * data.train_mask[idx].astype(jnp.float32)
+  cell_idx, drug_idx = data.pair_cell[idx], data.pair_drug[idx]
+
+  def loss_fn(params):
+    out, updates = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, data.graphs, data.cell_x, cell_idx,
+        drug_idx, weight > 0, train=True, rngs={'dropout': rng}, mutable=['batch_stats'],
+        cell_active=data.cell_active, drug_active=data.drug_active)
+    loss, valid = pair_loss(out, data, idx, task)
+    w = weight * valid
+    loss = (loss * w).sum() / jnp.maximum(w.sum(), 1.0)
+    for name, lam in l2:
+      loss += lam * data.l2_scale * sum(jnp.sum(jnp.square(x))
+                                        for x in jax.tree.leaves(params[name]))
+    return loss, updates['batch_stats']
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new = TrainState(state.step + 1, params, batch_stats, opt_state)
+  return new, {'loss': loss, 'weight': weight.sum()}
+
+
+def encode(state: TrainState, data: DeviceData, *, model):
+  """Inference codes of every drug and cell line (computed once per evaluation)."""
+  return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, data.graphs,
+                     data.cell_x, train=False, method='encode')
+
+
+def fuse(state: TrainState, codes, data: DeviceData, idx: jax.Array, *, model) -> jax.Array:
+  """Model outputs (standardised ln IC50 or logits) for a batch of pair indices."""
+  return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, codes,
+                     data.pair_cell[idx], data.pair_drug[idx], jnp.ones(idx.shape, bool),
+                     train=False, method='fuse')
+
+
+def over_models(fn, in_axes: tuple, single: bool):
+  """`fn` on stacked models: vmap with `in_axes` (0 = model axis, None = shared, prefix trees
+  allowed), or, when `single`, `fn` on model 0 with the model axis added back to its outputs."""
+  if not single:
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def call(*args):
+    first = [jax.tree.map(lambda ax, x: x if ax is None else jax.tree.map(lambda a: a[0], x),
+                          axes, arg, is_leaf=lambda a: a is None)
+             for axes, arg in zip(in_axes, args)]
+    return jax.tree.map(lambda x: x[None], fn(*first))
+  return call
+
+
+def stacked_step(states: TrainState, data: DeviceData, active: jax.Array, batch: dict,
+                 rng: jax.Array, *, model, tx, task: str, l2, single: bool):
+  """`train_step` on F stacked models; models not `active` (stopped early) keep their state.
+
+  Every active model is at the same step, so this step's dropout key (`rng` folded with the step)
+  is one key shared by all models: the masks are drawn once, not once per model.
+  """
+  key = jax.random.fold_in(rng, jnp.max(states.step))
+  step = functools.partial(train_step, model=model, tx=tx, task=task, l2=l2)
+  new, metrics = over_models(step, (0, MODEL_AXES, None, None), single)(states, data, batch, key)
+  if single:  # a single model is never stepped once stopped
+    return new, metrics
+  return per_model_where(active, new, states), metrics
+
+
+def per_model_where(mask: jax.Array, new, old):
+  """Per model (leading axis of every leaf): `new` where `mask`, else `old`."""
+  pick = lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+  return jax.tree.map(pick, new, old)
