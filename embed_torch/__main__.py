@@ -1,4 +1,4 @@
-"""Command line of the sidecar: `python -m embed_torch {scgpt,scfoundation,make_random_scgpt} ...`.
+"""Command line of the sidecar: `python -m embed_torch {scgpt,scfoundation,chemnet,...} ...`.
 
 Examples (see embed_torch/README.md):
   python -m embed_torch scgpt --checkpoint_dir CKPT --expression expr.csv \
@@ -6,6 +6,8 @@ Examples (see embed_torch/README.md):
   python -m embed_torch scfoundation --repo_dir scFoundation \
       --checkpoint scFoundation/model/models/models.ckpt --expression expr.csv \
       --out data/scfoundation/embedding.npy --drop_nan_rows --fill_nan zero
+  python -m embed_torch chemnet --smiles data/deepcdr/223drugs_pubchem_smiles.txt \
+      --out data/chemnet/chemnet.npy
   python -m embed_torch make_random_scgpt --out /tmp/tiny_scgpt --d_model 64 --nlayers 2
 """
 
@@ -20,6 +22,8 @@ from typing import Optional, Sequence
 from embed_torch import EmbedError
 from embed_torch.io import read_gene_list
 from embed_torch.preprocess import FILL_NAN, NORMALISATIONS
+
+CANONICALISATIONS = ('largest_fragment', 'rdkit')
 
 
 def _add_input_args(parser: argparse.ArgumentParser, default_normalisation: str) -> None:
@@ -55,8 +59,31 @@ def _add_input_args(parser: argparse.ArgumentParser, default_normalisation: str)
   parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
+def _add_chemnet(commands: argparse._SubParsersAction) -> None:
+  """The `chemnet` command: drug SMILES -> ChemNet embeddings."""
+  chem = commands.add_parser('chemnet',
+                             help='ChemNet drug embeddings (512-d; weights ship in fcd_torch)')
+  chem.add_argument('--smiles', required=True, help='file of <id>\\t<SMILES> lines')
+  chem.add_argument('--out',
+                    required=True,
+                    help='output PATH.npy; PATH.cells.txt (drug ids) and PATH.json go beside it')
+  chem.add_argument(
+      '--canonicalisation',
+      choices=CANONICALISATIONS,  # chemnet_embed's, spelled out: importing it imports torch
+      default='largest_fragment',
+      help="RDKit canonical SMILES of the largest fragment (default), or of the whole molecule "
+      "as fcd_torch does (then a salt or mixture is an error: ChemNet stops at the first '.')")
+  chem.add_argument('--batch_size', type=int, default=128, help='drugs per forward pass')
+  chem.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default cpu)')
+  chem.add_argument('--threads',
+                    type=int,
+                    default=1,
+                    help="torch CPU threads (default 1, the fastest measured; 0: torch's own)")
+  chem.add_argument('--quiet', action='store_true', help='no progress bar')
+
+
 def build_parser() -> argparse.ArgumentParser:
-  """The argparse tree of the three commands."""
+  """The argparse tree of the four commands."""
   parser = argparse.ArgumentParser(prog='python -m embed_torch',
                                    description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest='command', required=True)
@@ -92,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None,
                    help='the 19,264-gene list (default: REPO_DIR/OS_scRNA_gene_index.19264.tsv)')
   _add_input_args(scf, default_normalisation='rowsum1e4_log1p')
+
+  _add_chemnet(commands)
 
   rand = commands.add_parser(
       'make_random_scgpt',
@@ -146,6 +175,17 @@ def _run(args: argparse.Namespace) -> str:
                                    ckpt_key=args.ckpt_key,
                                    gene_list_path=args.gene_list,
                                    **_common(args))
+    return 'wrote ' + ', '.join(str(p) for p in paths.values())
+  if args.command == 'chemnet':
+    from embed_torch import chemnet_embed
+
+    paths = chemnet_embed.run(args.smiles,
+                              args.out,
+                              canonicalisation=args.canonicalisation,
+                              batch_size=args.batch_size,
+                              device=args.device,
+                              threads=args.threads,
+                              progress=not args.quiet)
     return 'wrote ' + ', '.join(str(p) for p in paths.values())
   from embed_torch import scgpt_embed
 
