@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+from cdr_jax import runs
 from cdr_jax.data import io
 from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
@@ -187,8 +188,7 @@ def probe_check(x: np.ndarray, expr: np.ndarray, s: Settings, rng: np.random.Gen
 
 def runs_check(real_dir: io.PathLike, shuffled_dir: io.PathLike) -> dict:
   """The test result of a model on the embedding vs the same model on its shuffled-row control."""
-  from cdr_jax import report  # pylint: disable=g-import-not-at-top  (matplotlib only when asked)
-  real, shuffled = report.load_run(real_dir), report.load_run(shuffled_dir)
+  real, shuffled = runs.load_run(real_dir), runs.load_run(shuffled_dir)
   out = {}
   for name, run in (('real', real), ('shuffled', shuffled)):
     if run.metrics is None or 'pcc' not in run.metrics['test'].get('model', {}):

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 import numpy as np
 
+from cdr_jax import runs as run_io
 from cdr_jax.data import io
 from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
@@ -30,85 +31,7 @@ SEED_KEYS = ('train.seed', 'split.seed', 'split.fold', 'train.progress',
              'train.max_epochs_this_run')
 GROUPS = (('cell', 'per_cell.csv', 'cell line'), ('type', 'per_type.csv', 'cancer type'),
           ('drug', 'per_drug.csv', 'drug'))
-REQUIRED_CONFIG = ('data.cell_repr', 'split.name', 'model.name')  # what a run's label is made of
 MIN_GROUP_PAIRS = 10  # Figure 3 prefers groups with at least this many test pairs.
-
-
-@dataclasses.dataclass
-class Run:
-  """One run directory: a training run (metrics.json) or a LODO sweep (lodo_per_drug.csv)."""
-  path: pathlib.Path
-  config: dict                  # config.json flattened to 'section.key' -> value
-  metrics: dict | None          # metrics.json; None for a LODO sweep
-  lodo: list[dict] | None       # lodo_per_drug.csv rows; None for a training run
-  label: str = ''
-  group: int = 0
-
-
-def flatten(tree: dict, prefix: str = '') -> dict:
-  """{'a': {'b': 1}} -> {'a.b': 1}."""
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
-def read_json(path: pathlib.Path, what: str) -> dict:
-  """Reads a JSON object, naming the file on failure."""
-  try:
-    return json.loads(io.require_file(path, what).read_text(encoding='utf-8'))
-  except json.JSONDecodeError as e:
-    raise DataError(f'{path}: not valid JSON ({e}); expected {what}') from None
-
-
-def to_float(text: str) -> float:
-  """CSV cell -> float ('' and 'nan' -> nan)."""
-  try:
-    return float(text) if text.strip() else float('nan')
-  except ValueError:
-    return float('nan')
-
-
-def read_rows(path: pathlib.Path, what: str, header: list[str] | None = None) -> list[dict]:
-  """CSV rows as dicts of strings."""
-  head, body = io.read_table(path, what, header)
-  return [dict(zip(head, row)) for row in body]
-
-
-def read_lodo(path: pathlib.Path) -> list[dict]:
-  """lodo_per_drug.csv rows (cdr_jax.lodo's columns, in any order; regression sweeps only)."""
-  rows = read_rows(path, 'LODO per-drug results')
-  missing = [c for c in ('drug_id', 'pcc', 'naive_pcc') if rows and c not in rows[0]]
-  if missing:
-    raise DataError(f'{path}: no column {", ".join(missing)}; expected a regression LODO sweep '
-                    '(columns drug_id, drug_name, n, pcc, spearman, rmse, naive_pcc, gain)')
-  return rows
-
-
-def load_run(path: io.PathLike) -> Run:
-  """Reads a run directory; raises naming the file when metrics.json (or a LODO table) is absent."""
-  path = pathlib.Path(path)
-  if not path.is_dir():
-    raise DataError(f'run directory {path} does not exist')
-  lodo_file = path / 'lodo_per_drug.csv'
-  lodo = None
-  if lodo_file.is_file():
-    lodo = read_lodo(lodo_file)
-  elif not (path / 'metrics.json').is_file():
-    raise DataError(f'missing file {path / "metrics.json"}: expected a finished training run '
-                    '(launch/train.py writes it at the end) or a LODO sweep (lodo_per_drug.csv)')
-  metrics = read_json(path / 'metrics.json', 'test metrics') if lodo is None else None
-  if metrics is not None and 'test' not in metrics:
-    raise DataError(f'{path / "metrics.json"}: no "test" section; expected cdr_jax.outputs format')
-  has_config = (path / 'config.json').is_file() or lodo is None
-  config = flatten(read_json(path / 'config.json', 'the run config')) if has_config else {}
-  missing = [k for k in REQUIRED_CONFIG if config and k not in config]
-  if missing:
-    raise DataError(f'{path / "config.json"}: no {", ".join(missing)}; expected a cdr-jax config')
-  return Run(path, config, metrics, lodo)
 
 
 def describe(config: dict, path: pathlib.Path) -> str:
@@ -122,19 +45,19 @@ def describe(config: dict, path: pathlib.Path) -> str:
   return ' · '.join(parts)
 
 
-def experiment_key(run: Run) -> str:
+def experiment_key(run: run_io.Run) -> str:
   """The config without seeds: runs with equal keys are repeats of one experiment."""
   cfg = {k: v for k, v in run.config.items() if k not in SEED_KEYS}
   return json.dumps([run.lodo is not None, cfg or str(run.path)], sort_keys=True, default=str)
 
 
-def group_runs(runs: list[Run]) -> list[list[Run]]:
+def group_runs(runs: list[run_io.Run]) -> list[list[run_io.Run]]:
   """Groups repeats (configs equal but for seeds), in first-seen order; sets labels and ids."""
-  groups: dict[str, list[Run]] = {}
+  groups: dict[str, list[run_io.Run]] = {}
   for run in runs:
     groups.setdefault(experiment_key(run), []).append(run)
   out = list(groups.values())
-  seen: dict[str, list[Run]] = {}
+  seen: dict[str, list[run_io.Run]] = {}
   for i, members in enumerate(out, start=1):
     label = describe(members[0].config, members[0].path)
     if label in seen:  # Same headline settings: name what else differs.
@@ -147,7 +70,7 @@ def group_runs(runs: list[Run]) -> list[list[Run]]:
   return out
 
 
-def pick_pair(runs: list[Run], pair: str | None) -> tuple[Run, Run] | None:
+def pick_pair(runs: list[run_io.Run], pair: str | None) -> tuple[run_io.Run, run_io.Run] | None:
   """Runs A and B for Figure 2: `pair` = 'A,B' (paths or directory names), else the first two."""
   trained = [r for r in runs if r.metrics is not None]
   if pair:
@@ -158,7 +81,7 @@ def pick_pair(runs: list[Run], pair: str | None) -> tuple[Run, Run] | None:
   return (trained[0], trained[1]) if len(trained) >= 2 else None
 
 
-def find_run(runs: list[Run], name: str) -> Run:
+def find_run(runs: list[run_io.Run], name: str) -> run_io.Run:
   """The run whose path or directory name is `name`."""
   hits = [r for r in runs if r.path.resolve() == pathlib.Path(name).resolve()]
   hits = hits or [r for r in runs if r.path.name == name]
@@ -172,44 +95,21 @@ def find_run(runs: list[Run], name: str) -> Run:
 # Reading per-group tables, predictions and histories.
 
 
-def is_regression(run: Run) -> bool:
+def is_regression(run: run_io.Run) -> bool:
   """A finished training run of the regression task (the only kind with per-group tables)."""
   return run.metrics is not None and run.metrics.get('task', 'regression') == 'regression'
 
 
-def group_rows(run: Run, key: str, file: str) -> list[dict]:
-  """per_cell / per_type / per_drug rows of a training run."""
-  return read_rows(run.path / file, f'per-{key} PCC of the model and baselines', [key, 'n'])
-
-
-def group_pcc(run: Run, key: str, file: str) -> dict[str, float]:
+def group_pcc(run: run_io.Run, key: str, file: str) -> dict[str, float]:
   """Group name -> the model's test PCC in that group."""
-  return {r[key]: to_float(r['model_pcc']) for r in group_rows(run, key, file)}
+  return {r[key]: run_io.to_float(r['model_pcc']) for r in run_io.group_rows(run, key, file)}
 
 
-def best_group(run: Run, key: str, file: str) -> dict | None:
+def best_group(run: run_io.Run, key: str, file: str) -> dict | None:
   """The group with the highest model PCC, preferring groups with enough test pairs to trust it."""
-  rows = [r for r in group_rows(run, key, file) if math.isfinite(to_float(r['model_pcc']))]
+  rows = [r for r in run_io.group_rows(run, key, file) if math.isfinite(run_io.to_float(r['model_pcc']))]
   big = [r for r in rows if int(r['n']) >= MIN_GROUP_PAIRS] or rows
-  return max(big, key=lambda r: to_float(r['model_pcc'])) if big else None
-
-
-def predictions(run: Run) -> dict[str, np.ndarray]:
-  """predictions.csv as columns (ids as str arrays, values as floats)."""
-  rows = read_rows(run.path / 'predictions.csv', 'test predictions',
-                   ['cell_id', 'drug_id', 'cancer_type', 'observed', 'predicted'])
-  cols = {k: np.array([r[k] for r in rows]) for k in ('cell_id', 'drug_id', 'cancer_type')}
-  cols.update({k: np.array([to_float(r[k]) for r in rows]) for k in ('observed', 'predicted')})
-  return cols
-
-
-def history(run: Run) -> dict[str, np.ndarray] | None:
-  """history.csv columns as float arrays, or None when the run has no history."""
-  path = run.path / 'history.csv'
-  if not path.is_file():
-    return None
-  rows = read_rows(path, 'per-epoch training history', ['epoch', 'step', 'train_loss'])
-  return {k: np.array([to_float(r.get(k, '')) for r in rows]) for k in ('epoch', 'val_pcc')}
+  return max(big, key=lambda r: run_io.to_float(r['model_pcc'])) if big else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +135,7 @@ def wrap(text: str, width: int = 45) -> str:
   return '\n'.join(textwrap.wrap(text, width)) or text
 
 
-def name_of(run: Run) -> str:
+def name_of(run: run_io.Run) -> str:
   """Label plus directory, so two seeds of one experiment stay distinguishable."""
   return f'{run.label} [{run.path.name}]'
 
@@ -255,7 +155,7 @@ def identity_limits(x: np.ndarray, y: np.ndarray, pad: float = 0.05) -> tuple[fl
   return float(both.min()) - pad, float(both.max()) + pad
 
 
-def pair_panel(ax, a: Run, b: Run, key: str, file: str, noun: str) -> None:
+def pair_panel(ax, a: run_io.Run, b: run_io.Run, key: str, file: str, noun: str) -> None:
   """One scatter of per-group PCC, A on x and B on y, with the y = x line."""
   pa, pb = group_pcc(a, key, file), group_pcc(b, key, file)
   shared = [g for g in pa if g in pb and math.isfinite(pa[g]) and math.isfinite(pb[g])]
@@ -274,7 +174,7 @@ def pair_panel(ax, a: Run, b: Run, key: str, file: str, noun: str) -> None:
   ax.legend(loc='best', fontsize=8)
 
 
-def figure_pair(a: Run, b: Run, out: pathlib.Path) -> list[str]:
+def figure_pair(a: run_io.Run, b: run_io.Run, out: pathlib.Path) -> list[str]:
   """Figure 2: per-cell, per-type and per-drug PCC of run A against run B."""
   fig = new_figure(16, 5.8)
   for ax, (key, file, noun) in zip(fig.subplots(1, 3, gridspec_kw={'wspace': 0.35}), GROUPS):
@@ -301,9 +201,9 @@ def scatter_panel(ax, obs: np.ndarray, pred: np.ndarray, title: str) -> None:
   ax.legend(loc='upper left', fontsize=8)
 
 
-def figure_best(a: Run, out: pathlib.Path) -> list[str]:
+def figure_best(a: run_io.Run, out: pathlib.Path) -> list[str]:
   """Figure 3: predicted vs observed for run A's best cancer type and best drug."""
-  pred = predictions(a)
+  pred = run_io.predictions(a)
   best_type = best_group(a, 'type', 'per_type.csv')
   best_drug = best_group(a, 'drug', 'per_drug.csv')
   if best_type is None or best_drug is None:
@@ -312,13 +212,13 @@ def figure_best(a: Run, out: pathlib.Path) -> list[str]:
   fig = new_figure(11, 5.4)
   ax_type, ax_drug = fig.subplots(1, 2)
   m = pred['cancer_type'] == best_type['type']
-  pcc = to_float(best_type['model_pcc'])
+  pcc = run_io.to_float(best_type['model_pcc'])
   scatter_panel(ax_type, pred['observed'][m], pred['predicted'][m],
                 f"best cancer type: {best_type['type']} (PCC {pcc:.3f})")
   m = pred['drug_id'] == best_drug['drug']
   drug = best_drug.get('drug_name') or best_drug['drug']
   scatter_panel(ax_drug, pred['observed'][m], pred['predicted'][m],
-                f"best drug: {drug} (PCC {to_float(best_drug['model_pcc']):.3f})")
+                f"best drug: {drug} (PCC {run_io.to_float(best_drug['model_pcc']):.3f})")
   fig.suptitle(wrap(f'Run A: {name_of(a)}', 90))
   save_png(fig, out / 'fig3_best_type_drug.png')
   return ['## Figure 3: best cancer type and best drug of run A', '',
@@ -329,21 +229,21 @@ def figure_best(a: Run, out: pathlib.Path) -> list[str]:
           'this shows the best case, not a typical one.', '']
 
 
-def drug_gains(run: Run) -> tuple[list[str], np.ndarray, str] | None:
+def drug_gains(run: run_io.Run) -> tuple[list[str], np.ndarray, str] | None:
   """(drug names, PCC gains, what the gain is) from a LODO sweep, else from per_drug.csv."""
   if run.lodo is not None:
     names = [r.get('drug_name') or r['drug_id'] for r in run.lodo]
-    gain = np.array([to_float(r['gain']) if 'gain' in r else
-                     to_float(r['pcc']) - to_float(r['naive_pcc']) for r in run.lodo])
+    gain = np.array([run_io.to_float(r['gain']) if 'gain' in r else
+                     run_io.to_float(r['pcc']) - run_io.to_float(r['naive_pcc']) for r in run.lodo])
     source = (f'leave-one-drug-out sweep `{run.path}`: gain = LODO PCC of the model on the '
               'held-out drug minus the naive cell-line-mean PCC (lodo_per_drug.csv, columns '
               'gain = pcc − naive_pcc)')
   else:
-    rows = group_rows(run, 'drug', 'per_drug.csv')
+    rows = run_io.group_rows(run, 'drug', 'per_drug.csv')
     if not rows or 'cell_mean_pcc' not in rows[0]:
       return None
     names = [r.get('drug_name') or r['drug'] for r in rows]
-    gain = np.array([to_float(r['model_pcc']) - to_float(r['cell_mean_pcc']) for r in rows])
+    gain = np.array([run_io.to_float(r['model_pcc']) - run_io.to_float(r['cell_mean_pcc']) for r in rows])
     source = (f'no LODO sweep among the runs, so this is a stand-in from `{run.path}` '
               f'({run.label}): per-drug test PCC of the model minus that of the cell-line-mean '
               'baseline on the same split (NOT leave-one-drug-out)')
@@ -351,7 +251,7 @@ def drug_gains(run: Run) -> tuple[list[str], np.ndarray, str] | None:
   return [n for n, k in zip(names, keep) if k], gain[keep], source
 
 
-def figure_gain(run: Run, out: pathlib.Path, index: int) -> list[str]:
+def figure_gain(run: run_io.Run, out: pathlib.Path, index: int) -> list[str]:
   """Figure 4: PCC gain per drug over the baseline, drugs ranked by gain."""
   found = drug_gains(run)
   if found is None or not len(found[1]):
@@ -382,14 +282,14 @@ def figure_gain(run: Run, out: pathlib.Path, index: int) -> list[str]:
           extremes, '']
 
 
-def figure_history(runs: list[Run], out: pathlib.Path) -> list[str]:
+def figure_history(runs: list[run_io.Run], out: pathlib.Path) -> list[str]:
   """Figure 5: validation PCC per epoch of every run with a history (colour = experiment)."""
   fig = new_figure(10, 5.2)
   ax = fig.subplots()
   styles, drawn, skipped = ('-', '--', ':', '-.'), 0, []
   seen_in_group: dict[int, int] = {}
   for run in runs:
-    h = history(run)
+    h = run_io.history(run)
     if h is None or not np.isfinite(h['val_pcc']).any():
       skipped.append(f'`{run.path}`')
       continue
@@ -447,18 +347,18 @@ def mean_sd(values: list[float], digits: int) -> str:
   return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}'
 
 
-def cells(members: list[Run], predictor: str, columns) -> list[str]:
+def cells(members: list[run_io.Run], predictor: str, columns) -> list[str]:
   """Table cells of one predictor over a group of runs."""
   return [mean_sd([lookup(r.metrics['test'].get(predictor, {}), keys) for r in members], d)
           for _, keys, d in columns]
 
 
-def ensemble_metrics(members: list[Run]) -> dict | None:
+def ensemble_metrics(members: list[run_io.Run]) -> dict | None:
   """Test metrics of the mean prediction of repeats (a seed ensemble), or None when there are fewer
   than two or their test pairs differ (cross-validation folds)."""
   if len(members) < 2 or not all(is_regression(r) for r in members):
     return None
-  cols = [predictions(r) for r in members]
+  cols = [run_io.predictions(r) for r in members]
   first = cols[0]
   if not all(np.array_equal(c['cell_id'], first['cell_id']) and
              np.array_equal(c['drug_id'], first['drug_id']) for c in cols[1:]):
@@ -469,7 +369,7 @@ def ensemble_metrics(members: list[Run]) -> dict | None:
       metrics.per_group(pred, obs, drug, names))}
 
 
-def summary_table(groups: list[list[Run]], columns) -> list[str]:
+def summary_table(groups: list[list[run_io.Run]], columns) -> list[str]:
   """Model rows (one per experiment, mean ± sd over seeds), then the naive baselines.
 
   An experiment whose repeats share their test pairs also gets an ensemble row: the mean of its
@@ -498,7 +398,7 @@ def summary_table(groups: list[list[Run]], columns) -> list[str]:
   return lines
 
 
-def runs_table(runs: list[Run]) -> list[str]:
+def runs_table(runs: list[run_io.Run]) -> list[str]:
   """One row per run directory."""
   lines = ['| run | id | label | train.seed | split.seed | split.fold | best epoch | test PCC | '
            'per-drug PCC mean |', '|---|---|---|---|---|---|---|---|---|']
@@ -515,20 +415,20 @@ def runs_table(runs: list[Run]) -> list[str]:
   return lines
 
 
-def lodo_table(sweeps: list[Run]) -> list[str]:
+def lodo_table(sweeps: list[run_io.Run]) -> list[str]:
   """Per sweep: drugs, mean LODO and naive PCC, mean gain; lodo_summary.json when present."""
   lines = ['| sweep | drugs | LODO per-drug PCC mean | naive per-drug PCC mean | mean gain | '
            'drugs with gain > 0 |', '|---|---|---|---|---|---|']
   notes = []
   for r in sweeps:
-    pcc = np.array([to_float(x['pcc']) for x in r.lodo])
-    naive = np.array([to_float(x.get('naive_pcc', '')) for x in r.lodo])
+    pcc = np.array([run_io.to_float(x['pcc']) for x in r.lodo])
+    naive = np.array([run_io.to_float(x.get('naive_pcc', '')) for x in r.lodo])
     gain = drug_gains(r)[1]
     lines.append(f'| `{r.path}` ({r.label}) | {len(r.lodo)} | {finite_mean(pcc):.3f} | '
                  f'{finite_mean(naive):.3f} | {finite_mean(gain):+.3f} | {int((gain > 0).sum())} |')
     summary = r.path / 'lodo_summary.json'
     if summary.is_file():
-      flat = flatten(read_json(summary, 'LODO sweep summary'))
+      flat = run_io.flatten(run_io.read_json(summary, 'LODO sweep summary'))
       notes.append(f'`{summary}`: ' + ', '.join(
           f'{k} = {v:.4g}' if isinstance(v, float) else f'{k} = {v}' for k, v in flat.items()
           if isinstance(v, (int, float, str)))[:600])
@@ -539,7 +439,7 @@ def lodo_table(sweeps: list[Run]) -> list[str]:
 # The page.
 
 
-def summary_section(groups: list[list[Run]]) -> list[str]:
+def summary_section(groups: list[list[run_io.Run]]) -> list[str]:
   """The summary tables: regression experiments, then classification ones if any."""
   lines = ['## Summary: test set, model beside the naive baselines', '',
            'One row per experiment: runs whose config.json is identical except for '
@@ -556,7 +456,7 @@ def summary_section(groups: list[list[Run]]) -> list[str]:
   return lines
 
 
-def figures(runs: list[Run], pair: tuple[Run, Run] | None, out: pathlib.Path) -> list[str]:
+def figures(runs: list[run_io.Run], pair: tuple[run_io.Run, run_io.Run] | None, out: pathlib.Path) -> list[str]:
   """Figures 2-5 with captions; says why a figure is missing when it cannot be drawn."""
   regression = [r for r in runs if is_regression(r)]
   lines = figure_pair(*pair, out) if pair else [
@@ -578,7 +478,7 @@ def build_report(run_dirs: list[str], out: io.PathLike, pair: str | None = None)
   if not run_dirs:
     raise ValueError('no runs given: pass --runs DIR [DIR ...]')
   out = pathlib.Path(out)
-  runs = [load_run(d) for d in run_dirs]
+  runs = [run_io.load_run(d) for d in run_dirs]
   groups = group_runs(runs)
   chosen = pick_pair(runs, pair)
   lines = ['# cdr-jax: cross-run report', '',

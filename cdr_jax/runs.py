@@ -5,6 +5,7 @@ per_drug.csv / per_cell.csv / per_type.csv (model beside every baseline), summar
 """
 
 import csv
+import dataclasses
 import io as std_io
 import json
 import pathlib
@@ -14,6 +15,7 @@ import numpy as np
 
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset
+from cdr_jax.errors import DataError
 from cdr_jax.eval import evaluate
 
 CONFIG_FILE, HISTORY_FILE, METRICS_FILE = 'config.json', 'history.csv', 'metrics.json'
@@ -115,3 +117,109 @@ def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: d
 
 def json_dumps(obj) -> str:
   return json.dumps(obj, default=io._json_default)  # pylint: disable=protected-access
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading run directories (the report, the audit and predictions read runs only through these).
+
+REQUIRED_CONFIG = ('data.cell_repr', 'split.name', 'model.name')  # what a run's label is made of
+
+
+@dataclasses.dataclass
+class Run:
+  """One run directory: a training run (metrics.json) or a LODO sweep (lodo_per_drug.csv)."""
+  path: pathlib.Path
+  config: dict                  # config.json flattened to 'section.key' -> value
+  metrics: dict | None          # metrics.json; None for a LODO sweep
+  lodo: list[dict] | None       # lodo_per_drug.csv rows; None for a training run
+  label: str = ''
+  group: int = 0
+
+
+def flatten(tree: dict, prefix: str = '') -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def read_json(path: pathlib.Path, what: str) -> dict:
+  """Reads a JSON object, naming the file on failure."""
+  try:
+    return json.loads(io.require_file(path, what).read_text(encoding='utf-8'))
+  except json.JSONDecodeError as e:
+    raise DataError(f'{path}: not valid JSON ({e}); expected {what}') from None
+
+
+def to_float(text: str) -> float:
+  """CSV cell -> float ('' and 'nan' -> nan)."""
+  try:
+    return float(text) if text.strip() else float('nan')
+  except ValueError:
+    return float('nan')
+
+
+def read_rows(path: pathlib.Path, what: str, header: list[str] | None = None) -> list[dict]:
+  """CSV rows as dicts of strings."""
+  head, body = io.read_table(path, what, header)
+  return [dict(zip(head, row)) for row in body]
+
+
+def read_lodo(path: pathlib.Path) -> list[dict]:
+  """lodo_per_drug.csv rows (cdr_jax.lodo's columns, in any order; regression sweeps only)."""
+  rows = read_rows(path, 'LODO per-drug results')
+  missing = [c for c in ('drug_id', 'pcc', 'naive_pcc') if rows and c not in rows[0]]
+  if missing:
+    raise DataError(f'{path}: no column {", ".join(missing)}; expected a regression LODO sweep '
+                    '(columns drug_id, drug_name, n, pcc, spearman, rmse, naive_pcc, gain)')
+  return rows
+
+
+def load_run(path: io.PathLike) -> Run:
+  """Reads a run directory; raises naming the file when metrics.json (or a LODO table) is absent."""
+  path = pathlib.Path(path)
+  if not path.is_dir():
+    raise DataError(f'run directory {path} does not exist')
+  lodo_file = path / 'lodo_per_drug.csv'
+  lodo = None
+  if lodo_file.is_file():
+    lodo = read_lodo(lodo_file)
+  elif not (path / 'metrics.json').is_file():
+    raise DataError(f'missing file {path / "metrics.json"}: expected a finished training run '
+                    '(launch/train.py writes it at the end) or a LODO sweep (lodo_per_drug.csv)')
+  metrics = read_json(path / 'metrics.json', 'test metrics') if lodo is None else None
+  if metrics is not None and 'test' not in metrics:
+    raise DataError(f'{path / "metrics.json"}: no "test" section; expected cdr_jax.runs format')
+  has_config = (path / 'config.json').is_file() or lodo is None
+  config = flatten(read_json(path / 'config.json', 'the run config')) if has_config else {}
+  missing = [k for k in REQUIRED_CONFIG if config and k not in config]
+  if missing:
+    raise DataError(f'{path / "config.json"}: no {", ".join(missing)}; expected a cdr-jax config')
+  return Run(path, config, metrics, lodo)
+
+
+def group_rows(run: Run, key: str, file: str) -> list[dict]:
+  """per_cell / per_type / per_drug rows of a training run."""
+  return read_rows(run.path / file, f'per-{key} PCC of the model and baselines', [key, 'n'])
+
+
+def predictions(run: Run) -> dict[str, np.ndarray]:
+  """predictions.csv as columns (ids as str arrays, values as floats)."""
+  rows = read_rows(run.path / 'predictions.csv', 'test predictions',
+                   ['cell_id', 'drug_id', 'cancer_type', 'observed', 'predicted'])
+  cols = {k: np.array([r[k] for r in rows]) for k in ('cell_id', 'drug_id', 'cancer_type')}
+  cols.update({k: np.array([to_float(r[k]) for r in rows]) for k in ('observed', 'predicted')})
+  return cols
+
+
+def history(run: Run) -> dict[str, np.ndarray] | None:
+  """history.csv columns as float arrays, or None when the run has no history."""
+  path = run.path / 'history.csv'
+  if not path.is_file():
+    return None
+  rows = read_rows(path, 'per-epoch training history', ['epoch', 'step', 'train_loss'])
+  return {k: np.array([to_float(r.get(k, '')) for r in rows]) for k in ('epoch', 'val_pcc')}
