@@ -3,7 +3,7 @@
   python bench/train_throughput.py --config=configs/scfoundation.py [--devices=1,8] [--epochs=2]
 Prints one JSON object per device count and a final JSON summary: training pairs/s (steady state,
 after compilation), evaluation pairs/s, epoch wall time, compile time, peak RSS, and the speed-up
-over the original DeepCDR (315-399 training pairs/s on this kind of machine, REFERENCE §8).
+over the original DeepCDR (315-399 training pairs/s on this kind of machine, docs/DEEPCDR.md §8).
 Each device count runs in its own process (XLA_FLAGS must be set before JAX starts).
 """
 

@@ -9,18 +9,18 @@ A pairing error between rows and cell ids (or an embedding without biology) fail
 """
 
 import dataclasses
-import logging
 import pathlib
 
 import numpy as np
 
 from cdr_jax import runs
+from cdr_jax.data import cells
+from cdr_jax.data import deepcdr
 from cdr_jax.data import io
 from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
 
-EXPRESSION_FILE = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv'
-ANNOTATION_FILE = 'deepcdr/CCLE/Cell_lines_annotations_20181226.txt'
+EXPRESSION_FILE, ANNOTATION_FILE = cells.EXPRESSION_FILE, deepcdr.ANNOTATION_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,35 +37,6 @@ class Settings:
   # Not cancer types: left out of the kNN check.
   exclude_labels: tuple[str, ...] = ('NA', 'UNABLE TO CLASSIFY', '')
   min_shared_cells: int = 20
-
-
-def read_expression(path: io.PathLike) -> tuple[list[str], np.ndarray]:
-  """Cells x genes; all-missing rows dropped, other gaps imputed by gene mean (as cells.py does)."""
-  ids, _, x = io.read_matrix_csv(path, 'expression: cell id (first column) x genes')
-  missing = np.isnan(x)
-  keep = ~missing.all(axis=1)
-  x, ids = x[keep], [i for i, k in zip(ids, keep) if k]
-  x = x[:, ~np.isnan(x).all(axis=0)]  # A gene nobody measured carries nothing.
-  gene_mean = np.nanmean(x, axis=0)
-  logging.info('expression %s: dropped %d all-missing lines, imputed %d values by gene mean', path,
-               int((~keep).sum()), int(np.isnan(x).sum()))
-  return ids, np.where(np.isnan(x), gene_mean[None, :], x).astype(np.float64)
-
-
-def read_labels(path: io.PathLike) -> dict[str, str]:
-  """depMapID -> TCGA label (the last column) from the tab-separated CCLE annotation file."""
-  head, body = io.read_table(path, 'CCLE annotations (tab-separated, column depMapID)',
-                             delimiter='\t')
-  if 'depMapID' not in head:
-    raise DataError(f'{path}: no depMapID column in header {head[:4]}...')
-  col, out = head.index('depMapID'), {}
-  for row in body:
-    cell = row[col].strip()
-    if cell and cell != 'NA':
-      if cell in out:
-        raise DataError(f'{path}: duplicate depMapID {cell!r}')
-      out[cell] = row[-1].strip()
-  return out
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -274,8 +245,9 @@ def run_audit(embedding: io.PathLike, expression: io.PathLike, annotations: io.P
   s, rng = settings, np.random.default_rng(settings.seed)
   emb_ids, emb = io.read_embedding(embedding)
   emb = emb.astype(np.float64)
-  expr_ids, expr = read_expression(expression)
-  labels = read_labels(annotations)
+  expr_ids, expr, _ = cells.read_expression(expression)
+  expr = expr.astype(np.float64)
+  labels = deepcdr.read_annotation_file(annotations)
   rows, names = labelled(emb_ids, labels, s)
   if len(rows) < s.min_shared_cells:
     raise DataError(f'{embedding}: only {len(rows)} of its cell ids have a cancer type in '

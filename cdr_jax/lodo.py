@@ -31,7 +31,6 @@ from cdr_jax.eval import metrics
 from cdr_jax.train import checkpoint
 from cdr_jax.train import loop
 
-CURVE_FIELDS = ('drug_id', 'epoch', 'train_loss', 'val_score')
 
 
 def parse_drugs(spec: str, ds: Dataset) -> list[int]:
@@ -111,7 +110,7 @@ def _fold_row(ds, fold, pred, best_epoch, best_score, curve, config) -> dict:
                gain=m['pcc'] - naive)
   else:
     row.update(metrics.classification(pred, ds.pair_label[fold.test]))
-  row['curve'] = [{k: c[k] for k in CURVE_FIELDS[1:]} for c in curve]
+  row['curve'] = [{k: c[k] for k in runs.LODO_CURVE_FIELDS[1:]} for c in curve]
   row['predictions'] = [float(x) for x in pred]
   return row
 
@@ -163,21 +162,10 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config) -> dict:
-  """lodo_per_drug.csv, lodo_summary.json, lodo_curves.csv and lodo_predictions.csv."""
-  table = [{k: v for k, v in r.items() if k not in ('curve', 'predictions')} for r in rows]
-  runs.write_csv(workdir / 'lodo_per_drug.csv', table)
-  curves = [{'drug_id': r['drug_id'], **c} for r in rows for c in r['curve']]
-  runs.write_csv(workdir / 'lodo_curves.csv', curves, CURVE_FIELDS)
-  preds = []
-  for r in rows:
-    test = np.flatnonzero(ds.pair_drug == ds.drug_ids.index(r['drug_id']))
-    preds += [{'drug_id': r['drug_id'], 'cell_id': ds.cell_ids[ds.pair_cell[i]],
-               'observed': float(ds.pair_y[i]), 'predicted': p}
-              for i, p in zip(test, r['predictions'])]
-  runs.write_csv(workdir / 'lodo_predictions.csv', preds)
+  """The sweep's files (see `runs.write_lodo`) with its summary; returns the summary."""
   summary = summarize(rows) if config.model.task == 'regression' else {
       'folds': len(rows), 'auroc_mean': float(np.nanmean([r['auroc'] for r in rows]))}
   summary.update(cell_repr=config.data.cell_repr, model=config.model.name,
                  shuffled=bool(config.data.shuffle_cells), select_metric=config.train.select_metric)
-  io.atomic_write_json(workdir / 'lodo_summary.json', summary)
+  runs.write_lodo(workdir, ds, rows, summary)
   return summary

@@ -426,7 +426,7 @@ def lodo_table(sweeps: list[run_io.Run]) -> list[str]:
     gain = drug_gains(r)[1]
     lines.append(f'| `{r.path}` ({r.label}) | {len(r.lodo)} | {finite_mean(pcc):.3f} | '
                  f'{finite_mean(naive):.3f} | {finite_mean(gain):+.3f} | {int((gain > 0).sum())} |')
-    summary = r.path / 'lodo_summary.json'
+    summary = r.path / run_io.LODO_SUMMARY_FILE
     if summary.is_file():
       flat = run_io.flatten(run_io.read_json(summary, 'LODO sweep summary'))
       notes.append(f'`{summary}`: ' + ', '.join(

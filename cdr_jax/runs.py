@@ -1,7 +1,9 @@
-"""What a run writes to its workdir, every file atomically.
+"""The run-directory format: every file a run writes (atomically) and every reader of them.
 
-config.json, history.csv (+ TensorBoard events under tb/), metrics.json, predictions.csv,
-per_drug.csv / per_cell.csv / per_type.csv (model beside every baseline), summary.md.
+A training run: config.json, history.csv (+ TensorBoard events under tb/), checkpoints/, metrics.json,
+predictions.csv, per_drug.csv / per_cell.csv / per_type.csv (model beside every baseline),
+summary.md. A LODO sweep: config.json, chunks/, lodo_per_drug.csv, lodo_curves.csv,
+lodo_predictions.csv, lodo_summary.json. The report, the audit and predictions read runs only here.
 """
 
 import csv
@@ -20,6 +22,8 @@ from cdr_jax.eval import evaluate
 
 CONFIG_FILE, HISTORY_FILE, METRICS_FILE = 'config.json', 'history.csv', 'metrics.json'
 PREDICTIONS_FILE, SUMMARY_FILE = 'predictions.csv', 'summary.md'
+LODO_TABLE_FILE, LODO_SUMMARY_FILE = 'lodo_per_drug.csv', 'lodo_summary.json'
+LODO_CURVE_FIELDS = ('drug_id', 'epoch', 'train_loss', 'val_score')
 HISTORY_FIELDS = ('epoch', 'step', 'train_loss', 'val_pcc', 'val_spearman', 'val_rmse',
                   'val_per_drug_pcc', 'val_auroc', 'seconds')
 
@@ -115,6 +119,23 @@ def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: d
   return summary
 
 
+def write_lodo(workdir: pathlib.Path, ds: Dataset, rows: list[dict], summary: dict) -> None:
+  """A sweep's lodo_per_drug.csv, lodo_curves.csv, lodo_predictions.csv and lodo_summary.json from
+  its per-fold rows (each with its `curve` and test `predictions`)."""
+  table = [{k: v for k, v in r.items() if k not in ('curve', 'predictions')} for r in rows]
+  write_csv(workdir / LODO_TABLE_FILE, table)
+  curves = [{'drug_id': r['drug_id'], **c} for r in rows for c in r['curve']]
+  write_csv(workdir / 'lodo_curves.csv', curves, LODO_CURVE_FIELDS)
+  preds = []
+  for r in rows:
+    test = np.flatnonzero(ds.pair_drug == ds.drug_ids.index(r['drug_id']))
+    preds += [{'drug_id': r['drug_id'], 'cell_id': ds.cell_ids[ds.pair_cell[i]],
+               'observed': float(ds.pair_y[i]), 'predicted': p}
+              for i, p in zip(test, r['predictions'])]
+  write_csv(workdir / 'lodo_predictions.csv', preds)
+  io.atomic_write_json(workdir / LODO_SUMMARY_FILE, summary)
+
+
 def json_dumps(obj) -> str:
   return json.dumps(obj, default=io._json_default)  # pylint: disable=protected-access
 
@@ -184,18 +205,18 @@ def load_run(path: io.PathLike) -> Run:
   path = pathlib.Path(path)
   if not path.is_dir():
     raise DataError(f'run directory {path} does not exist')
-  lodo_file = path / 'lodo_per_drug.csv'
+  lodo_file = path / LODO_TABLE_FILE
   lodo = None
   if lodo_file.is_file():
     lodo = read_lodo(lodo_file)
-  elif not (path / 'metrics.json').is_file():
+  elif not (path / METRICS_FILE).is_file():
     raise DataError(f'missing file {path / "metrics.json"}: expected a finished training run '
                     '(launch/train.py writes it at the end) or a LODO sweep (lodo_per_drug.csv)')
-  metrics = read_json(path / 'metrics.json', 'test metrics') if lodo is None else None
+  metrics = read_json(path / METRICS_FILE, 'test metrics') if lodo is None else None
   if metrics is not None and 'test' not in metrics:
     raise DataError(f'{path / "metrics.json"}: no "test" section; expected cdr_jax.runs format')
-  has_config = (path / 'config.json').is_file() or lodo is None
-  config = flatten(read_json(path / 'config.json', 'the run config')) if has_config else {}
+  has_config = (path / CONFIG_FILE).is_file() or lodo is None
+  config = flatten(read_json(path / CONFIG_FILE, 'the run config')) if has_config else {}
   missing = [k for k in REQUIRED_CONFIG if config and k not in config]
   if missing:
     raise DataError(f'{path / "config.json"}: no {", ".join(missing)}; expected a cdr-jax config')
@@ -209,7 +230,7 @@ def group_rows(run: Run, key: str, file: str) -> list[dict]:
 
 def predictions(run: Run) -> dict[str, np.ndarray]:
   """predictions.csv as columns (ids as str arrays, values as floats)."""
-  rows = read_rows(run.path / 'predictions.csv', 'test predictions',
+  rows = read_rows(run.path / PREDICTIONS_FILE, 'test predictions',
                    ['cell_id', 'drug_id', 'cancer_type', 'observed', 'predicted'])
   cols = {k: np.array([r[k] for r in rows]) for k in ('cell_id', 'drug_id', 'cancer_type')}
   cols.update({k: np.array([to_float(r[k]) for r in rows]) for k in ('observed', 'predicted')})
@@ -218,7 +239,7 @@ def predictions(run: Run) -> dict[str, np.ndarray]:
 
 def history(run: Run) -> dict[str, np.ndarray] | None:
   """history.csv columns as float arrays, or None when the run has no history."""
-  path = run.path / 'history.csv'
+  path = run.path / HISTORY_FILE
   if not path.is_file():
     return None
   rows = read_rows(path, 'per-epoch training history', ['epoch', 'step', 'train_loss'])

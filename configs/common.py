@@ -35,7 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
       num_folds=5))
   # Model
   c.model = ml_collections.ConfigDict(dict(
-      name='seed',             # 'seed' (the paper's) or 'deepcdr' (REFERENCE §4)
+      name='seed',             # 'seed' (the paper's) or 'deepcdr' (docs/DEEPCDR.md §4)
       task='regression',       # or 'classification' (sensitive/resistant, BCE)
       gcn_units=(128, 128, 128), gcn_pool='max', cell_units=(256, 128),
       head_units=(256, 128), dropout=0.1,
@@ -77,7 +77,7 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.split.name = SPLITS[v]
     elif v in ('deepcdr', 'seed'):
       c.model.name = v
-      if v == 'deepcdr':  # REFERENCE §4's faithful architecture
+      if v == 'deepcdr':  # docs/DEEPCDR.md §4's faithful architecture
         c.model.gcn_units, c.model.gcn_pool = (256, 256, 256, 100), 'mean'
     elif v == 'classification':
       c.model.task = 'classification'

@@ -2,7 +2,9 @@
 
   python launch/train.py --config=configs/scfoundation.py
   Controls: configs/scfoundation.py:shuffled, :onehot; splits: :leave_cell_out, ...
-Expected (legacy split, REFERENCE §7): beat matrix factorisation (PCC 0.930, per-drug 0.718).
+Reaches (legacy split, 3 seeds): test PCC 0.9290 +- 0.0002, per-drug PCC 0.705 +- 0.001, level with
+matrix factorisation (0.929 / 0.712) and with its shuffled control (0.9296 / 0.707); on unseen lines
+(leave_cell_out) per-drug PCC 0.007 +- 0.036: the embedding carries no information there. README.md, Results.
 """
 
 from configs import common

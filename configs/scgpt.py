@@ -2,7 +2,8 @@
 
   python launch/train.py --config=configs/scgpt.py
 Reads <data root>/scgpt/scgpt_embedding.npy (+ .cells.txt); when it is missing, the error says how to
-make it. Expected: compare with configs/scfoundation.py and the :shuffled / :onehot controls.
+make it. Not yet measured: the pretrained scGPT weights are not obtainable here (the sidecar is tested
+with a random-init model of the real architecture); compare with the :shuffled / :onehot controls.
 """
 
 from configs import common

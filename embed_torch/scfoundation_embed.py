@@ -2,7 +2,7 @@
 
 The model code is not a package, so it is imported at run time from `<repo_dir>/model` (its
 `load.py`, which brings in `pretrainmodels`); nothing of it is vendored here. Around it this
-module implements the published recipe (REFERENCE §6): symbol-match to the 19,264-gene list with
+module implements the published recipe (docs/DEEPCDR.md §6): symbol-match to the 19,264-gene list with
 zero fill, x / rowsum * 1e4 then log1p, two extra tokens both carrying log10 of the cell's total
 count (the 'resolution' tokens of scFoundation's get_embedding.py, here T = S), only values > 0
 enter the encoder, and the encoder output is max-pooled over tokens -> 768-d.

@@ -1,6 +1,6 @@
 """scGPT cell embeddings: the real `scgpt.model.TransformerModel`, with a seeded embedding loop.
 
-Follows scGPT's `embed_data` recipe (REFERENCE §6) but makes it reproducible: genes are matched
+Follows scGPT's `embed_data` recipe (docs/DEEPCDR.md §6) but makes it reproducible: genes are matched
 by symbol to the checkpoint's vocab.json, each cell becomes `<cls>` + its non-zero genes, values
 are binned per cell by quantile into n_bins with *seeded* tie-breaking, sequences are never
 subsampled unless `max_length` asks for it (then seeded too), and the `<cls>` output is

@@ -14,7 +14,7 @@ def test_real_data_scfoundation_counts(data_root):
   assert (ds.num_pairs, len(ds.cell_ids), len(ds.drug_ids)) == (107446, 561, 223)
   assert ds.nbytes() < 200e6
   assert ds.cell_features.shape == (561, 768)
-  # Per REFERENCE §2: ln IC50 mean 2.13, sd 2.72; 6,383 repeated (cell, CID) rows kept.
+  # Per docs/DEEPCDR.md §2: ln IC50 mean 2.13, sd 2.72; 6,383 repeated (cell, CID) rows kept.
   assert abs(ds.pair_y.mean() - 2.13) < 0.01 and abs(ds.pair_y.std() - 2.72) < 0.01
   pairs = ds.pair_cell.astype(np.int64) * 1000 + ds.pair_drug
   assert len(pairs) - len(np.unique(pairs)) == 6383

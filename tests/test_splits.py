@@ -60,7 +60,7 @@ def test_legacy_split_real_data(data_root):
   for label in ('BRCA', 'SKCM'):
     members = s.test[np.array(types) == label]
     assert np.all(np.diff(members) > 0)
-  # The drug-mean predictor fit on train+val reproduces REFERENCE §7's 0.8385 on this test set.
+  # The drug-mean predictor fit on train+val reproduces docs/DEEPCDR.md §7's 0.8385 on this test set.
   train = np.concatenate([s.train, s.val])
   means = np.bincount(ds.pair_drug[train], ds.pair_y[train]) / np.bincount(ds.pair_drug[train])
   pcc = np.corrcoef(means[ds.pair_drug[s.test]], ds.pair_y[s.test])[0, 1]

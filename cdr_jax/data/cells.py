@@ -24,7 +24,7 @@ BUILTIN = ('expression', 'methylation', 'multiomics', 'onehot', 'random')
 
 
 def omics_cell_ids(root: pathlib.Path) -> list[str]:
-  """The 561 omics cell lines (row ids of the expression csv, in file order): REFERENCE §2's set."""
+  """The 561 omics cell lines (row ids of the expression csv, in file order): docs/DEEPCDR.md §2's set."""
   head, body = io.read_table(root / EXPRESSION_FILE, 'expression: DepMap_ID x gene symbols',
                              header=['DepMap_ID'])
   ids = [r[0].strip() for r in body]
@@ -33,8 +33,12 @@ def omics_cell_ids(root: pathlib.Path) -> list[str]:
 
 
 def load_expression(root: pathlib.Path) -> tuple[list[str], np.ndarray, dict]:
+  """The data root's expression, gaps handled as `read_expression` does."""
+  return read_expression(root / EXPRESSION_FILE)
+
+
+def read_expression(path: io.PathLike) -> tuple[list[str], np.ndarray, dict]:
   """Expression with gaps handled: all-missing lines dropped, missing genes imputed by gene mean."""
-  path = root / EXPRESSION_FILE
   ids, genes, x = io.read_matrix_csv(path, 'expression: DepMap_ID x gene symbols', 'DepMap_ID')
   missing = np.isnan(x)
   empty = missing.all(axis=1)

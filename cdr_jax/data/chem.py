@@ -1,6 +1,6 @@
 """Drug molecules as graphs: SMILES -> 75 atom features (DeepChem ConvMol layout) -> jraph.GraphsTuple.
 
-The feature layout is REFERENCE §3. Atom order is RDKit's; a GCN with pooling does not care.
+The feature layout is docs/DEEPCDR.md §3. Atom order is RDKit's; a GCN with pooling does not care.
 """
 
 from collections.abc import Sequence
@@ -27,14 +27,14 @@ NUM_ATOM_FEATURES = 75
 
 
 def _one_hot(value, choices: Sequence) -> list[float]:
-  """One-hot of `value` over `choices`; values outside fall into the last slot (REFERENCE §3)."""
+  """One-hot of `value` over `choices`; values outside fall into the last slot (docs/DEEPCDR.md §3)."""
   out = [0.0] * len(choices)
   out[choices.index(value) if value in choices else len(choices) - 1] = 1.0
   return out
 
 
 def atom_features(atom: Chem.Atom) -> np.ndarray:
-  """The 75 features of one atom, in exactly the layout of REFERENCE §3."""
+  """The 75 features of one atom, in exactly the layout of docs/DEEPCDR.md §3."""
   feats = (
       _one_hot(atom.GetSymbol(), SYMBOLS)
       + _one_hot(atom.GetDegree(), DEGREES)
@@ -82,8 +82,3 @@ def batch_drug_graphs(graphs: Sequence[jraph.GraphsTuple], multiple: int = 64) -
   n_nodes = _round_up(int(batch.n_node.sum()) + 1, multiple)
   n_edges = _round_up(int(batch.n_edge.sum()) + 1, multiple)
   return jraph.pad_with_graphs(batch, n_node=n_nodes, n_edge=n_edges, n_graph=len(graphs) + 1)
-
-
-def node_graph_index(graphs: jraph.GraphsTuple) -> np.ndarray:
-  """The graph index of every node (padding nodes belong to the last, padding graph)."""
-  return np.repeat(np.arange(len(graphs.n_node), dtype=np.int32), np.asarray(graphs.n_node))

@@ -2,7 +2,7 @@
 
 `load_dataset(config.data)` reads a data root laid out like DeepCDR's `data/` folder (plus
 `scfoundation/`, `scgpt/`) or builds the synthetic dataset, and returns a `Dataset`. Instances follow
-REFERENCE §2 exactly; nothing per pair is copied (the paper's 90,000-instance cap came from copies).
+docs/DEEPCDR.md §2 exactly; nothing per pair is copied (the paper's 90,000-instance cap came from copies).
 """
 
 import dataclasses
@@ -104,8 +104,12 @@ def read_thresholds(path: pathlib.Path) -> dict[str, float]:
 
 
 def read_annotations(root: pathlib.Path) -> dict[str, str]:
+  """The data root's cell line annotations (see `read_annotation_file`)."""
+  return read_annotation_file(root / ANNOTATION_FILE)
+
+
+def read_annotation_file(path: io.PathLike) -> dict[str, str]:
   """DepMap id -> TCGA label (last column; '' -> 'NA'). Rows without a DepMap id are ignored."""
-  path = root / ANNOTATION_FILE
   head, body = io.read_table(path, 'CCLE cell line annotations', header=['CCLE_ID', 'depMapID'],
                              delimiter='\t')
   out = {}
@@ -121,7 +125,7 @@ def read_annotations(root: pathlib.Path) -> dict[str, str]:
 
 @dataclasses.dataclass
 class Instances:
-  """Raw instances in REFERENCE §2 order (before any cell representation filtering)."""
+  """Raw instances in docs/DEEPCDR.md §2 order (before any cell representation filtering)."""
   cell: list[str]
   cid: list[str]
   y: np.ndarray
@@ -130,7 +134,7 @@ class Instances:
 
 def read_instances(root: pathlib.Path, drugs: RawDrugs, omics_cells: set[str],
                    annotated: set[str]) -> Instances:
-  """Instances by REFERENCE §2: IC50 rows in file order, then cell columns in file order."""
+  """Instances by docs/DEEPCDR.md §2: IC50 rows in file order, then cell columns in file order."""
   path = root / IC50_FILE
   row_ids, columns, values = io.read_matrix_csv(path, 'ln IC50: rows GDSC:<id>, columns DepMap ids')
   cell, cid, ys, gdsc = [], [], [], []

@@ -14,7 +14,7 @@ import numpy as np
 
 from cdr_jax.data import Dataset
 
-# REFERENCE §5: the 25 TCGA labels of the published split, in the order they are sampled.
+# docs/DEEPCDR.md §5: the 25 TCGA labels of the published split, in the order they are sampled.
 LEGACY_TYPES = ('ALL', 'BLCA', 'BRCA', 'CESC', 'DLBC', 'LIHC', 'LUAD', 'ESCA', 'GBM', 'HNSC', 'KIRC',
                 'LAML', 'LCML', 'LGG', 'LUSC', 'MESO', 'MM', 'NB', 'OV', 'PAAD', 'SCLC', 'SKCM',
                 'STAD', 'THCA', 'COAD/READ')
@@ -37,7 +37,7 @@ class Split:
 def py2_sample(rng: random.Random, population: list, k: int) -> list:
   """Python 2.7's `random.sample`, which the published split used (Python 3's differs).
 
-  Both branches consume `rng.random()` exactly as Python 2 did (REFERENCE §5).
+  Both branches consume `rng.random()` exactly as Python 2 did (docs/DEEPCDR.md §5).
   """
   n = len(population)
   if not 0 <= k <= n:
@@ -71,7 +71,7 @@ def _carve(idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.
 
 
 def legacy(ds: Dataset, cfg: ml_collections.ConfigDict) -> Split:
-  """REFERENCE §5: per TCGA label, Python 2 `random.sample` after `random.seed(0)`; val from train."""
+  """docs/DEEPCDR.md §5: per TCGA label, Python 2 `random.sample` after `random.seed(0)`; val from train."""
   if ds.info.get('legacy_instances_dropped'):
     logging.warning('%d instances of the 25 legacy labels lack features: this is not the published '
                     'split', ds.info['legacy_instances_dropped'])

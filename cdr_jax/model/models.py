@@ -74,7 +74,7 @@ def gcn_normalize(graphs: jraph.GraphsTuple, node_mask: jax.Array, edge_mask: ja
 
 
 class GraphConv(nn.Module):
-  """H' = Â (H W + b) (REFERENCE §4), with precomputed normalisation weights."""
+  """H' = Â (H W + b) (docs/DEEPCDR.md §4), with precomputed normalisation weights."""
   features: int
 
   @nn.compact
@@ -321,7 +321,7 @@ class SeedModel(EntityModel):
 
 
 class DeepCDRModel(EntityModel):
-  """REFERENCE §4: GCN 256-256-256-100 (mean pool), per-omics branches, Dense 300 + Conv1D fusion."""
+  """docs/DEEPCDR.md §4: GCN 256-256-256-100 (mean pool), per-omics branches, Dense 300 + Conv1D fusion."""
   gcn_units: Sequence[int]
   cell_blocks: Sequence[int]   # feature widths of the omics blocks, one branch each
   num_cells: int

@@ -26,9 +26,6 @@ class Checkpoints:
     self._managers[which].save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
-  def latest_step(self, which: str) -> int | None:
-    return self._managers[which].latest_step()
-
   def restore(self, which: str, like: Any) -> tuple[Any, dict] | None:
     """(state, meta) of `which`, with the shapes, dtypes and shardings of `like`; None if absent."""
     manager = self._managers[which]
