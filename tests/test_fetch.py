@@ -326,7 +326,7 @@ def test_shipped_manifest_against_data_root(data_root):
       assert error and 'git blob SHA-1' in error, f'{entry.local_path} is reassembled yet matches'
     else:
       assert error is None, error
-  assert checked == 9  # all but the mutation and copy-number csvs, which the data root lacks
+  assert checked == 11  # all but the mutation and copy-number csvs, which the data root lacks
 
 
 # ------------------------------------------------------------- ensure: fetch on first use
