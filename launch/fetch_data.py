@@ -1,4 +1,4 @@
-"""Fetch the project's data files (pinned upstream commits, verified by git blob SHA-1).
+"""Fetches the project's data files (pinned upstream commits, verified by git blob SHA-1).
 
   python launch/fetch_data.py --dest data
   python launch/fetch_data.py --dest data --from /path/to/mirror
@@ -10,36 +10,37 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from absl import app, flags  # noqa: E402
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
 
-from cdr_jax.data import fetch  # noqa: E402
+from cdr_jax.data import fetch
 
-_DEST = flags.DEFINE_string("dest", None, "Data root to fill (deepcdr/, scfoundation/, scgpt/).", required=True)
-_MANIFEST = flags.DEFINE_string("manifest", str(fetch.DEFAULT_MANIFEST), "Manifest TSV of pinned files.")
-_ONLY = flags.DEFINE_multi_string("only", [], "Only local paths matching this glob or prefix (repeatable).")
-_FROM = flags.DEFINE_string("from", None, "Copy from this local mirror (same layout) instead of downloading.")
-_BASE_URL = flags.DEFINE_string("base_url", fetch.DEFAULT_BASE_URL,
-                                "URL prefix; file URL is {base_url}/{repository}/{commit}/{upstream_path}.")
-_RETRIES = flags.DEFINE_integer("retries", 4, "Retries per file after a transient failure.", lower_bound=0)
-_BACKOFF = flags.DEFINE_float("backoff", 1.0, "First retry delay in seconds (doubles each retry).", lower_bound=0)
-_TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Per-request network timeout in seconds.", lower_bound=0.001)
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show tqdm progress bars on stderr.")
+_DEST = flags.DEFINE_string('dest', None, 'Data root to fill (deepcdr/, scfoundation/, scgpt/).',
+                            required=True)
+_MANIFEST = flags.DEFINE_string('manifest', str(fetch.MANIFEST), 'Manifest TSV of pinned files.')
+_ONLY = flags.DEFINE_multi_string('only', [], 'Only local paths matching this glob or prefix.')
+_FROM = flags.DEFINE_string('from', None, 'Copy from this local mirror (same layout) instead.')
+_BASE_URL = flags.DEFINE_string('base_url', fetch.BASE_URL,
+                                'File URL is {base_url}/{repository}/{commit}/{upstream_path}.')
+_RETRIES = flags.DEFINE_integer('retries', 4, 'Retries per file after a transient failure '
+                                '(pooch waits 1, 2, ... 10 s between tries).', lower_bound=0)
+_TIMEOUT = flags.DEFINE_float('timeout', 60.0, 'Network timeout in seconds.', lower_bound=0.001)
+_PROGRESS = flags.DEFINE_bool('progress', True, 'Show progress bars on stderr.')
 
 
 def main(argv: list[str]) -> int:
-    """Run the fetch, print notes and a one-line JSON summary; exit 1 if any file failed."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    summary = fetch.fetch_all(_DEST.value, manifest=_MANIFEST.value, only=_ONLY.value, base_url=_BASE_URL.value,
-                              mirror=_FROM.value, retries=_RETRIES.value, backoff=_BACKOFF.value,
-                              timeout=_TIMEOUT.value, progress=_PROGRESS.value)
-    for note in summary.notes:
-        print(f"NOTE: {note}", file=sys.stderr)
-    for reason in summary.failed.values():
-        print(f"FAILED: {reason}", file=sys.stderr)
-    print(summary.to_json(), flush=True)
-    return 1 if summary.failed else 0
+  """Fetches, prints notes and a one-line JSON summary; exits 1 if any file failed."""
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  summary = fetch.fetch_all(_DEST.value, _MANIFEST.value, _ONLY.value, _BASE_URL.value, _FROM.value,
+                            _RETRIES.value, _TIMEOUT.value, _PROGRESS.value)
+  for note in summary.notes:
+    print(f'NOTE: {note}', file=sys.stderr)
+  for reason in summary.failed.values():
+    print(f'FAILED: {reason}', file=sys.stderr)
+  print(summary.to_json(), flush=True)
+  return 1 if summary.failed else 0
 
 
-if __name__ == "__main__":
-    app.run(main)
+if __name__ == '__main__':
+  app.run(main)

@@ -8,6 +8,9 @@ import tempfile
 # JAX is imported anywhere): compiling the same tiny step again dominates test time on a CPU.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='cdr_jax_cache_'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+# Tests never fetch data from the internet: a missing data file raises instead (test_fetch serves
+# files on 127.0.0.1 and turns this off where it tests fetching on first use).
+os.environ['CDR_OFFLINE'] = '1'
 
 import ml_collections
 import numpy as np

@@ -14,6 +14,7 @@ import pathlib
 import ml_collections
 import numpy as np
 
+from cdr_jax.data import fetch
 from cdr_jax.data import io
 from cdr_jax.errors import DataError
 
@@ -59,6 +60,7 @@ def read_expression(path: io.PathLike) -> tuple[list[str], np.ndarray, dict]:
 
 def load_methylation(root: pathlib.Path) -> tuple[list[str], np.ndarray, dict]:
   """Methylation (complete upstream: any missing value is an error)."""
+  fetch.ensure(root, [METHYLATION_FILE])
   ids, _, x = io.read_matrix_csv(root / METHYLATION_FILE, 'methylation: cell id x features', '',
                                  allow_na=False)
   return ids, x, {}
@@ -74,6 +76,7 @@ def builtin_control(name: str, config: ml_collections.ConfigDict, cell_ids: list
 
 def _embedding(name: str, config: ml_collections.ConfigDict, root: pathlib.Path):
   path = root / config.embeddings[name]
+  fetch.ensure(root, [path, path.with_suffix('.cells.txt')])  # scfoundation's are in the manifest
   if not path.is_file():
     model_args = {'scgpt': '--checkpoint_dir <scGPT_human checkpoint dir>',
                   'scfoundation': '--repo_dir <scFoundation clone> --checkpoint <models.ckpt>'}

@@ -18,6 +18,7 @@ import numpy as np
 
 from cdr_jax.data import cells as cells_lib
 from cdr_jax.data import chem
+from cdr_jax.data import fetch
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset, resolve_data_root
 from cdr_jax.data.splits import LEGACY_TYPES
@@ -154,6 +155,8 @@ def read_instances(root: pathlib.Path, drugs: RawDrugs, omics_cells: set[str],
 def load_deepcdr(config: ml_collections.ConfigDict) -> Dataset:
   """Builds the entity-indexed dataset from a DeepCDR-layout data root."""
   root = resolve_data_root(config.root)
+  fetch.ensure(root, [DRUG_LIST_FILE, SMILES_FILE, THRESHOLD_FILE, ANNOTATION_FILE, IC50_FILE,
+                      cells_lib.EXPRESSION_FILE])  # missing files are fetched on first use
   drugs = read_drugs(root)
   annotations = read_annotations(root)
   universe = cells_lib.omics_cell_ids(root)

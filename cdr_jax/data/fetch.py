@@ -1,382 +1,294 @@
-"""Download (or copy from a local mirror) the project's data files, verified by git blob SHA-1.
+"""Fetches the pinned data files of `manifest.tsv` with pooch; `ensure` fetches missing ones on use.
 
-Every file in the manifest (`data_manifest.tsv`) is pinned to a repository commit and a git blob
-SHA-1; a file is only ever kept if its content hashes to that value. Writes are atomic: content goes
-to a temporary file in the destination directory, is fsynced, verified, then moved into place.
+Each manifest row pins a file to a repository commit and to its git blob SHA-1 (sha1 of
+b'blob <size>\\0' + content, what `git ls-tree` lists). Pooch's own hashes are of the raw content,
+so our downloader checks the blob hash of pooch's temporary file; pooch moves only a verified file
+into place and deletes a rejected one.
 """
-
-from __future__ import annotations
 
 import csv
 import dataclasses
 import fnmatch
 import hashlib
-import http.client
-import io
 import json
-import logging
 import os
 import pathlib
+import shutil
 import tempfile
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from typing import BinaryIO, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-import tqdm
+import pooch
+import requests
 
-log = logging.getLogger(__name__)
+from cdr_jax.data import io
+from cdr_jax.errors import DataError
 
-DEFAULT_MANIFEST = pathlib.Path(__file__).resolve().with_name("data_manifest.tsv")
-DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
-MANIFEST_COLUMNS = ("local_path", "repository", "commit", "upstream_path", "git_blob_sha1", "size")
-EXPRESSION_CSV = "deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv"
-DERIVED_CELLS = "scfoundation/50M-0.1B-res_embedding.cells.txt"
-SCGPT_VOCAB = "scgpt/vocab.json"
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
-CHUNK = 1 << 16
-USER_AGENT = "cdr-jax-fetch/1"
+MANIFEST = pathlib.Path(__file__).with_name('manifest.tsv')
+BASE_URL = 'https://raw.githubusercontent.com'
+COLUMNS = ('local_path', 'repository', 'commit', 'upstream_path', 'git_blob_sha1', 'size')
+# Same file as cells.EXPRESSION_FILE (cells imports this module, so it cannot be imported here).
+EXPRESSION_CSV = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv'
+DERIVED_CELLS = 'scfoundation/50M-0.1B-res_embedding.cells.txt'
+SCGPT_VOCAB = 'scgpt/vocab.json'
+OFFLINE_ENV = 'CDR_OFFLINE'
+FETCH_COMMAND = 'python launch/fetch_data.py --dest'
+_LFS_POINTER = b'version https://git-lfs.github.com/spec/v1'
+_RETRYABLE_4XX = (408, 429)
+
+Downloader = Callable[[str, str, pooch.Pooch | None], None]
 
 
 class FetchError(Exception):
-    """A file could not be obtained or failed verification."""
-
-
-class TransientError(FetchError):
-    """A failure worth retrying (5xx, timeout, dropped connection, short read)."""
+  """A file could not be obtained or failed verification (not a ValueError: pooch retries those)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class ManifestEntry:
-    """One pinned data file: where it goes locally and where it lives upstream."""
+class Entry:
+  """One pinned data file: where it goes under the data root and where it lives upstream."""
+  local_path: str
+  repository: str
+  commit: str
+  upstream_path: str
+  git_blob_sha1: str
+  size: int | None
 
-    local_path: str
-    repository: str
-    commit: str
-    upstream_path: str
-    git_blob_sha1: str
-    size: int | None
+  def url(self, base_url: str = BASE_URL) -> str:
+    """{base_url}/{repository}/{commit}/{upstream_path}, URL-quoted."""
+    parts = (self.repository, self.commit, self.upstream_path)
+    return base_url.rstrip('/') + '/' + '/'.join(urllib.parse.quote(p) for p in parts)
 
 
 @dataclasses.dataclass
-class FetchSummary:
-    """Outcome of a fetch run."""
+class Summary:
+  """Outcome of `fetch_all`: files fetched, already verified, failed (with reasons), derived."""
+  ok: list[str] = dataclasses.field(default_factory=list)
+  skipped: list[str] = dataclasses.field(default_factory=list)
+  failed: dict[str, str] = dataclasses.field(default_factory=dict)
+  derived: list[str] = dataclasses.field(default_factory=list)
+  notes: list[str] = dataclasses.field(default_factory=list)
 
-    ok: list[str] = dataclasses.field(default_factory=list)
-    skipped: list[str] = dataclasses.field(default_factory=list)
-    failed: dict[str, str] = dataclasses.field(default_factory=dict)
-    derived: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-    def to_json(self) -> str:
-        """One-line JSON with counts and the failing files with reasons."""
-        return json.dumps({
-            "ok": len(self.ok), "skipped": len(self.skipped), "failed": len(self.failed),
-            "derived": self.derived, "failures": self.failed,
-        }, sort_keys=True)
+  def to_json(self) -> str:
+    """One line: counts, derived files and the failures with reasons."""
+    return json.dumps({'ok': len(self.ok), 'skipped': len(self.skipped), 'failed': len(self.failed),
+                       'derived': self.derived, 'failures': self.failed}, sort_keys=True)
 
 
-# ---------------------------------------------------------------- manifest
+def _entry(row: dict[str, str], where: str) -> Entry:
+  """One manifest row, its hash, size and local path checked."""
+  sha, size, local = row['git_blob_sha1'].lower(), row['size'], row['local_path']
+  if len(sha) != 40 or set(sha) - set('0123456789abcdef'):
+    raise DataError(f'{where}: git_blob_sha1 must be 40 hex digits, got {sha!r}')
+  if size != '-' and not size.isdigit():
+    raise DataError(f"{where}: size must be a byte count or '-', got {size!r}")
+  if not local or local.startswith('/') or '..' in local.split('/'):
+    raise DataError(f'{where}: local_path must be relative, inside the data root; got {local!r}')
+  return Entry(local, row['repository'], row['commit'], row['upstream_path'], sha,
+               None if size == '-' else int(size))
 
 
-def _parse_row(row: dict[str, str], where: str) -> ManifestEntry:
-    """Turn one manifest row into an entry, validating the hash and size fields."""
-    sha = row["git_blob_sha1"].strip().lower()
-    if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
-        raise ValueError(f"{where}: git_blob_sha1 must be 40 hex digits, got {sha!r}")
-    size_text = row["size"].strip()
-    if size_text != "-" and not size_text.isdigit():
-        raise ValueError(f"{where}: size must be a byte count or '-', got {size_text!r}")
-    local = row["local_path"].strip()
-    if not local or pathlib.PurePosixPath(local).is_absolute() or ".." in pathlib.PurePosixPath(local).parts:
-        raise ValueError(f"{where}: local_path must be a relative path inside the data root, got {local!r}")
-    return ManifestEntry(local, row["repository"].strip(), row["commit"].strip(),
-                         row["upstream_path"].strip(), sha, None if size_text == "-" else int(size_text))
+def read_manifest(path: io.PathLike | None = None) -> list[Entry]:
+  """Reads a tab-separated manifest (default `MANIFEST`); lines starting with '#' are comments."""
+  path = pathlib.Path(path or MANIFEST)
+  lines = [l for l in path.read_text(encoding='utf-8').splitlines() if l.strip() and l[0] != '#']
+  reader = csv.DictReader(lines, delimiter='\t', quoting=csv.QUOTE_NONE)
+  if tuple(reader.fieldnames or ()) != COLUMNS:
+    raise DataError(f'{path}: manifest header is {reader.fieldnames}, expected {list(COLUMNS)}')
+  entries = [_entry(row, f'{path} row {i}') for i, row in enumerate(reader, start=1)]
+  if not entries:
+    raise DataError(f'{path}: manifest has no entries')
+  return entries
 
 
-def read_manifest(path: str | os.PathLike = DEFAULT_MANIFEST) -> list[ManifestEntry]:
-    """Read a tab-separated manifest; lines starting with '#' are comments."""
-    path = pathlib.Path(path)
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
-    reader = csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
-    missing = set(MANIFEST_COLUMNS) - set(reader.fieldnames or ())
-    if missing:
-        raise ValueError(f"{path}: manifest header lacks columns {sorted(missing)}; expected {MANIFEST_COLUMNS}")
-    entries = [_parse_row(row, f"{path} row {i + 1}") for i, row in enumerate(reader)]
-    if not entries:
-        raise ValueError(f"{path}: manifest has no entries")
-    return entries
+def select(entries: Iterable[Entry], only: Sequence[str] = ()) -> list[Entry]:
+  """Entries whose local path matches a glob or starts with a prefix in `only` (all if empty)."""
+  def chosen(path: str) -> bool:
+    return any(fnmatch.fnmatchcase(path, p) or path.startswith(p) for p in only)
+  return [e for e in entries if not only or chosen(e.local_path)]
 
 
-def select_entries(entries: Iterable[ManifestEntry], only: Sequence[str] = ()) -> list[ManifestEntry]:
-    """Keep entries whose local_path matches any glob or starts with any prefix in `only` (all if empty)."""
-    entries = list(entries)
-    if not only:
-        return entries
-    return [e for e in entries if any(fnmatch.fnmatchcase(e.local_path, p) or e.local_path.startswith(p) for p in only)]
+def git_blob_sha1(path: io.PathLike) -> str:
+  """Git's blob SHA-1 of a file, streamed."""
+  digest = hashlib.sha1(b'blob %d\0' % os.path.getsize(path))
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 16), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
 
 
-def upstream_url(entry: ManifestEntry, base_url: str = DEFAULT_BASE_URL) -> str:
-    """Public URL of an entry: {base_url}/{repository}/{commit}/{upstream_path}, URL-quoted."""
-    parts = (entry.repository, entry.commit, entry.upstream_path)
-    return base_url.rstrip("/") + "/" + "/".join(urllib.parse.quote(p, safe="/") for p in parts)
+def verification_error(path: io.PathLike, entry: Entry) -> str | None:
+  """Why the file at `path` is not `entry` (None when it is)."""
+  if not os.path.isfile(path):
+    return f'{entry.local_path}: no file at {path}'
+  size = os.path.getsize(path)
+  if entry.size is not None and size != entry.size:
+    return f'{entry.local_path}: size {size} bytes, expected {entry.size}'
+  with open(path, 'rb') as f:
+    lfs = f.read(len(_LFS_POINTER)) == _LFS_POINTER
+  got = git_blob_sha1(path)
+  if got != entry.git_blob_sha1:
+    return (f'{entry.local_path}: git blob SHA-1 {got}, expected {entry.git_blob_sha1}'
+            + (' (content is a Git LFS pointer, not the data)' if lfs else ''))
+  if lfs:
+    return f'{entry.local_path}: upstream blob is a Git LFS pointer; the data is not in git'
+  return None
 
 
-# ---------------------------------------------------------------- verification
+def _http(entry: Entry, timeout: float, progress: bool) -> Downloader:
+  """pooch's HTTP downloader (tqdm bar on stderr); a 4xx but 408/429 is final, not retried."""
+  def download(url: str, output_file: str, store: pooch.Pooch | None) -> None:
+    try:
+      pooch.HTTPDownloader(progressbar=progress, timeout=timeout)(url, output_file, store)
+    except requests.HTTPError as e:
+      status = e.response.status_code
+      if 400 <= status < 500 and status not in _RETRYABLE_4XX:
+        raise FetchError(f'{entry.local_path}: HTTP {status} for {url}') from e
+      raise
+  return download
 
 
-def git_blob_sha1_bytes(data: bytes) -> str:
-    """Git's blob SHA-1 of in-memory content."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def _copy(entry: Entry, mirror: pathlib.Path) -> Downloader:
+  """A downloader that copies the entry from a local mirror laid out like the data root."""
+  def copy(url: str, output_file: str, store: pooch.Pooch | None) -> None:
+    del url, store
+    source = mirror / entry.local_path
+    if not source.is_file():
+      raise FetchError(f'{entry.local_path}: not found in mirror (expected {source})')
+    shutil.copyfile(source, output_file)
+  return copy
 
 
-def git_blob_sha1(path: str | os.PathLike) -> str:
-    """Git's blob SHA-1 of a file, streamed."""
-    path = pathlib.Path(path)
-    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _verified(entry: Entry, download: Downloader) -> Downloader:
+  """Runs `download`, then rejects the temporary file unless its git blob SHA-1 is the entry's."""
+  def verified(url: str, output_file: str, store: pooch.Pooch | None) -> None:
+    download(url, output_file, store)
+    error = verification_error(output_file, entry)
+    if error:
+      raise FetchError(error)  # pooch deletes the temporary file; a pinned blob is not retried
+    # tempfile makes 0600 files; a data file gets the mode a plain open() would give it.
+    os.chmod(output_file, 0o666 & ~io._UMASK)  # pylint: disable=protected-access
+  return verified
 
 
-def _is_lfs_pointer(path: pathlib.Path) -> bool:
-    """True if the file is a Git LFS pointer rather than real content."""
-    with path.open("rb") as f:
-        return f.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
+def fetch_entry(entry: Entry, dest: io.PathLike, base_url: str = BASE_URL,
+                mirror: io.PathLike | None = None, retries: int = 3, timeout: float = 60.0,
+                progress: bool = True) -> None:
+  """Downloads (or copies from `mirror`) one entry into `dest`; only a verified copy lands there."""
+  dest, stage = pathlib.Path(dest), None
+  try:
+    dest.mkdir(parents=True, exist_ok=True)
+    # pooch skips a file that is already present, so it fetches into a fresh staging folder.
+    stage = tempfile.mkdtemp(dir=dest, prefix='.fetch-')
+    if mirror is None:
+      url, download = entry.url(base_url), _http(entry, timeout, progress)
+    else:
+      mirror = pathlib.Path(mirror).resolve()
+      url, download = (mirror / entry.local_path).as_uri(), _copy(entry, mirror)
+    store = pooch.create(stage, base_url='', registry={entry.local_path: None},
+                         urls={entry.local_path: url}, retry_if_failed=retries)
+    staged = store.fetch(entry.local_path, downloader=_verified(entry, download))
+    (dest / entry.local_path).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, dest / entry.local_path)
+  except OSError as e:  # requests' errors are OSErrors too
+    raise FetchError(f'{entry.local_path}: {e}') from e
+  finally:
+    if stage:
+      shutil.rmtree(stage, ignore_errors=True)
 
 
-def verification_error(path: str | os.PathLike, entry: ManifestEntry) -> str | None:
-    """Why `path` is not a valid copy of `entry` (None if it verifies)."""
-    path = pathlib.Path(path)
-    size = path.stat().st_size
-    if entry.size is not None and size != entry.size:
-        return f"{entry.local_path}: size {size} bytes, expected {entry.size}"
-    got = git_blob_sha1(path)
-    lfs = " (content is a Git LFS pointer, not the data)" if _is_lfs_pointer(path) else ""
-    if got != entry.git_blob_sha1:
-        return f"{entry.local_path}: git blob SHA-1 {got}, expected {entry.git_blob_sha1}{lfs}"
-    if lfs:
-        return f"{entry.local_path}: upstream blob is a Git LFS pointer; the data itself is not in the repository"
+def write_derived_cells(root: io.PathLike) -> pathlib.Path | None:
+  """Writes the scFoundation embedding's row ids (the expression csv's); None without the csv."""
+  root = pathlib.Path(root)
+  if not (root / EXPRESSION_CSV).is_file():
+    return None
+  _, body = io.read_table(root / EXPRESSION_CSV, 'expression: DepMap_ID x gene symbols',
+                          header=['DepMap_ID'])
+  data = ''.join(f'{row[0].strip()}\n' for row in body).encode('ascii')
+  target = root / DERIVED_CELLS
+  if not (target.is_file() and target.read_bytes() == data):
+    io.atomic_write_bytes(target, data)
+  return target
+
+
+def _derive(dest: pathlib.Path, entries: list[Entry], summary: Summary) -> None:
+  """Writes the derived cells list, noting when its source csv is not upstream's."""
+  try:
+    if write_derived_cells(dest) is None:
+      summary.notes.append(f'{DERIVED_CELLS} not written: {EXPRESSION_CSV} is absent')
+      return
+  except (DataError, OSError, UnicodeError) as e:
+    summary.failed[DERIVED_CELLS] = f'{DERIVED_CELLS}: could not derive from {EXPRESSION_CSV}: {e}'
+    return
+  summary.derived.append(DERIVED_CELLS)
+  expression = [e for e in entries if e.local_path == EXPRESSION_CSV]
+  if expression and verification_error(dest / EXPRESSION_CSV, expression[0]):
+    summary.notes.append(f'{DERIVED_CELLS} derived from an expression csv that does NOT match '
+                         "upstream; its row order is that copy's, not necessarily upstream's")
+
+
+def fetch_all(dest: io.PathLike, manifest: io.PathLike | None = None, only: Sequence[str] = (),
+              base_url: str = BASE_URL, mirror: io.PathLike | None = None, retries: int = 3,
+              timeout: float = 60.0, progress: bool = True) -> Summary:
+  """Fetches each selected manifest file not yet verified in `dest`; failures go in the summary."""
+  dest, entries = pathlib.Path(dest), read_manifest(manifest)
+  chosen = select(entries, only)
+  if not chosen:
+    raise ValueError(f'--only {list(only)} matches no entry of {manifest or MANIFEST}')
+  summary = Summary()
+  for entry in chosen:
+    if verification_error(dest / entry.local_path, entry) is None:
+      summary.skipped.append(entry.local_path)
+      continue
+    try:
+      fetch_entry(entry, dest, base_url, mirror, retries, timeout, progress)
+      summary.ok.append(entry.local_path)
+    except FetchError as e:
+      kept = ' (the existing file is left untouched)' if (dest / entry.local_path).exists() else ''
+      summary.failed[entry.local_path] = f'{e}{kept}'
+  _derive(dest, entries, summary)
+  summary.notes.append(f'{SCGPT_VOCAB} has no GitHub source: it comes with the scGPT checkpoint; '
+                       f'put it at {dest / SCGPT_VOCAB} yourself '
+                       + ('(present)' if (dest / SCGPT_VOCAB).is_file() else '(currently missing)'))
+  return summary
+
+
+def _relative(root: pathlib.Path, path: io.PathLike) -> str | None:
+  """`path` (relative to `root` or absolute inside it) as a manifest key; None if outside."""
+  try:
+    return (root / path).relative_to(root).as_posix()
+  except ValueError:
     return None
 
 
-def is_verified(path: str | os.PathLike, entry: ManifestEntry) -> bool:
-    """True if the file exists and matches the entry's blob SHA-1."""
-    return pathlib.Path(path).is_file() and verification_error(path, entry) is None
+def ensure(root: io.PathLike, paths: Iterable[io.PathLike], base_url: str | None = None,
+           retries: int = 2, progress: bool = True) -> None:
+  """Fetches and verifies into `root` those of `paths` that are absent and in the manifest.
 
-
-# ---------------------------------------------------------------- atomic writes
-
-
-def _fsync_dir(directory: pathlib.Path) -> None:
-    """Persist a rename in `directory` (best effort where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temp_in(target: pathlib.Path) -> tuple[BinaryIO, pathlib.Path]:
-    """Open a temporary file next to `target` (same filesystem, so os.replace is atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    f = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
-    return f, pathlib.Path(f.name)
-
-
-def _umask_mode() -> int:
-    """Mode a normally created file would get (0o666 minus the process umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _commit_temp(tmp: pathlib.Path, target: pathlib.Path, entry: ManifestEntry | None) -> None:
-    """Verify the temp file (if an entry is given) and move it onto `target`; delete it on failure."""
-    try:
-        if entry is not None:
-            err = verification_error(tmp, entry)
-            if err:
-                raise FetchError(err)
-        os.chmod(tmp, _umask_mode())  # mkstemp creates 0600
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_atomic(target: pathlib.Path, source: BinaryIO, entry: ManifestEntry | None = None,
-                 bar: tqdm.tqdm | None = None, expected_len: int | None = None) -> None:
-    """Stream `source` into `target` via temp file + fsync + os.replace, verifying against `entry`."""
-    f, tmp = _temp_in(target)
-    try:
-        with f:
-            written = 0
-            for chunk in iter(lambda: source.read(CHUNK), b""):
-                f.write(chunk)
-                written += len(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
-        if expected_len is not None and written != expected_len:
-            raise TransientError(f"{target.name}: received {written} bytes, server announced {expected_len}")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _commit_temp(tmp, target, entry)
-
-
-# ---------------------------------------------------------------- download / copy
-
-
-def _open_url(url: str, timeout: float, name: str) -> http.client.HTTPResponse:
-    """GET a URL for local file `name`, mapping retryable failures to TransientError."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        return urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        e.close()
-        if e.code >= 500 or e.code in (408, 429):
-            raise TransientError(f"{name}: HTTP {e.code} for {url}") from e
-        raise FetchError(f"{name}: HTTP {e.code} for {url}") from e
-    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
-        raise TransientError(f"{name}: cannot reach {url}: {e}") from e
-
-
-def _download_once(entry: ManifestEntry, target: pathlib.Path, url: str, timeout: float, progress: bool) -> None:
-    """One download attempt of `url` into `target` with verification."""
-    with _open_url(url, timeout, entry.local_path) as response:
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        with tqdm.tqdm(total=expected or entry.size, unit="B", unit_scale=True, desc=entry.local_path,
-                       disable=not progress, leave=False) as bar:
-            try:
-                write_atomic(target, response, entry, bar, expected)
-            except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
-                raise TransientError(f"{entry.local_path}: transfer from {url} interrupted: {e}") from e
-
-
-def download_entry(entry: ManifestEntry, dest: pathlib.Path, base_url: str = DEFAULT_BASE_URL, retries: int = 3,
-                   backoff: float = 1.0, timeout: float = 60.0, progress: bool = True) -> None:
-    """Download one entry into `dest`, retrying transient failures `retries` times with exponential backoff."""
-    url = upstream_url(entry, base_url)
-    target = dest / entry.local_path
-    for attempt in range(retries + 1):
-        try:
-            return _download_once(entry, target, url, timeout, progress)
-        except TransientError as e:
-            if attempt == retries:
-                raise FetchError(f"{e} (gave up after {retries + 1} attempts)") from e
-            delay = backoff * 2 ** attempt
-            log.warning("%s (attempt %d/%d); retrying in %.2fs", e, attempt + 1, retries + 1, delay)
-            time.sleep(delay)
-
-
-def copy_entry(entry: ManifestEntry, dest: pathlib.Path, mirror: pathlib.Path) -> None:
-    """Copy one entry from a local mirror laid out like the data root, with verification."""
-    source = mirror / entry.local_path
-    if not source.is_file():
-        raise FetchError(f"{entry.local_path}: not found in mirror (expected {source})")
-    with source.open("rb") as f:
-        write_atomic(dest / entry.local_path, f, entry)
-
-
-# ---------------------------------------------------------------- derived files
-
-
-def cell_ids_from_expression(csv_path: pathlib.Path) -> list[str]:
-    """First column (ACH ids) of the expression csv's data rows, in row order."""
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        rows = csv.reader(f)
-        next(rows, None)  # header
-        ids = [row[0].strip() for row in rows if row]
-    if not ids or not all(ids):
-        raise FetchError(f"{csv_path}: expected a header then one non-empty cell id per row in column 0")
-    return ids
-
-
-def write_derived_cells(dest: pathlib.Path) -> pathlib.Path | None:
-    """Write the scFoundation embedding's row ids from the expression csv; None if the csv is absent."""
-    csv_path = dest / EXPRESSION_CSV
-    if not csv_path.is_file():
-        return None
-    data = "".join(f"{cid}\n" for cid in cell_ids_from_expression(csv_path)).encode("ascii")
-    target = dest / DERIVED_CELLS
-    if target.is_file() and target.read_bytes() == data:
-        return target
-    write_atomic(target, io.BytesIO(data))
-    return target
-
-
-# ---------------------------------------------------------------- driver
-
-
-def _fetch_one(entry: ManifestEntry, dest: pathlib.Path, mirror: pathlib.Path | None, base_url: str,
-               retries: int, backoff: float, timeout: float, progress: bool) -> None:
-    """Obtain one entry from the mirror or over HTTP."""
-    if mirror is not None:
-        copy_entry(entry, dest, mirror)
-    else:
-        download_entry(entry, dest, base_url, retries, backoff, timeout, progress)
-
-
-def _derive(dest: pathlib.Path, summary: FetchSummary, entries: Sequence[ManifestEntry]) -> None:
-    """Write the derived cells list when the expression csv is present, noting if it is unverified."""
-    try:
-        written = write_derived_cells(dest)
-    except (FetchError, OSError, UnicodeDecodeError) as e:
-        summary.failed[DERIVED_CELLS] = f"{DERIVED_CELLS}: could not derive from {EXPRESSION_CSV}: {e}"
-        return
-    if written is None:
-        summary.notes.append(f"{DERIVED_CELLS} not written: {EXPRESSION_CSV} is absent")
-        return
-    summary.derived.append(DERIVED_CELLS)
-    expr = next((e for e in entries if e.local_path == EXPRESSION_CSV), None)
-    if expr is not None and not is_verified(dest / EXPRESSION_CSV, expr):
-        summary.notes.append(f"{DERIVED_CELLS} derived from an expression csv that does NOT match upstream; "
-                             "its row order is that copy's, not necessarily upstream's")
-
-
-def fetch_all(dest: str | os.PathLike, manifest: str | os.PathLike = DEFAULT_MANIFEST, only: Sequence[str] = (),
-              base_url: str = DEFAULT_BASE_URL, mirror: str | os.PathLike | None = None, retries: int = 3,
-              backoff: float = 1.0, timeout: float = 60.0, progress: bool = True) -> FetchSummary:
-    """Fetch every selected manifest file into `dest`; never raises per-file errors, reports them in the summary."""
-    dest = pathlib.Path(dest)
-    mirror = pathlib.Path(mirror) if mirror is not None else None
-    all_entries = read_manifest(manifest)
-    entries = select_entries(all_entries, only)
-    if not entries:
-        raise ValueError(f"--only {list(only)} matches no manifest entry in {manifest}")
-    summary = FetchSummary()
-    for entry in entries:
-        if is_verified(dest / entry.local_path, entry):
-            summary.skipped.append(entry.local_path)
-            continue
-        try:
-            _fetch_one(entry, dest, mirror, base_url, retries, backoff, timeout, progress)
-            summary.ok.append(entry.local_path)
-        except (FetchError, OSError) as e:
-            existing = dest / entry.local_path
-            kept = f" (existing non-matching {existing} left untouched)" if existing.exists() else ""
-            summary.failed[entry.local_path] = f"{e}{kept}"
-            log.error("FAILED %s", summary.failed[entry.local_path])
-    _derive(dest, summary, all_entries)
-    summary.notes.append(f"{SCGPT_VOCAB} has no GitHub source: it comes with the scGPT checkpoint download; "
-                         f"place it at {dest / SCGPT_VOCAB} yourself"
-                         + (" (present)" if (dest / SCGPT_VOCAB).is_file() else " (currently missing)"))
-    return summary
-
-
-__all__ = [
-    "DEFAULT_BASE_URL", "DEFAULT_MANIFEST", "FetchError", "FetchSummary", "ManifestEntry", "copy_entry",
-    "download_entry", "fetch_all", "git_blob_sha1", "git_blob_sha1_bytes", "is_verified", "read_manifest",
-    "select_entries", "upstream_url", "verification_error", "write_derived_cells",
-]
+  The derived cells list is written from the expression csv (fetched if absent). Present files
+  are not checked, downloaded or written, so a complete read-only root works. Paths the manifest
+  does not know are left to their reader's missing-file error. Offline (or with $CDR_OFFLINE set),
+  raises DataError naming the missing files and the fetch command.
+  """
+  root = pathlib.Path(root)
+  missing = [_relative(root, p) for p in paths if not (root / p).is_file()]
+  if not missing:
+    return
+  entries = {e.local_path: e for e in read_manifest()}
+  derive = DERIVED_CELLS in missing
+  if derive and not (root / EXPRESSION_CSV).is_file():
+    missing.append(EXPRESSION_CSV)
+  needed = [entries[p] for p in dict.fromkeys(missing) if p in entries]
+  if not needed and not derive:
+    return
+  try:
+    if needed and os.environ.get(OFFLINE_ENV, '') not in ('', '0'):
+      raise FetchError(f'${OFFLINE_ENV} is set')
+    for entry in needed:
+      fetch_entry(entry, root, base_url or BASE_URL, retries=retries, progress=progress)
+    if derive:
+      write_derived_cells(root)
+  except (FetchError, OSError) as e:
+    names = [x.local_path for x in needed] + [DERIVED_CELLS] * derive
+    names = ', '.join(str(root / n) for n in names)
+    raise DataError(f'missing file {names}: fetching failed ({e}); fetch the data with: '
+                    f'{FETCH_COMMAND} {root}') from e
