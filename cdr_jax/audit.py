@@ -17,10 +17,11 @@ from cdr_jax import runs
 from cdr_jax.data import cells
 from cdr_jax.data import deepcdr
 from cdr_jax.data import io
+from cdr_jax.data import layout
 from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
 
-EXPRESSION_FILE, ANNOTATION_FILE = cells.EXPRESSION_FILE, deepcdr.ANNOTATION_FILE
+EXPRESSION_FILE, ANNOTATION_FILE = layout.EXPRESSION_FILE, layout.ANNOTATION_FILE
 
 
 @dataclasses.dataclass(frozen=True)

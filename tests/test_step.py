@@ -23,11 +23,12 @@ def test_step_compiles_once_and_batches_are_sharded():
   c = test_config.get_config()
   _, split, run = make_run(c)
   states, step = run.init(), run.step(jax.random.key(0))
+  compiled = run.engine.step._cache_size()  # pylint: disable=protected-access  (cached engine)
   for epoch in range(2):
     for batch in run.stream(epoch):
       states, m = step(states, np.ones(1, bool), batch)
       assert np.isfinite(np.asarray(m['loss'])).all()
-  assert run.engine.step._cache_size() == 1  # pylint: disable=protected-access
+  assert run.engine.step._cache_size() - compiled <= 1  # pylint: disable=protected-access
   batch = run.stream(0)[0]
   assert len(batch['idx'].sharding.device_set) == jax.device_count()
   assert int(states.step[0]) == 2 * len(run.stream(0))

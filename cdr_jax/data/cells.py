@@ -16,10 +16,10 @@ import numpy as np
 
 from cdr_jax.data import fetch
 from cdr_jax.data import io
+from cdr_jax.data import layout
 from cdr_jax.errors import DataError
 
-EXPRESSION_FILE = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv'
-METHYLATION_FILE = 'deepcdr/CCLE/genomic_methylation_561celllines_808genes_demap_features.csv'
+EXPRESSION_FILE, METHYLATION_FILE = layout.EXPRESSION_FILE, layout.METHYLATION_FILE
 _SOURCES = {'expression': EXPRESSION_FILE, 'methylation': METHYLATION_FILE}
 BUILTIN = ('expression', 'methylation', 'multiomics', 'onehot', 'random')
 

@@ -21,14 +21,10 @@ from cdr_jax.data import chem
 from cdr_jax.data import fetch
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset, resolve_data_root
+from cdr_jax.data.layout import (ANNOTATION_FILE, DRUG_LIST_FILE, IC50_FILE, SMILES_FILE,
+                                 THRESHOLD_FILE)
 from cdr_jax.data.splits import LEGACY_TYPES
 from cdr_jax.errors import DataError
-
-IC50_FILE = 'deepcdr/CCLE/GDSC_IC50.csv'
-DRUG_LIST_FILE = 'deepcdr/GDSC/1.Drug_listMon Jun 24 09_00_55 2019.csv'
-SMILES_FILE = 'deepcdr/223drugs_pubchem_smiles.txt'
-ANNOTATION_FILE = 'deepcdr/CCLE/Cell_lines_annotations_20181226.txt'
-THRESHOLD_FILE = 'deepcdr/CCLE/IC50_thred.txt'
 UNKNOWN_TYPE = 'NA'
 
 

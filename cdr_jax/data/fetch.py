@@ -22,15 +22,14 @@ import pooch
 import requests
 
 from cdr_jax.data import io
+from cdr_jax.data import layout
 from cdr_jax.errors import DataError
 
 MANIFEST = pathlib.Path(__file__).with_name('manifest.tsv')
 BASE_URL = 'https://raw.githubusercontent.com'
 COLUMNS = ('local_path', 'repository', 'commit', 'upstream_path', 'git_blob_sha1', 'size')
-# Same file as cells.EXPRESSION_FILE (cells imports this module, so it cannot be imported here).
-EXPRESSION_CSV = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv'
-DERIVED_CELLS = 'scfoundation/50M-0.1B-res_embedding.cells.txt'
-SCGPT_VOCAB = 'scgpt/vocab.json'
+EXPRESSION_CSV, DERIVED_CELLS = layout.EXPRESSION_FILE, layout.SCFOUNDATION_CELLS_FILE
+SCGPT_VOCAB = layout.SCGPT_VOCAB_FILE
 OFFLINE_ENV = 'CDR_OFFLINE'
 FETCH_COMMAND = 'python launch/fetch_data.py --dest'
 _LFS_POINTER = b'version https://git-lfs.github.com/spec/v1'
