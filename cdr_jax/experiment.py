@@ -23,6 +23,7 @@ from cdr_jax.eval import evaluate
 from cdr_jax.train import checkpoint
 from cdr_jax.train import engine as engine_lib
 from cdr_jax.train import loop
+from cdr_jax.train import sharding
 from cdr_jax.train.state import DeviceData, TrainState, device_data, param_count
 
 
@@ -86,8 +87,10 @@ def setup(config: ml_collections.ConfigDict, ds: Dataset, train_sets: list[np.nd
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Trains (resuming from the latest checkpoint), selects on validation, evaluates on test."""
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  runs.write_config(workdir, config)
+  writer = sharding.is_writer()  # every process trains; process 0 writes the run's files
+  if writer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs.write_config(workdir, config)
   cfg = config.train
   if cfg.select_on not in ('val', 'test'):
     raise ValueError(f'unknown train.select_on {cfg.select_on!r}; choose val (or test: leaky)')
@@ -100,10 +103,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   states = run.init()
   logging.info('parameters: %d', param_count(jax.tree.map(lambda x: x[0], states.params)))
   ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
-  rng = jax.device_put(jax.random.key(cfg.seed + 1), run.engine.replicated)
-  tb = runs.TensorBoard(workdir / 'tb')
+  rng = run.engine.key(cfg.seed + 1)
+  tb = runs.TensorBoard(workdir / 'tb') if writer else None
 
   def on_epoch(progress: loop.Progress) -> None:
+    if not writer:
+      return
     runs.write_history(workdir, progress.history[0])
     row = progress.history[0][-1]
     tb.scalars(row['epoch'], {'train/loss': row['train_loss'],
@@ -113,7 +118,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   select = run.selector([split.val], [split.test] if cfg.select_on == 'test' else None)
   best, progress = loop.fit(run.step(rng), states, run.stream, select, ckpts,
                             loop.Schedule.from_config(cfg), on_epoch=on_epoch)
-  tb.close()
+  if tb:
+    tb.close()
   ckpts.close()
   if not progress.done:
     return {'interrupted': True, 'epoch': progress.epoch}
@@ -126,7 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
            'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
            'devices': jax.device_count()}
   preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}
-  return runs.write_results(workdir, ds, split.test, preds, config, extra)
+  return runs.write_results(workdir, ds, split.test, preds, config, extra, write=writer)
 
 
 def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray,

@@ -17,7 +17,7 @@ import pathlib
 import shutil
 import time
 
-import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -30,6 +30,7 @@ from cdr_jax.eval import baselines
 from cdr_jax.eval import metrics
 from cdr_jax.train import checkpoint
 from cdr_jax.train import loop
+from cdr_jax.train import sharding
 
 
 
@@ -85,7 +86,7 @@ def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
   # Every fold draws its batches from all pairs (its weights mask out its held-out and validation
   # drugs), so all folds share one stream, one dropout key per step and one standardisation.
   run = experiment.setup(config, ds, [f.train for f in folds], np.arange(ds.num_pairs))
-  rng = jax.device_put(jax.random.key(cfg.seed + 1), run.engine.replicated)
+  rng = run.engine.key(cfg.seed + 1)
   ckpts = checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir else None
   schedule = loop.Schedule(cfg.num_epochs, cfg.patience, 0, False)
   best, progress = loop.fit(run.step(rng), run.init(), run.stream,
@@ -119,8 +120,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
               drugs: str | None = None) -> dict:
   """All (or the chosen) leave-one-drug-out folds, chunk by chunk, resuming finished chunks."""
   workdir = pathlib.Path(workdir)
-  (workdir / 'chunks').mkdir(parents=True, exist_ok=True)
-  runs.write_config(workdir, config)
+  writer = sharding.is_writer()
+  if writer:
+    (workdir / 'chunks').mkdir(parents=True, exist_ok=True)
+    runs.write_config(workdir, config)
   ds = data.load_dataset(config.data)
   chosen = parse_drugs(drugs or config.lodo.drugs, ds)
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
@@ -137,8 +140,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     t0 = time.time()
     ckpt_dir = workdir / 'checkpoints' / name
     chunk_rows = run_chunk(ds, config, chunk, ckpt_dir)
-    io.atomic_write_json(path, chunk_rows)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the chunk's results are written: not needed
+    if writer:
+      io.atomic_write_json(path, chunk_rows)
+      shutil.rmtree(ckpt_dir, ignore_errors=True)  # the chunk's results are written: not needed
+    multihost_utils.sync_global_devices(name)  # every process sees the chunk done
     rows += chunk_rows
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
   return write_outputs(workdir, ds, rows, config)
@@ -167,5 +172,6 @@ def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config) 
       'folds': len(rows), 'auroc_mean': float(np.nanmean([r['auroc'] for r in rows]))}
   summary.update(cell_repr=config.data.cell_repr, model=config.model.name,
                  shuffled=bool(config.data.shuffle_cells), select_metric=config.train.select_metric)
-  runs.write_lodo(workdir, ds, rows, summary)
+  if sharding.is_writer():
+    runs.write_lodo(workdir, ds, rows, summary)
   return summary

@@ -92,12 +92,14 @@ def write_history(workdir: pathlib.Path, rows: list[dict]) -> None:
 
 
 def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: dict[str, np.ndarray],
-                  config: ml_collections.ConfigDict, extra: dict) -> dict:
+                  config: ml_collections.ConfigDict, extra: dict, write: bool = True) -> dict:
   """Scores the model and the baselines (`preds`, model first) on test; writes metrics.json,
-  predictions.csv, the per-group tables and summary.md; returns the metrics."""
+  predictions.csv, the per-group tables and summary.md (unless not `write`); returns the metrics."""
   task = config.model.task
   results = {name: evaluate.evaluate(p, ds, test, task) for name, p in preds.items()}
   summary = {**extra, 'task': task, 'test': results}
+  if not write:
+    return summary
   io.atomic_write_json(workdir / METRICS_FILE, summary)
   model_pred = preds['model']
   rows = [{'cell_id': ds.cell_ids[c], 'drug_id': ds.drug_ids[d],

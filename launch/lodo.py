@@ -5,7 +5,6 @@
 Re-running the same command resumes at the first unfinished chunk of folds.
 """
 
-import os
 import pathlib
 import sys
 
@@ -21,6 +20,7 @@ from cdr_jax import cli
 from cdr_jax import lodo
 from cdr_jax import logs
 from cdr_jax import runs
+from cdr_jax.train import sharding
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (default: runs/lodo_<config>).')
@@ -31,8 +31,7 @@ _DRUGS = flags.DEFINE_string('drugs', None, 'Subset of folds: CIDs or names (com
 def main(argv):
   del argv
   logs.quiet_libraries()
-  if os.environ.get('CDR_MULTIHOST'):
-    jax.distributed.initialize()
+  sharding.initialize_multihost()
   config_arg = flags.FLAGS['config'].serialize().split('=', 1)[1]
   stem, _, variant = config_arg.partition(':')
   workdir = _WORKDIR.value or str(pathlib.Path('runs') / (

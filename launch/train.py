@@ -5,7 +5,6 @@ Re-running the same command resumes from the last checkpoint. Multi-host (e.g. a
 run the same command on every host with CDR_MULTIHOST=1.
 """
 
-import os
 import pathlib
 import sys
 
@@ -21,6 +20,7 @@ from cdr_jax import cli
 from cdr_jax import experiment
 from cdr_jax import logs
 from cdr_jax import runs
+from cdr_jax.train import sharding
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (default: runs/<config name>).')
@@ -36,8 +36,7 @@ def default_workdir(config_flag: str) -> str:
 def main(argv):
   del argv
   logs.quiet_libraries()
-  if os.environ.get('CDR_MULTIHOST'):
-    jax.distributed.initialize()
+  sharding.initialize_multihost()
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   logging.info('config:\n%s', _CONFIG.value)
   logging.info('workdir: %s; devices: %s', workdir, jax.devices())

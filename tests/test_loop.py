@@ -22,7 +22,8 @@ def toy_step(states, active, batch):
   """Adds the batch value to the weights of active models; loss = the batch value."""
   grow = jnp.where(active, batch, 0.0)
   new = states.replace(step=states.step + active, params={'w': states.params['w'] + grow})
-  return new, {'loss': jnp.full(active.shape, batch), 'weight': jnp.ones(active.shape)}
+  return new, {'loss': jnp.full(active.shape, batch), 'weight': jnp.ones(active.shape),
+               'step': jnp.max(new.step)}
 
 
 def toy_select(states):

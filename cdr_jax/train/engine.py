@@ -70,8 +70,12 @@ class Engine:
   def init(self, data: DeviceData, seed: int, num_models: int) -> TrainState:
     """F stacked states, every model from the same initial parameters (those of `seed`)."""
     one = _jitted_init(self.model, self.tx)(data.graphs, data.cell_x, jax.random.key(seed))
-    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_models,) + x.shape), one)
-    return jax.device_put(stacked, self.by_model)
+    stack = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (num_models,) + x.shape), tree)
+    return jax.jit(stack, out_shardings=self.by_model)(one)
+
+  def key(self, seed: int) -> jax.Array:
+    """A PRNG key replicated over the mesh (the same on every process)."""
+    return jax.jit(lambda: jax.random.key(seed), out_shardings=self.replicated)()
 
   @functools.cached_property
   def step(self):
@@ -81,7 +85,7 @@ class Engine:
     return jax.jit(fn, donate_argnums=(0,),
                    in_shardings=(self.by_model, self.data_shardings, self.by_model, self.by_data,
                                  self.replicated),
-                   out_shardings=(self.by_model, self.by_model))
+                   out_shardings=(self.by_model, self.replicated))  # metrics: read by the host
 
   @functools.cached_property
   def encode(self):
@@ -91,7 +95,9 @@ class Engine:
   @functools.cached_property
   def fuse(self):
     fn = functools.partial(step_lib.fuse, model=self.model)
-    return jax.jit(step_lib.over_models(fn, (0, 0, MODEL_AXES, 0), self.single))
+    # Outputs replicated: every process reads all predictions.
+    return jax.jit(step_lib.over_models(fn, (0, 0, MODEL_AXES, 0), self.single),
+                   out_shardings=self.replicated)
 
   def predict(self, states: TrainState, data: DeviceData, pair_lists: list[np.ndarray],
               batch_size: int) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from cdr_jax.train import checkpoint as checkpoint_lib
+from cdr_jax.train import sharding
 from cdr_jax.train import step as step_lib
 from cdr_jax.train.state import TrainState, num_models
 
@@ -76,7 +77,8 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
   """Trains F stacked models until they stop; returns (best states, progress).
 
   Args:
-    step: (states, active [F] bool, batch) -> (states, {'loss': [F], 'weight': [F]}).
+    step: (states, active [F] bool, batch) -> (states, {'loss': [F], 'weight': [F], 'step': the
+      step number just taken}), the metrics readable by every process.
     states: the initial states (overwritten by the latest checkpoint when there is one).
     stream: epoch -> that epoch's batches (already placed on device).
     select: states -> (score per model, higher is better; validation metrics per model).
@@ -93,18 +95,18 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
     states, meta = restored
     progress = Progress(**meta)
     best = checkpoints.restore('best', states)[0]
-    logging.info('resumed at epoch %d (step %d)', progress.epoch, int(np.max(states.step)))
+    logging.info('resumed at epoch %d', progress.epoch)
   where = jax.jit(step_lib.per_model_where)
   epochs_run = 0
   while not progress.done:
     epoch, t0 = progress.epoch, time.time()
-    states, loss = _run_epoch(step, states, stream(epoch), np.array(progress.active), epoch,
-                              names, schedule.progress)
+    states, loss, last_step = _run_epoch(step, states, stream(epoch), np.array(progress.active),
+                                         epoch, names, schedule.progress)
     scores, val = select(states)
-    improved = _record(progress, epoch, scores, val, loss, int(np.max(states.step)),
-                       time.time() - t0, schedule.patience)
+    improved = _record(progress, epoch, scores, val, loss, last_step, time.time() - t0,
+                       schedule.patience)
     if improved.any():
-      best = where(jax.device_put(improved, _sharding(states)), states, best)
+      best = where(sharding.put(improved, _sharding(states)), states, best)
     progress.epoch = epoch + 1
     progress.done = not any(progress.active) or progress.epoch >= schedule.num_epochs
     if checkpoints:
@@ -150,24 +152,25 @@ def _record(progress: Progress, epoch: int, scores: np.ndarray, val: list[dict],
 def _run_epoch(step, states, batches, active, epoch: int, names, show: bool):
   """One pass over the batches; raises on a non-finite loss of an active model, with its step."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  bar = tqdm(total=len(batches), desc=f'epoch {epoch}', disable=not show, leave=False)
-  active_dev = jax.device_put(active, _sharding(states))
-  pending, total, weight = [], 0.0, 0.0
+  bar = tqdm(total=len(batches), desc=f'epoch {epoch}', leave=False,
+             disable=not show or not sharding.is_writer())
+  active_dev = sharding.put(active, _sharding(states))
+  pending, total, weight, last_step = [], 0.0, 0.0, 0
   for i, batch in enumerate(batches):
     states, m = step(states, active_dev, batch)
     pending.append(m)
     if len(pending) == FLUSH_EVERY or i == len(batches) - 1:
-      first = int(np.max(jax.device_get(states.step))) - len(pending) + 1
-      for k, mk in enumerate(jax.device_get(pending)):
+      for mk in jax.device_get(pending):
         bad = active & ~np.isfinite(mk['loss'])
         if bad.any():
           raise NonFiniteLossError(
-              f'non-finite training loss {mk["loss"][bad][0]} at step {first + k} (epoch {epoch}) '
+              f'non-finite training loss {mk["loss"][bad][0]} at step {mk["step"]} (epoch {epoch}) '
               f'of model {", ".join(names[j] for j in np.flatnonzero(bad))}')
         total += mk['loss'].astype(np.float64) * mk['weight']
         weight += mk['weight'].astype(np.float64)
+        last_step = int(mk['step'])
       bar.update(len(pending))
       bar.set_postfix(loss=f'{np.mean(total / np.maximum(weight, 1.0)):.4f}')
       pending = []
   bar.close()
-  return states, total / np.maximum(weight, 1.0)
+  return states, total / np.maximum(weight, 1.0), last_step

@@ -95,6 +95,7 @@ def stacked_step(states: TrainState, data: DeviceData, active: jax.Array, batch:
   key = jax.random.fold_in(rng, jnp.max(states.step))
   step = functools.partial(train_step, model=model, tx=tx, task=task, l2=l2)
   new, metrics = over_models(step, (0, MODEL_AXES, None, None), single)(states, data, batch, key)
+  metrics['step'] = jnp.max(states.step) + 1   # the step just taken by every active model
   if single:  # a single model is never stepped once stopped
     return new, metrics
   return per_model_where(active, new, states), metrics
