@@ -141,7 +141,8 @@ def test_seed_ensemble_row_when_test_pairs_match(runs, full_report):
   mean_pred = np.array([(float(x['predicted']) + float(y['predicted'])) / 2 for x, y in zip(a, b)])
   obs = np.array([float(x['observed']) for x in a])
   row = line_starting(md, '| R1 | ensemble: mean prediction of the 2 runs |')
-  assert f'| 1 | {metrics.pcc(mean_pred, obs):.4f} | {metrics.spearman(mean_pred, obs):.4f} |' in row
+  pcc, spearman = metrics.pcc(mean_pred, obs), metrics.spearman(mean_pred, obs)
+  assert f'| 1 | {pcc:.4f} | {spearman:.4f} |' in row
   assert md.count('ensemble: mean prediction') == 1  # not for the single shuffled run
 
 
@@ -177,7 +178,8 @@ def test_missing_metrics_names_the_file(runs, tmp_path):
     run_io.load_run(tmp_path / 'nowhere')
   sweep = copy_run(runs['lodo'], tmp_path)
   (sweep / 'lodo_per_drug.csv').write_text('drug_id,auroc\n1,0.7\n')
-  with pytest.raises(DataError, match=r'lodo_per_drug.csv: no column drug_name, pcc, naive_pcc, gain'):
+  missing = 'no column drug_name, pcc, naive_pcc, gain'
+  with pytest.raises(DataError, match=f'lodo_per_drug.csv: {missing}'):
     run_io.load_run(sweep)
 
 
