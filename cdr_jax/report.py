@@ -38,9 +38,9 @@ def describe(config: dict, path: pathlib.Path) -> str:
   """cell_repr [shuffled] · split · model [· task], or the directory name without a config."""
   if not config:
     return path.name
-  cell = config['data.cell_repr'] + (' shuffled' if config.get('data.shuffle_cells') else '')
+  cell = config['data.cell_repr'] + (' shuffled' if config['data.shuffle_cells'] else '')
   parts = [cell, config['split.name'], config['model.name']]
-  if config.get('model.task', 'regression') != 'regression':
+  if config['model.task'] != 'regression':
     parts.append(config['model.task'])
   return ' · '.join(parts)
 
@@ -97,7 +97,7 @@ def find_run(runs: list[run_io.Run], name: str) -> run_io.Run:
 
 def is_regression(run: run_io.Run) -> bool:
   """A finished training run of the regression task (the only kind with per-group tables)."""
-  return run.metrics is not None and run.metrics.get('task', 'regression') == 'regression'
+  return run.metrics is not None and run.metrics['task'] == 'regression'
 
 
 def group_pcc(run: run_io.Run, key: str, file: str) -> dict[str, float]:
@@ -216,7 +216,7 @@ def figure_best(a: run_io.Run, out: pathlib.Path) -> list[str]:
   scatter_panel(ax_type, pred['observed'][m], pred['predicted'][m],
                 f"best cancer type: {best_type['type']} (PCC {pcc:.3f})")
   m = pred['drug_id'] == best_drug['drug']
-  drug = best_drug.get('drug_name') or best_drug['drug']
+  drug = best_drug['drug_name'] or best_drug['drug']
   scatter_panel(ax_drug, pred['observed'][m], pred['predicted'][m],
                 f"best drug: {drug} (PCC {run_io.to_float(best_drug['model_pcc']):.3f})")
   fig.suptitle(wrap(f'Run A: {name_of(a)}', 90))
@@ -232,9 +232,8 @@ def figure_best(a: run_io.Run, out: pathlib.Path) -> list[str]:
 def drug_gains(run: run_io.Run) -> tuple[list[str], np.ndarray, str] | None:
   """(drug names, PCC gains, what the gain is) from a LODO sweep, else from per_drug.csv."""
   if run.lodo is not None:
-    names = [r.get('drug_name') or r['drug_id'] for r in run.lodo]
-    gain = np.array([run_io.to_float(r['gain']) if 'gain' in r else
-                     run_io.to_float(r['pcc']) - run_io.to_float(r['naive_pcc']) for r in run.lodo])
+    names = [r['drug_name'] or r['drug_id'] for r in run.lodo]
+    gain = np.array([run_io.to_float(r['gain']) for r in run.lodo])
     source = (f'leave-one-drug-out sweep `{run.path}`: gain = LODO PCC of the model on the '
               'held-out drug minus the naive cell-line-mean PCC (lodo_per_drug.csv, columns '
               'gain = pcc − naive_pcc)')
@@ -242,7 +241,7 @@ def drug_gains(run: run_io.Run) -> tuple[list[str], np.ndarray, str] | None:
     rows = run_io.group_rows(run, 'drug', 'per_drug.csv')
     if not rows or 'cell_mean_pcc' not in rows[0]:
       return None
-    names = [r.get('drug_name') or r['drug'] for r in rows]
+    names = [r['drug_name'] or r['drug'] for r in rows]
     gain = np.array([run_io.to_float(r['model_pcc']) - run_io.to_float(r['cell_mean_pcc']) for r in rows])
     source = (f'no LODO sweep among the runs, so this is a stand-in from `{run.path}` '
               f'({run.label}): per-drug test PCC of the model minus that of the cell-line-mean '
@@ -407,8 +406,8 @@ def runs_table(runs: list[run_io.Run]) -> list[str]:
       lines.append(f'| `{r.path}` | R{r.group} | {r.label} (LODO sweep) | | | | | | |')
       continue
     m, sel = r.metrics['test']['model'], r.metrics.get('selection', {})
-    lines.append(f"| `{r.path}` | R{r.group} | {r.label} | {r.config.get('train.seed', '')} | "
-                 f"{r.config.get('split.seed', '')} | {r.config.get('split.fold', '')} | "
+    lines.append(f"| `{r.path}` | R{r.group} | {r.label} | {r.config['train.seed']} | "
+                 f"{r.config['split.seed']} | {r.config['split.fold']} | "
                  f"{sel.get('best_epoch', '')} | "
                  f"{mean_sd([lookup(m, ('pcc',))], 4)} | "
                  f"{mean_sd([lookup(m, ('per_drug_pcc', 'mean'))], 3)} |")
@@ -422,7 +421,7 @@ def lodo_table(sweeps: list[run_io.Run]) -> list[str]:
   notes = []
   for r in sweeps:
     pcc = np.array([run_io.to_float(x['pcc']) for x in r.lodo])
-    naive = np.array([run_io.to_float(x.get('naive_pcc', '')) for x in r.lodo])
+    naive = np.array([run_io.to_float(x['naive_pcc']) for x in r.lodo])
     gain = drug_gains(r)[1]
     lines.append(f'| `{r.path}` ({r.label}) | {len(r.lodo)} | {finite_mean(pcc):.3f} | '
                  f'{finite_mean(naive):.3f} | {finite_mean(gain):+.3f} | {int((gain > 0).sum())} |')

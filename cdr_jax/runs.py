@@ -145,7 +145,12 @@ def json_dumps(obj) -> str:
 # ---------------------------------------------------------------------------------------------
 # Reading run directories (the report, the audit and predictions read runs only through these).
 
-REQUIRED_CONFIG = ('data.cell_repr', 'split.name', 'model.name')  # what a run's label is made of
+# What a run's label and the report's per-run table are made of.
+REQUIRED_CONFIG = ('data.cell_repr', 'data.shuffle_cells', 'split.name', 'split.seed', 'split.fold',
+                   'model.name', 'model.task', 'train.seed')
+REQUIRED_METRICS = ('task', 'test')  # metrics.json: the task and the test metrics of each predictor
+PREDICTION_COLUMNS = ('cell_id', 'drug_id', 'cancer_type', 'observed', 'predicted')
+LODO_COLUMNS = ('drug_id', 'drug_name', 'pcc', 'naive_pcc', 'gain')  # what the report reads
 
 
 @dataclasses.dataclass
@@ -186,20 +191,19 @@ def to_float(text: str) -> float:
     return float('nan')
 
 
-def read_rows(path: pathlib.Path, what: str, header: list[str] | None = None) -> list[dict]:
-  """CSV rows as dicts of strings."""
-  head, body = io.read_table(path, what, header)
+def read_rows(path: pathlib.Path, what: str, required: tuple[str, ...] = ()) -> list[dict]:
+  """CSV rows as dicts of strings; raises naming the file when a `required` column is absent."""
+  head, body = io.read_table(path, what)
+  missing = [c for c in required if c not in head]
+  if missing:
+    raise DataError(f'{path}: no column {", ".join(missing)}; expected {what} with columns '
+                    f'{", ".join(required)} (in any order)')
   return [dict(zip(head, row)) for row in body]
 
 
 def read_lodo(path: pathlib.Path) -> list[dict]:
   """lodo_per_drug.csv rows (cdr_jax.lodo's columns, in any order; regression sweeps only)."""
-  rows = read_rows(path, 'LODO per-drug results')
-  missing = [c for c in ('drug_id', 'pcc', 'naive_pcc') if rows and c not in rows[0]]
-  if missing:
-    raise DataError(f'{path}: no column {", ".join(missing)}; expected a regression LODO sweep '
-                    '(columns drug_id, drug_name, n, pcc, spearman, rmse, naive_pcc, gain)')
-  return rows
+  return read_rows(path, 'the per-drug results of a regression LODO sweep', LODO_COLUMNS)
 
 
 def load_run(path: io.PathLike) -> Run:
@@ -215,8 +219,10 @@ def load_run(path: io.PathLike) -> Run:
     raise DataError(f'missing file {path / "metrics.json"}: expected a finished training run '
                     '(launch/train.py writes it at the end) or a LODO sweep (lodo_per_drug.csv)')
   metrics = read_json(path / METRICS_FILE, 'test metrics') if lodo is None else None
-  if metrics is not None and 'test' not in metrics:
-    raise DataError(f'{path / "metrics.json"}: no "test" section; expected cdr_jax.runs format')
+  missing = [k for k in REQUIRED_METRICS if metrics is not None and k not in metrics]
+  if missing:
+    raise DataError(f'{path / METRICS_FILE}: no {", ".join(missing)}; expected the metrics.json '
+                    'of cdr_jax.runs.write_results')
   has_config = (path / CONFIG_FILE).is_file() or lodo is None
   config = flatten(read_json(path / CONFIG_FILE, 'the run config')) if has_config else {}
   missing = [k for k in REQUIRED_CONFIG if config and k not in config]
@@ -226,14 +232,14 @@ def load_run(path: io.PathLike) -> Run:
 
 
 def group_rows(run: Run, key: str, file: str) -> list[dict]:
-  """per_cell / per_type / per_drug rows of a training run."""
-  return read_rows(run.path / file, f'per-{key} PCC of the model and baselines', [key, 'n'])
+  """per_cell / per_type / per_drug rows of a training run (per_drug.csv also names the drug)."""
+  required = (key, 'n', 'model_pcc') + (('drug_name',) if key == 'drug' else ())
+  return read_rows(run.path / file, f'per-{key} PCC of the model and baselines', required)
 
 
 def predictions(run: Run) -> dict[str, np.ndarray]:
   """predictions.csv as columns (ids as str arrays, values as floats)."""
-  rows = read_rows(run.path / PREDICTIONS_FILE, 'test predictions',
-                   ['cell_id', 'drug_id', 'cancer_type', 'observed', 'predicted'])
+  rows = read_rows(run.path / PREDICTIONS_FILE, 'test predictions', PREDICTION_COLUMNS)
   cols = {k: np.array([r[k] for r in rows]) for k in ('cell_id', 'drug_id', 'cancer_type')}
   cols.update({k: np.array([to_float(r[k]) for r in rows]) for k in ('observed', 'predicted')})
   return cols
@@ -244,5 +250,5 @@ def history(run: Run) -> dict[str, np.ndarray] | None:
   path = run.path / HISTORY_FILE
   if not path.is_file():
     return None
-  rows = read_rows(path, 'per-epoch training history', ['epoch', 'step', 'train_loss'])
-  return {k: np.array([to_float(r.get(k, '')) for r in rows]) for k in ('epoch', 'val_pcc')}
+  rows = read_rows(path, 'per-epoch training history', ('epoch', 'val_pcc'))
+  return {k: np.array([to_float(r[k]) for r in rows]) for k in ('epoch', 'val_pcc')}

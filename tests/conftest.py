@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data root (from $CDR_DATA_DIR) and a tiny DeepCDR-layout data root."""
+"""Shared fixtures: the real data root (from $CDR_DATA_DIR), a tiny DeepCDR-layout data root, and
+real tiny run directories (training runs and LODO sweeps of configs/test.py)."""
 
 import os
 import pathlib
@@ -97,3 +98,75 @@ def require(module: str):
   if os.environ.get('CI'):
     return __import__(module)
   return pytest.importorskip(module, reason=f'{module} is not installed: bash embed_torch/install.sh')
+
+
+RUN_EPOCHS = 2  # tiny runs: enough for a history of two epochs and a best-epoch choice
+
+
+class TinyRuns:
+  """Real run directories of configs/test.py, each produced once per test session on first use."""
+
+  def __init__(self, root: pathlib.Path):
+    self.root = root
+    self._made: dict[str, tuple] = {}
+
+  def _once(self, name: str, spec: tuple, make) -> pathlib.Path:
+    path = self.root / name
+    if name in self._made:
+      assert self._made[name] == spec, f'tiny run {name!r} asked for with two settings'
+      return path
+    make(path)
+    self._made[name] = spec
+    return path
+
+  def train(self, name: str, variant: str | None = None,
+            overrides: dict[str, object] | None = None) -> pathlib.Path:
+    """A finished training run: configs/test.py:`variant`, RUN_EPOCHS epochs, 'section.key'
+    `overrides`, written by cdr_jax.experiment.train_and_evaluate."""
+    from cdr_jax import experiment  # pylint: disable=g-import-not-at-top
+    cfg = _test_config(variant, overrides)
+    return self._once(name, ('train', cfg.to_json()),
+                      lambda path: experiment.train_and_evaluate(cfg, path))
+
+  def sweep(self, name: str = 'lodo', drugs: str = 'random:3:0') -> pathlib.Path:
+    """A finished LODO sweep: configs/test.py:lodo, RUN_EPOCHS epochs, by cdr_jax.lodo.run_sweep."""
+    from cdr_jax import lodo  # pylint: disable=g-import-not-at-top
+    cfg = _test_config('lodo', None)
+    return self._once(name, ('sweep', drugs), lambda path: lodo.run_sweep(cfg, path, drugs=drugs))
+
+
+def _test_config(variant: str | None, overrides: dict[str, object] | None):
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  cfg = test_config.get_config(variant)
+  cfg.train.num_epochs = RUN_EPOCHS
+  for key, value in (overrides or {}).items():
+    section, field = key.split('.')
+    cfg[section][field] = value
+  return cfg
+
+
+@pytest.fixture(scope='session')
+def tiny_runs(tmp_path_factory) -> TinyRuns:
+  """Real tiny training runs and LODO sweeps, shared by every test module of the session."""
+  return TinyRuns(tmp_path_factory.mktemp('tiny_runs'))
+
+
+def hand_dataset(pair_cell, pair_drug, pair_y, cell_features=None, cell_type=None,
+                 pair_label=None, num_cells: int | None = None, num_drugs: int | None = None):
+  """A Dataset written out by hand (no drug graphs): cells 'C<i>', drugs 'D<i>' named 'drug <i>',
+  cancer types 'T<i>'; for baselines, metrics and run files, which never read the graphs."""
+  from cdr_jax.data.dataset import Dataset  # pylint: disable=g-import-not-at-top
+  pair_cell, pair_drug = np.asarray(pair_cell, np.int32), np.asarray(pair_drug, np.int32)
+  num_cells = num_cells or int(pair_cell.max()) + 1
+  num_drugs = num_drugs or int(pair_drug.max()) + 1
+  cell_type = np.asarray(np.zeros(num_cells) if cell_type is None else cell_type, np.int32)
+  features = np.zeros((num_cells, 1)) if cell_features is None else cell_features
+  labels = np.full(len(pair_cell), -1) if pair_label is None else pair_label
+  return Dataset(
+      cell_ids=tuple(f'C{i}' for i in range(num_cells)),
+      cell_features=np.asarray(features, np.float32), cell_type=cell_type,
+      cancer_types=tuple(f'T{i}' for i in range(int(cell_type.max()) + 1)),
+      drug_ids=tuple(f'D{i}' for i in range(num_drugs)),
+      drug_names=tuple(f'drug {i}' for i in range(num_drugs)), drug_graphs=None,
+      pair_cell=pair_cell, pair_drug=pair_drug, pair_y=np.asarray(pair_y, np.float32),
+      pair_label=np.asarray(labels, np.int8))

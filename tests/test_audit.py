@@ -1,4 +1,5 @@
-"""Embedding audit: an expression-derived embedding passes, a random one fails; bad input named."""
+"""Embedding audit: an expression-derived embedding passes, a random one fails; bad input named.
+The runs check reads run directories written by real tiny training runs (configs/test.py)."""
 
 import json
 import pathlib
@@ -53,14 +54,16 @@ def write_data(root: pathlib.Path) -> dict[str, pathlib.Path]:
   return paths
 
 
-def write_run(path: pathlib.Path, pcc: float, shuffled: bool) -> pathlib.Path:
-  path.mkdir(parents=True)
-  config = {'data': {'cell_repr': 'scfoundation', 'shuffle_cells': shuffled},
-            'split': {'name': 'legacy'}, 'model': {'name': 'seed'}}
-  (path / 'config.json').write_text(json.dumps(config))
-  model = {'pcc': pcc, 'spearman': pcc - 0.02, 'rmse': 1.3, 'per_drug_pcc': {'mean': 0.5}}
-  (path / 'metrics.json').write_text(json.dumps({'task': 'regression', 'test': {'model': model}}))
-  return path
+@pytest.fixture(scope='module')
+def runs(tiny_runs) -> dict[str, pathlib.Path]:
+  """A training run, a second seed of it, its shuffled-row control and a LODO sweep."""
+  return {'real': tiny_runs.train('expr_s0'),
+          'seed1': tiny_runs.train('expr_s1', overrides={'train.seed': 1}),
+          'shuffled': tiny_runs.train('expr_shuffled', 'shuffled'), 'lodo': tiny_runs.sweep()}
+
+
+def model_metrics(run: pathlib.Path) -> dict:
+  return json.loads((run / 'metrics.json').read_text())['test']['model']
 
 
 @pytest.fixture(scope='module')
@@ -73,9 +76,8 @@ def run(files, name: str, **kwargs) -> dict:
                          settings=FAST, **kwargs)
 
 
-def test_informative_embedding_passes_with_small_p(files, tmp_path):
-  runs = (write_run(tmp_path / 'real', 0.88, False), write_run(tmp_path / 'shuf', 0.80, True))
-  result = run(files, 'informative', runs=runs, out=tmp_path / 'out')
+def test_informative_embedding_passes_with_small_p(files, runs, tmp_path):
+  result = run(files, 'informative', runs=(runs['real'], runs['shuffled']), out=tmp_path / 'out')
   assert result['verdict'].startswith('VERDICT: the embedding carries expression biology')
   assert all(result['passes'].values()), result['passes']
   assert result['distance']['p'] <= 1 / (FAST.permutations + 1) + 1e-12
@@ -84,10 +86,19 @@ def test_informative_embedding_passes_with_small_p(files, tmp_path):
   assert result['probe']['r2'] > 0.3 > result['probe']['shuffled_r2_max']
   assert result['distance']['cells'] == NUM_CELLS - 1       # the all-missing expression row
   assert result['knn']['cells'] == NUM_CELLS - 5            # 'NA' labels are not cancer types
-  assert result['runs']['pcc_gain'] == pytest.approx(0.08)
-  assert not result['runs']['warnings']
+  real, shuffled = model_metrics(runs['real']), model_metrics(runs['shuffled'])
+  checked = result['runs']
+  assert checked['real'] == {'run': str(runs['real']), 'pcc': real['pcc'],
+                             'spearman': real['spearman'], 'rmse': real['rmse'],
+                             'per_drug_pcc_mean': real['per_drug_pcc']['mean'],
+                             'shuffle_cells': False}
+  assert checked['shuffled']['shuffle_cells'] is True
+  assert checked['pcc_gain'] == pytest.approx(real['pcc'] - shuffled['pcc'])
+  assert not checked['warnings']
   md = (tmp_path / 'out/audit.md').read_text()
-  assert result['verdict'] in md and '0.8800' in md
+  assert result['verdict'] in md
+  assert f"| real: `{runs['real']}` | {real['pcc']:.4f} | {real['spearman']:.4f} |" in md
+  assert f"{real['pcc'] - shuffled['pcc']:+.4f}" in md
   assert json.loads((tmp_path / 'out/audit.json').read_text())['verdict'] == result['verdict']
 
 
@@ -116,17 +127,22 @@ def test_no_shared_cells_names_both_files(files, tmp_path):
     audit.run_audit(other, files['expression'], files['annotations'], settings=FAST)
 
 
-def test_run_without_metrics_names_the_file(files, tmp_path):
-  real = write_run(tmp_path / 'real', 0.9, False)
+def test_run_without_metrics_names_the_file(files, runs, tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(DataError, match=re.escape(str(tmp_path / 'empty' / 'metrics.json'))):
-    run(files, 'random', runs=(real, tmp_path / 'empty'))
+    run(files, 'random', runs=(runs['real'], tmp_path / 'empty'))
+  # A LODO sweep has no test metrics of one model.
+  with pytest.raises(DataError, match=re.escape(f"{runs['lodo'] / 'metrics.json'}: no test.model")):
+    audit.runs_check(runs['real'], runs['lodo'])
 
 
-def test_unshuffled_control_is_flagged(files, tmp_path):
-  runs = (write_run(tmp_path / 'a', 0.9, False), write_run(tmp_path / 'b', 0.9, False))
-  result = audit.runs_check(*runs)
-  assert result['warnings'] and 'shuffle_cells' in result['warnings'][0]
+def test_unshuffled_control_is_flagged(runs):
+  result = audit.runs_check(runs['real'], runs['seed1'])
+  assert result['warnings'] == [f"{runs['seed1'] / 'config.json'} does not set "
+                                'data.shuffle_cells: is it really the shuffled-row control?']
+  swapped = audit.runs_check(runs['shuffled'], runs['real'])
+  assert len(swapped['warnings']) == 2
+  assert 'the "real" run is itself shuffled' in swapped['warnings'][1]
 
 
 def test_launch_script(files, tmp_path):

@@ -1,8 +1,11 @@
-"""Report rendering from small fake run directories (no training: files are written directly)."""
+"""The cross-run report on run directories written by real tiny runs (configs/test.py): two seeds of
+one experiment, its shuffled-row control, a LODO sweep and three cross-validation folds."""
 
+import csv
 import json
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -11,98 +14,42 @@ import numpy as np
 import pytest
 
 from cdr_jax import report
+from cdr_jax import runs as run_io
 from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-BASELINES = ('global_mean', 'drug_mean', 'cell_mean', 'additive')
+BASELINES = ('global_mean', 'drug_mean', 'cell_mean', 'additive', 'type_drug_mean',
+             'matrix_factorization', 'ridge_per_drug')
 
 
-def write_csv(path: pathlib.Path, header: list[str], rows: list[list]) -> None:
-  lines = [','.join(header)] + [','.join(str(v) for v in row) for row in rows]
-  path.write_text('\n'.join(lines) + '\n')
+@pytest.fixture(scope='module')
+def runs(tiny_runs) -> dict[str, pathlib.Path]:
+  """Seeds 0 and 1 of one experiment (same split), its shuffled-row control, a LODO sweep."""
+  return {'a0': tiny_runs.train('expr_s0'),
+          'a1': tiny_runs.train('expr_s1', overrides={'train.seed': 1}),
+          'b': tiny_runs.train('expr_shuffled', 'shuffled'), 'lodo': tiny_runs.sweep()}
 
 
-def write_fake_run(path: pathlib.Path, seed: int, cell_repr: str = 'expression',
-                   shuffled: bool = False, epochs: int = 4, split: str = 'random',
-                   fold: int = 0) -> dict:
-  """A finished regression run in cdr_jax.outputs' formats; returns its metrics.json."""
-  rng = np.random.default_rng(seed + 100 * shuffled)
-  path.mkdir(parents=True)
-  config = {'data': {'source': 'synthetic', 'cell_repr': cell_repr, 'shuffle_cells': shuffled},
-            'split': {'name': split, 'seed': seed, 'fold': fold},
-            'model': {'name': 'seed', 'task': 'regression'},
-            'train': {'seed': seed, 'num_epochs': epochs, 'progress': False}}
-  (path / 'config.json').write_text(json.dumps(config, indent=2))
-  write_csv(path / 'history.csv', ['epoch', 'step', 'train_loss', 'val_pcc', 'val_spearman',
-                                   'val_rmse', 'val_auroc', 'seconds'],
-            [[e, 3 * (e + 1), 2.0 / (e + 1), 0.5 + 0.1 * e + 0.05 * rng.random(), 0.4, 1.5, '',
-              0.1] for e in range(epochs)])
-  cells = [f'ACH-{i:06d}' for i in range(16)]
-  types = ['BRCA', 'LUAD', 'SKCM']
-  drugs = [(f'{1000 + d}', f'drug {d}') for d in range(10)]
-  pairs = [(c, d) for c in range(16) for d in range(10) if rng.random() < 0.8]
-  cell = np.array([p[0] for p in pairs])
-  drug = np.array([p[1] for p in pairs])
-  ctype = cell % 3
-  obs = rng.normal(2, 2, len(pairs))
-  pred = obs + rng.normal(0, 1.0 + 0.5 * shuffled, len(pairs))
-  write_csv(path / 'predictions.csv',
-            ['cell_id', 'drug_id', 'cancer_type', 'observed', 'predicted'],
-            [[cells[c], drugs[d][0], types[t], f'{o:.5f}', f'{p:.5f}']
-             for c, d, t, o, p in zip(cell, drug, ctype, obs, pred)])
-  base_cols = [f'{b}_pcc' for b in BASELINES]
-  for key, group, names in (('drug', drug, [d[0] for d in drugs]), ('cell', cell, cells),
-                            ('type', ctype, types)):
-    rows = []
-    for r in metrics.per_group(pred, obs, group, names):
-      extra = [drugs[[d[0] for d in drugs].index(r['group'])][1]] if key == 'drug' else []
-      rows.append([r['group'], r['n'], *extra, r['pcc'], r['spearman'], r['rmse'],
-                   'nan', *rng.uniform(-1, 1, len(BASELINES) - 1).round(4)])
-    head = [key, 'n'] + (['drug_name'] if key == 'drug' else [])
-    write_csv(path / f'per_{key}.csv', head + ['model_pcc', 'model_spearman', 'model_rmse'] +
-              base_cols, rows)
-  test = {'model': {**metrics.regression(pred, obs),
-                    'per_drug_pcc': metrics.summarize_groups(metrics.per_group(pred, obs, drug,
-                                                                               range(10)))}}
-  for i, b in enumerate(BASELINES):
-    noisy = obs + rng.normal(0, 1 + i, len(obs))
-    test[b] = {**metrics.regression(noisy, obs), 'per_drug_pcc': {'mean': 0.1 * i, 'median': 0.1}}
-  test['global_mean']['pcc'] = float('nan')  # As the real global-mean baseline writes it.
-  summary = {'split': {'name': 'random'}, 'selection': {'best_epoch': epochs - 1},
-             'task': 'regression', 'test': test}
-  (path / 'metrics.json').write_text(json.dumps(summary))
-  return summary
+@pytest.fixture(scope='module')
+def folds(tiny_runs) -> list[pathlib.Path]:
+  """Folds 0..2 of a leave_cell_out cross-validation."""
+  return [tiny_runs.train(f'lco_f{f}', 'leave_cell_out', {'split.fold': f}) for f in range(3)]
 
 
-def write_fake_lodo(path: pathlib.Path, num_drugs: int = 50) -> None:
-  """A LODO sweep directory as cdr_jax.lodo writes it (per-drug table, summary, config)."""
-  rng = np.random.default_rng(7)
-  path.mkdir(parents=True)
-  config = {'data': {'cell_repr': 'scfoundation', 'shuffle_cells': False},
-            'split': {'name': 'leave_drug_out', 'seed': 0}, 'model': {'name': 'seed'},
-            'train': {'seed': 0}}
-  (path / 'config.json').write_text(json.dumps(config))
-  rows = []
-  for d in range(num_drugs):
-    pcc, naive = rng.uniform(0, 0.8), rng.uniform(0, 0.7)
-    rows.append([f'{2000 + d}', f'lodo drug {d}', 30, 5, 0.5, f'{pcc:.4f}', 0.3, 1.2,
-                 f'{naive:.4f}', f'{pcc - naive:.4f}'])
-  write_csv(path / 'lodo_per_drug.csv', ['drug_id', 'drug_name', 'n', 'best_epoch', 'val_score',
-                                         'pcc', 'spearman', 'rmse', 'naive_pcc', 'gain'], rows)
-  (path / 'lodo_summary.json').write_text(json.dumps({'folds': num_drugs, 'per_drug_pcc_mean': 0.4,
-                                                      'cell_repr': 'scfoundation'}))
+def model_metrics(run: pathlib.Path) -> dict:
+  return json.loads((run / 'metrics.json').read_text())['test']['model']
 
 
-@pytest.fixture
-def runs(tmp_path) -> dict[str, pathlib.Path]:
-  out = {'a0': tmp_path / 'runs/expr_s0', 'a1': tmp_path / 'runs/expr_s1',
-         'b': tmp_path / 'runs/expr_shuffled', 'lodo': tmp_path / 'runs/lodo'}
-  write_fake_run(out['a0'], seed=0)
-  write_fake_run(out['a1'], seed=1)
-  write_fake_run(out['b'], seed=0, shuffled=True)
-  write_fake_lodo(out['lodo'])
-  return out
+def read_csv(path: pathlib.Path) -> list[dict]:
+  with open(path, newline='', encoding='utf-8') as f:
+    return list(csv.DictReader(f))
+
+
+def copy_run(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+  """A private copy of a shared run directory, for a test to corrupt."""
+  return pathlib.Path(shutil.copytree(run, tmp_path / run.name,
+                                      ignore=shutil.ignore_patterns('checkpoints', 'tb')))
 
 
 def assert_image(path: pathlib.Path) -> None:
@@ -116,10 +63,19 @@ def figures_in(md: str) -> list[str]:
   return re.findall(r'!\[[^\]]*\]\(([^)]+)\)', md)
 
 
-def test_report_renders_every_figure_and_table(runs, tmp_path):
-  out = tmp_path / 'report'
+def line_starting(md: str, prefix: str) -> str:
+  return next(line for line in md.splitlines() if line.startswith(prefix))
+
+
+@pytest.fixture(scope='module')
+def full_report(runs, tmp_path_factory) -> tuple[pathlib.Path, str]:
+  out = tmp_path_factory.mktemp('report')
   path = report.build_report([str(runs[k]) for k in ('a0', 'a1', 'b', 'lodo')], out)
-  md = path.read_text()
+  return out, path.read_text()
+
+
+def test_report_renders_every_figure(runs, full_report):
+  out, md = full_report
   figs = figures_in(md)
   assert set(figs) == {'fig2_pair_pcc.png', 'fig3_best_type_drug.png', 'fig4_drug_gain_1.png',
                        'fig5_val_pcc.png'}
@@ -127,64 +83,128 @@ def test_report_renders_every_figure_and_table(runs, tmp_path):
     assert_image(out / name)
   assert sorted(p.name for p in out.glob('*.png')) == sorted(figs)
   assert not list(out.glob('.*.tmp'))  # Atomic writes leave no temp files behind.
+  assert '4 runs in 3 experiments' in md
+  # A LODO sweep writes no history.csv: Figure 5 draws the three training runs and names it.
+  assert f"3 runs drawn from history.csv. No validation PCC in: `{runs['lodo']}`." in md
+
+
+def test_summary_table_groups_seeds_beside_baselines(runs, full_report):
+  _, md = full_report
   # The two seeds form one row with mean ± sd of the model's test PCC.
-  pcc = [json.loads((runs[k] / 'metrics.json').read_text())['test']['model']['pcc']
-         for k in ('a0', 'a1')]
-  expected = f'{np.mean(pcc):.4f} ± {np.std(pcc, ddof=1):.4f}'
-  row = next(line for line in md.splitlines() if line.startswith('| R1 | expression · random'))
-  assert f'| 2 | {expected} |' in row
-  assert re.search(r'\| R2 \| expression shuffled · random · seed \| 1 \| \d\.\d{4} \|', md)
+  pcc = [model_metrics(runs[k])['pcc'] for k in ('a0', 'a1')]
+  row = line_starting(md, '| R1 | expression · random · seed |')
+  assert f'| 2 | {np.mean(pcc):.4f} ± {np.std(pcc, ddof=1):.4f} |' in row
+  shuffled = model_metrics(runs['b'])
+  assert (f"| R2 | expression shuffled · random · seed | 1 | {shuffled['pcc']:.4f} | "
+          f"{shuffled['spearman']:.4f} | {shuffled['rmse']:.3f} |") in md
+  tested = json.loads((runs['a0'] / 'metrics.json').read_text())['test']
+  assert set(tested) == {'model', *BASELINES}
   for b in BASELINES:
-    assert f'naive: {b}' in md
+    assert f'| R1 | naive: {b} | 2 |' in md and f'| R2 | naive: {b} | 1 |' in md
+  # The global mean is constant, so its PCC is undefined in both seeds.
   assert '| R1 | naive: global_mean | 2 | n/a |' in md
+  drug_mean = tested['drug_mean']['pcc']  # The same split for both seeds: sd 0.
+  assert f'| R1 | naive: drug_mean | 2 | {drug_mean:.4f} ± 0.0000 |' in md
+
+
+def test_runs_table_names_each_run(runs, full_report):
+  _, md = full_report
+  summary = json.loads((runs['a1'] / 'metrics.json').read_text())
+  m = summary['test']['model']
+  assert (f"| `{runs['a1']}` | R1 | expression · random · seed | 1 | 0 | 0 | "
+          f"{summary['selection']['best_epoch']} | {m['pcc']:.4f} | "
+          f"{m['per_drug_pcc']['mean']:.3f} |") in md
+  assert f"| `{runs['lodo']}` | R3 | expression · leave_drug_out · seed (LODO sweep) |" in md
+
+
+def test_lodo_table_matches_the_sweep_summary(runs, full_report):
+  _, md = full_report
+  s = json.loads((runs['lodo'] / 'lodo_summary.json').read_text())
+  assert s['folds'] == 3 and s['drugs_compared'] == 3
+  gain = s['per_drug_pcc_mean'] - s['naive_cell_mean_pcc_mean']
+  assert (f"| `{runs['lodo']}` (expression · leave_drug_out · seed) | 3 | "
+          f"{s['per_drug_pcc_mean']:.3f} | {s['naive_cell_mean_pcc_mean']:.3f} | {gain:+.3f} | "
+          f"{s['drugs_beating_naive']} |") in md
   assert 'leave-one-drug-out sweep' in md and 'lodo_summary.json' in md
-  assert '| R3 | scfoundation · leave_drug_out · seed (LODO sweep) |' in md
+  # Figure 4 lists every drug of the sweep with its gain, largest first.
+  rows = read_csv(runs['lodo'] / 'lodo_per_drug.csv')
+  ranked = sorted(rows, key=lambda r: -float(r['gain']))
+  listed = ', '.join(f"{r['drug_name']} ({float(r['gain']):+.3f})" for r in ranked)
+  assert f'All drugs by gain: {listed}.' in md
+
+
+def test_seed_ensemble_row_when_test_pairs_match(runs, full_report):
+  """Seeds 0 and 1 share their split: a row scores the mean of their predictions."""
+  _, md = full_report
+  a, b = (read_csv(runs[k] / 'predictions.csv') for k in ('a0', 'a1'))
+  assert [(r['cell_id'], r['drug_id']) for r in a] == [(r['cell_id'], r['drug_id']) for r in b]
+  mean_pred = np.array([(float(x['predicted']) + float(y['predicted'])) / 2 for x, y in zip(a, b)])
+  obs = np.array([float(x['observed']) for x in a])
+  row = line_starting(md, '| R1 | ensemble: mean prediction of the 2 runs |')
+  pcc, spearman = metrics.pcc(mean_pred, obs), metrics.spearman(mean_pred, obs)
+  assert f'| 1 | {pcc:.4f} | {spearman:.4f} |' in row
+  assert md.count('ensemble: mean prediction') == 1  # not for the single shuffled run
 
 
 def test_grouping_by_config_without_seeds(runs):
-  loaded = [report.load_run(runs[k]) for k in ('a0', 'b', 'a1')]
+  loaded = [run_io.load_run(runs[k]) for k in ('a0', 'b', 'a1')]
   groups = report.group_runs(loaded)
   assert [[r.path.name for r in g] for g in groups] == [['expr_s0', 'expr_s1'], ['expr_shuffled']]
   assert loaded[1].label == 'expression shuffled · random · seed'
+  assert [r.group for r in loaded] == [1, 2, 1]
 
 
-def test_cross_validation_folds_are_one_experiment(tmp_path):
-  """The folds of a leave_cell_out run form one row (mean ± sd over folds); another split does not
-  join them, and the per-run table names each fold."""
-  dirs = [tmp_path / f'lco_f{f}' for f in range(3)] + [tmp_path / 'random_f0']
-  for f, d in enumerate(dirs[:3]):
-    write_fake_run(d, seed=0, split='leave_cell_out', fold=f)
-  write_fake_run(dirs[3], seed=0, split='random', fold=0)
-  groups = report.group_runs([report.load_run(d) for d in dirs])
+def test_cross_validation_folds_are_one_experiment(folds, runs, tmp_path):
+  """The folds of a leave_cell_out run form one row (mean ± sd over folds), with no ensemble row
+  (their test pairs differ); another split does not join them; the per-run table names each fold."""
+  dirs = folds + [runs['a0']]
+  groups = report.group_runs([run_io.load_run(d) for d in dirs])
   assert [[r.path.name for r in g] for g in groups] == [['lco_f0', 'lco_f1', 'lco_f2'],
-                                                        ['random_f0']]
+                                                        ['expr_s0']]
   md = report.build_report([str(d) for d in dirs], tmp_path / 'report').read_text()
-  pcc = [json.loads((d / 'metrics.json').read_text())['test']['model']['pcc'] for d in dirs[:3]]
-  row = next(line for line in md.splitlines()
-             if line.startswith('| R1 | expression · leave_cell_out'))
+  pcc = [model_metrics(d)['pcc'] for d in folds]
+  row = line_starting(md, '| R1 | expression · leave_cell_out · seed |')
   assert f'| 3 | {np.mean(pcc):.4f} ± {np.std(pcc, ddof=1):.4f} |' in row
   assert re.search(r'\| `[^`]*lco_f2` \| R1 \| [^|]+ \| 0 \| 0 \| 2 \|', md)
+  assert 'ensemble' not in md
 
 
 def test_missing_metrics_names_the_file(runs, tmp_path):
-  (runs['a0'] / 'metrics.json').unlink()
-  with pytest.raises(DataError, match=re.escape(str(runs['a0'] / 'metrics.json'))):
-    report.build_report([str(runs['a0']), str(runs['b'])], tmp_path / 'report')
+  run = copy_run(runs['a0'], tmp_path)
+  (run / 'metrics.json').unlink()
+  with pytest.raises(DataError, match=re.escape(str(run / 'metrics.json'))):
+    report.build_report([str(run), str(runs['b'])], tmp_path / 'report')
   with pytest.raises(DataError, match='does not exist'):
-    report.load_run(tmp_path / 'nowhere')
-  write_csv(runs['lodo'] / 'lodo_per_drug.csv', ['drug_id', 'auroc'], [['1', '0.7']])
-  with pytest.raises(DataError, match=r'lodo_per_drug.csv: no column pcc, naive_pcc'):
-    report.load_run(runs['lodo'])
+    run_io.load_run(tmp_path / 'nowhere')
+  sweep = copy_run(runs['lodo'], tmp_path)
+  (sweep / 'lodo_per_drug.csv').write_text('drug_id,auroc\n1,0.7\n')
+  missing = 'no column drug_name, pcc, naive_pcc, gain'
+  with pytest.raises(DataError, match=f'lodo_per_drug.csv: {missing}'):
+    run_io.load_run(sweep)
 
 
 def test_missing_table_names_the_file(runs, tmp_path):
-  (runs['a0'] / 'per_type.csv').unlink()
-  with pytest.raises(DataError, match='per_type.csv'):
-    report.build_report([str(runs['a0']), str(runs['b'])], tmp_path / 'report')
+  run = copy_run(runs['a0'], tmp_path)
+  (run / 'per_type.csv').unlink()
+  with pytest.raises(DataError, match=re.escape(str(run / 'per_type.csv'))):
+    report.build_report([str(run), str(runs['b'])], tmp_path / 'report')
+
+
+def test_missing_column_names_the_file_and_column(runs, tmp_path):
+  """per_drug.csv without its drug_name column: an error, not the drug ids in its place."""
+  run = copy_run(runs['a0'], tmp_path)
+  rows = read_csv(run / 'per_drug.csv')
+  fields = [k for k in rows[0] if k != 'drug_name']
+  with open(run / 'per_drug.csv', 'w', newline='', encoding='utf-8') as f:
+    writer = csv.DictWriter(f, fields, extrasaction='ignore', lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(rows)
+  with pytest.raises(DataError, match=re.escape(f"{run / 'per_drug.csv'}: no column drug_name")):
+    report.build_report([str(run), str(runs['b'])], tmp_path / 'report')
 
 
 def test_bad_pair_lists_the_choices(runs):
-  loaded = [report.load_run(runs[k]) for k in ('a0', 'b')]
+  loaded = [run_io.load_run(runs[k]) for k in ('a0', 'b')]
   with pytest.raises(ValueError, match='choose from'):
     report.pick_pair(loaded, 'expr_s0,missing')
 
@@ -203,29 +223,3 @@ def test_launch_script_without_lodo_falls_back_and_honours_pair(runs, tmp_path):
   assert f"A = `{runs['b']}`" in md and f"B = `{runs['a1']}`" in md
   for name in figures_in(md):
     assert_image(out / name)
-
-
-def test_seed_ensemble_row_when_test_pairs_match(runs, tmp_path):
-  """Repeats scored on the same test pairs get a row for their mean prediction; repeats on
-  different pairs (the fixture's two seeds draw different pairs) get none."""
-  import shutil  # pylint: disable=g-import-not-at-top
-  twin = tmp_path / 'runs/expr_s0_twin'
-  shutil.copytree(runs['a0'], twin)
-  config = json.loads((twin / 'config.json').read_text())
-  config['train']['seed'] = 5
-  (twin / 'config.json').write_text(json.dumps(config))
-  lines = (twin / 'predictions.csv').read_text().splitlines()
-  rng = np.random.default_rng(3)
-  rows = [line.split(',') for line in lines[1:]]
-  for row in rows:
-    row[4] = f'{float(row[4]) + rng.normal(0, 1.5):.5f}'
-  (twin / 'predictions.csv').write_text('\n'.join([lines[0]] + [','.join(r) for r in rows]) + '\n')
-  obs = np.array([float(r[3]) for r in rows])
-  a = report.predictions(report.load_run(runs['a0']))['predicted']
-  mean_pred = (a + np.array([float(r[4]) for r in rows])) / 2
-  md = report.build_report([str(runs['a0']), str(twin)], tmp_path / 'rep').read_text()
-  row = next(line for line in md.splitlines() if 'ensemble: mean prediction of the 2 runs' in line)
-  assert row.startswith('| R1 |')
-  assert f'| 1 | {metrics.pcc(mean_pred, obs):.4f} |' in row
-  md = report.build_report([str(runs['a0']), str(runs['a1'])], tmp_path / 'rep2').read_text()
-  assert 'ensemble: mean prediction' not in md
