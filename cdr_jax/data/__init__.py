@@ -1,0 +1,1 @@
+"""Data: reading the DeepCDR files and building drug and cell-line representations."""
