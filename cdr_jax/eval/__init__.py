@@ -1,0 +1,1 @@
+"""Evaluation: baselines and metrics computed over finished predictions."""
