@@ -1,4 +1,4 @@
-"""Drug representations: the GDSC annotation parser (real file), fingerprints, descriptors, controls."""
+"""Drug representations: GDSC annotation parser (real file), fingerprints, descriptors, controls."""
 
 import re
 
@@ -70,7 +70,8 @@ def test_merge_takes_target_union_and_documented_pathway_rule(tmp_path):
   ann = drugs.read_annotations(path)
   assert ann.targets == {'11': ('AKT1', 'AKT2', 'MTOR'), '22': ('EGFR',)}
   assert ann.pathway == {'11': 'Other', '22': 'EGFR signaling'}
-  assert [(d.cid, d.chosen) for d in ann.disagreements] == [('11', 'Other'), ('22', 'EGFR signaling')]
+  assert [(d.cid, d.chosen) for d in ann.disagreements] == [('11', 'Other'),
+                                                            ('22', 'EGFR signaling')]
   assert ann.gdsc_ids == {'11': ('1000', '99'), '22': ('5', '6')}
 
 

@@ -78,8 +78,9 @@ def test_closed_form_equals_explicit_refits(held_out):
 
 
 def test_three_drug_fold_by_hand():
-  # Held-out drug 0 resembles drug 1 (k = 0.5) only. Lines 0..2: drug 1 = 1, 2, 3 and drug 2 = 3, 2, 1,
-  # so naive = 2, 2, 2; both deviations have spread sqrt(2/3); z_1 = (-1, 0, 1) / sqrt(2/3).
+  # Held-out drug 0 resembles drug 1 (k = 0.5) only. Lines 0..2: drug 1 = 1, 2, 3 and
+  # drug 2 = 3, 2, 1, so naive = 2, 2, 2; both deviations have spread sqrt(2/3) and
+  # z_1 = (-1, 0, 1) / sqrt(2/3).
   # zhat_0 = 0.5 / (1 + lam) * z_1, and with lam = 1 the profile is 2 + 0.25 * (-1, 0, 1).
   y = np.array([[9.0, 1.0, 3.0], [-4.0, 2.0, 2.0], [0.0, 3.0, 1.0]])
   kernel = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -142,3 +143,6 @@ def test_bad_shapes_are_refused():
   with pytest.raises(ValueError, match='weight_grid'):
     lk.lodo_kernel_ridge(np.zeros(2, int), np.zeros(2, int), np.zeros(2), 1, np.ones((2, 3, 3)),
                          [[1.0, 2.0, 3.0]], [1.0])
+  with pytest.raises(ValueError, match='positive'):
+    lk.lodo_kernel_ridge(np.zeros(2, int), np.zeros(2, int), np.zeros(2), 1, np.ones((1, 3, 3)),
+                         [[1.0]], [0.0])

@@ -1,4 +1,4 @@
-"""Drug representations beyond the molecular graph: GDSC annotations, Morgan bits, RDKit descriptors.
+"""Drug representations beyond the graph: GDSC annotations, Morgan bits, RDKit descriptors.
 
 Every feature function takes the drug ids (PubChem CIDs) in the dataset's order and returns a
 [D, F] matrix with one row per id, plus column names where the columns mean something. Controls
@@ -96,14 +96,16 @@ def read_annotations(path: io.PathLike) -> DrugAnnotations:
 
 
 def _check_annotated(ann: DrugAnnotations, drug_ids: Sequence[str]) -> None:
+  """Raises naming the first drug id with no row in the drug list, and the file."""
   for d in drug_ids:
     if d not in ann.pathway:
-      raise DataError(f'{ann.path}: no row with PubCHEM {d!r}: expected an annotation for every drug')
+      raise DataError(f'{ann.path}: no row with PubCHEM {d!r}: expected an annotation for '
+                      'every drug')
 
 
 def annotation_features(ann: DrugAnnotations,
                         drug_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-  """[D, P + T] float32: pathway one-hot then target multi-hot, over the pathways/targets of `drug_ids`.
+  """[D, P + T] float32: pathway one-hot, then target multi-hot (over those of `drug_ids`).
 
   Columns are named 'pathway:<pathway>' and 'target:<TARGET>', each group sorted. Only the given
   drugs' pathways and targets become columns, so a training set's matrix has no empty column.
@@ -131,14 +133,15 @@ def _molecules(smiles_by_id: Mapping[str, str], drug_ids: Sequence[str],
     smiles = smiles_by_id[d]
     mol = Chem.MolFromSmiles(smiles) if smiles else None
     if mol is None or mol.GetNumAtoms() == 0:
-      raise DataError(f'{source}: invalid SMILES for drug {d!r}: {smiles!r} (RDKit could not parse it)')
+      raise DataError(f'{source}: invalid SMILES for drug {d!r}: {smiles!r} '
+                      '(RDKit could not parse it)')
     mols.append(mol)
   return mols
 
 
 def morgan_features(smiles_by_id: Mapping[str, str], drug_ids: Sequence[str], radius: int = 2,
                     bits: int = 2048, source: io.PathLike = '<smiles>') -> np.ndarray:
-  """[D, bits] float32 0/1 Morgan (ECFP-like) fingerprints; `source` names the SMILES file in errors."""
+  """[D, bits] float32 0/1 Morgan (ECFP-like) fingerprints; `source` names the SMILES file."""
   generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
   mols = _molecules(smiles_by_id, drug_ids, source)
   out = np.zeros((len(drug_ids), bits), np.float32)
@@ -154,7 +157,7 @@ def descriptor_names() -> list[str]:
 
 def descriptor_features(smiles_by_id: Mapping[str, str], drug_ids: Sequence[str],
                         source: io.PathLike = '<smiles>') -> tuple[np.ndarray, list[str]]:
-  """[D, ~217] float64 raw RDKit 2D descriptors (nan where RDKit cannot compute one) and their names.
+  """[D, ~217] float64 raw RDKit 2D descriptors (nan where RDKit has none) and their names.
 
   Raw values span many orders of magnitude and some are nan (e.g. BCUT2D on a platinum complex);
   standardise with `standardize` on the training drugs before use.

@@ -9,7 +9,7 @@ For a held-out drug d, with every other drug's labels and no label of d:
   profile_d   = naive_d + s * zhat_d, s = the other drugs' mean deviation spread (ln IC50 units).
 The kernel is a weighted sum of label-free drug kernels (pathway, targets, fingerprints,
 descriptors); its weights and lam are chosen per fold by leave-one-out over the OTHER drugs, in
-closed form, so all folds run in seconds.
+closed form: all 223 folds take seconds per candidate weight vector.
 """
 
 import dataclasses
@@ -34,7 +34,7 @@ class LodoKernelResult:
 
 def profile_matrix(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray,
                    n_cells: int, n_drugs: int) -> np.ndarray:
-  """[C, D] mean ln IC50 of each (line, drug) over its pairs (GDSC repeats some); nan if unmeasured."""
+  """[C, D] mean ln IC50 of each (line, drug) over its pairs (GDSC repeats some); nan if none."""
   flat = np.asarray(pair_cell, np.int64) * n_drugs + np.asarray(pair_drug, np.int64)
   total = np.bincount(flat, np.asarray(pair_y, np.float64), n_cells * n_drugs)
   count = np.bincount(flat, minlength=n_cells * n_drugs)
@@ -108,26 +108,20 @@ def zscored_deviations(profiles: np.ndarray, naive: np.ndarray) -> tuple[np.ndar
 class KernelEigen:
   """A drug kernel over ALL drugs, eigendecomposed once; every fold's ridge is derived from it.
 
-  With B = (K + lam I)^-1 = U diag(1 / (evals + lam)) U^T, dropping the held-out drug d is a rank-one
-  downdate: (K_oo + lam I)^-1 = B_oo - B_od B_do / B_dd, and the ridge fitted on the others predicts
-  d as -B_do Z / B_dd. So no fold refactorises a matrix. The kernel holds no labels.
+  With B = (K + lam I)^-1 = U diag(1 / (evals + lam)) U^T, dropping the held-out drug d is a
+  rank-one downdate, (K_oo + lam I)^-1 = B_oo - B_od B_do / B_dd, and the ridge fitted on the
+  others predicts d as -B_do Z / B_dd: no fold refactorises a matrix. The kernel holds no labels.
   """
 
   def __init__(self, kernel: np.ndarray):
     evals, self.vecs = np.linalg.eigh(np.asarray(kernel, np.float64))
     self.evals = np.maximum(evals, 0.0)  # sums of PSD kernels: negatives are rounding
 
-  def _parts(self, held_out: int, lam: float):
-    """(U_o diag(s), v = B_od, beta = B_dd) for s = 1 / (evals + lam)."""
-    shrink = 1.0 / (self.evals + lam)
-    others = np.delete(self.vecs, held_out, axis=0)
-    t = shrink * self.vecs[held_out]
-    return others * shrink, others @ t, float(self.vecs[held_out] @ t)
-
   def predict(self, held_out: int, targets: np.ndarray, lam: float) -> np.ndarray:
-    """Kernel ridge fitted on all drugs but `held_out` (targets [n, C], in drug order), at `held_out`."""
-    _, v, beta = self._parts(held_out, lam)
-    return -(v @ targets) / beta
+    """The ridge fitted on all drugs but `held_out` (targets [n, C], drug order), at `held_out`."""
+    t = self.vecs[held_out] / (self.evals + lam)
+    b_od = np.delete(self.vecs, held_out, axis=0) @ t
+    return -(b_od @ targets) / float(self.vecs[held_out] @ t)
 
   def loo_errors(self, held_out: int, targets: np.ndarray, lambdas: Sequence[float],
                  gram: np.ndarray | None = None) -> np.ndarray:
@@ -174,9 +168,12 @@ def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.n
   if kernels.shape != (len(kernels), n_drugs, n_drugs) or grid.shape[1] != len(kernels):
     raise ValueError(f'expected kernels [K, D, D] and weight_grid [G, K], got {kernels.shape} '
                      f'and {grid.shape}')
+  if not len(lambdas) or min(lambdas) <= 0:
+    raise ValueError(f'lambdas must be positive ridges, got {list(lambdas)}')
   eigens = [KernelEigen(np.tensordot(w, kernels, 1)) for w in grid]
   ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, n_drugs)
-  naive = np.stack([naive_profile(pair_cell, pair_drug, pair_y, n_cells, d) for d in range(n_drugs)])
+  naive = np.stack([naive_profile(pair_cell, pair_drug, pair_y, n_cells, d)
+                    for d in range(n_drugs)])
   profiles = np.empty_like(naive)
   weights, lam, loo_error = np.empty((n_drugs, len(kernels))), np.empty(n_drugs), np.empty(n_drugs)
   for d in range(n_drugs):
