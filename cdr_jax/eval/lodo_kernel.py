@@ -1,0 +1,197 @@
+"""The classical leave-one-drug-out baseline: naive cell-line mean plus kernel ridge over drugs.
+
+For a held-out drug d, with every other drug's labels and no label of d:
+  naive_d(c)  = each cell line's mean ln IC50 over the pairs of the other drugs
+                (`cdr_jax.lodo.naive_cell_mean`);
+  z_e(c)      = drug e's deviation y(c, e) - naive_d(c), z-scored over the lines e was measured on
+                (0 where e was not measured), for every other drug e;
+  zhat_d      = kernel ridge of the profiles z_e on a drug kernel: k_d^T (K + lam I)^-1 Z;
+  profile_d   = naive_d + s * zhat_d, s = the other drugs' mean deviation spread (ln IC50 units).
+The kernel is a weighted sum of label-free drug kernels (pathway, targets, fingerprints,
+descriptors); its weights and lam are chosen per fold by leave-one-out over the OTHER drugs, in
+closed form: all 223 folds take seconds per candidate weight vector.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class LodoKernelResult:
+  """Per held-out drug: the predicted profile over all cell lines and what was chosen for it."""
+  profiles: np.ndarray   # [D, C] predicted ln IC50 of drug d on every line, from other drugs only
+  naive: np.ndarray      # [D, C] the naive cell-line mean of each fold
+  weights: np.ndarray    # [D, K] kernel weights chosen for each fold
+  lam: np.ndarray        # [D] ridge chosen for each fold
+  loo_error: np.ndarray  # [D] the chosen setting's leave-one-out error over the other drugs
+
+  def pair_predictions(self, pair_cell: np.ndarray, pair_drug: np.ndarray) -> np.ndarray:
+    """[P] each pair's prediction by its drug's fold (duplicate pairs get the same value)."""
+    return self.profiles[pair_drug, pair_cell]
+
+
+def profile_matrix(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray,
+                   n_cells: int, n_drugs: int) -> np.ndarray:
+  """[C, D] mean ln IC50 of each (line, drug) over its pairs (GDSC repeats some); nan if none."""
+  flat = np.asarray(pair_cell, np.int64) * n_drugs + np.asarray(pair_drug, np.int64)
+  total = np.bincount(flat, np.asarray(pair_y, np.float64), n_cells * n_drugs)
+  count = np.bincount(flat, minlength=n_cells * n_drugs)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    return np.where(count > 0, total / count, np.nan).reshape(n_cells, n_drugs)
+
+
+def naive_profile(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray,
+                  n_cells: int, held_out: int) -> np.ndarray:
+  """[C] each line's mean ln IC50 over the pairs of drugs other than `held_out`.
+
+  As `cdr_jax.lodo.naive_cell_mean`: a repeated pair counts twice, a line with no other pair gets
+  the mean of all other pairs. Only the other drugs' pairs are read, so the held-out labels cannot
+  leak in, not even through rounding.
+  """
+  rest = np.asarray(pair_drug) != held_out
+  cell, y = np.asarray(pair_cell)[rest], np.asarray(pair_y, np.float64)[rest]
+  total = np.bincount(cell, y, n_cells)
+  count = np.bincount(cell, minlength=n_cells)
+  return np.where(count > 0, total / np.maximum(count, 1), y.mean())
+
+
+def tanimoto_kernel(x: np.ndarray) -> np.ndarray:
+  """[D, D] Tanimoto (Jaccard) similarity of 0/1 rows; 0 between rows with no bit set."""
+  x = (np.asarray(x) > 0).astype(np.float64)
+  inter = x @ x.T
+  union = x.sum(1)[:, None] + x.sum(1)[None, :] - inter
+  return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def cosine_kernel(x: np.ndarray) -> np.ndarray:
+  """[D, D] cosine similarity of rows; 0 for a row of zeros."""
+  x = np.asarray(x, np.float64)
+  norm = np.linalg.norm(x, axis=1)
+  unit = x / np.where(norm > 0, norm, 1.0)[:, None]
+  return unit @ unit.T
+
+
+def rbf_kernel(x: np.ndarray, gamma: float | None = None) -> np.ndarray:
+  """[D, D] exp(-gamma |x_i - x_j|^2); gamma defaults to 1 / the median squared distance."""
+  x = np.asarray(x, np.float64)
+  sq = (x ** 2).sum(1)
+  dist = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+  if gamma is None:
+    off = dist[~np.eye(len(x), dtype=bool)]
+    median = np.median(off) if off.size else 0.0
+    gamma = 1.0 / median if median > 0 else 1.0
+  return np.exp(-gamma * dist)
+
+
+def zscored_deviations(profiles: np.ndarray, naive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Each drug's deviation from `naive` z-scored over its measured lines.
+
+  Args:
+    profiles: [C, n] ln IC50, nan where unmeasured.
+    naive: [C] the fold's naive cell-line mean.
+
+  Returns:
+    [n, C] z-scores (0 where unmeasured or where a drug has no spread) and [n] the spreads.
+  """
+  dev = profiles - naive[:, None]
+  seen = np.isfinite(dev)
+  count = np.maximum(seen.sum(0), 1)
+  mean = np.where(seen, dev, 0.0).sum(0) / count
+  spread = np.sqrt(np.where(seen, (dev - mean) ** 2, 0.0).sum(0) / count)
+  ok = spread > 1e-12
+  z = np.where(seen & ok, (dev - mean) / np.where(ok, spread, 1.0), 0.0)
+  return z.T, spread
+
+
+class KernelEigen:
+  """A drug kernel over ALL drugs, eigendecomposed once; every fold's ridge is derived from it.
+
+  With B = (K + lam I)^-1 = U diag(1 / (evals + lam)) U^T, dropping the held-out drug d is a
+  rank-one downdate, (K_oo + lam I)^-1 = B_oo - B_od B_do / B_dd, and the ridge fitted on the
+  others predicts d as -B_do Z / B_dd: no fold refactorises a matrix. The kernel holds no labels.
+  """
+
+  def __init__(self, kernel: np.ndarray):
+    evals, self.vecs = np.linalg.eigh(np.asarray(kernel, np.float64))
+    self.evals = np.maximum(evals, 0.0)  # sums of PSD kernels: negatives are rounding
+
+  def predict(self, held_out: int, targets: np.ndarray, lam: float) -> np.ndarray:
+    """The ridge fitted on all drugs but `held_out` (targets [n, C], drug order), at `held_out`."""
+    t = self.vecs[held_out] / (self.evals + lam)
+    b_od = np.delete(self.vecs, held_out, axis=0) @ t
+    return -(b_od @ targets) / float(self.vecs[held_out] @ t)
+
+  def loo_errors(self, held_out: int, targets: np.ndarray, lambdas: Sequence[float],
+                 gram: np.ndarray | None = None) -> np.ndarray:
+    """[L] mean squared leave-one-out residual over the drugs other than `held_out`, per ridge.
+
+    Inside the ridge over the other drugs, G = (K_oo + lam I)^-1 and dropping drug e as well
+    leaves the residual (G Z)_e / G_ee; its squared norm is (G M G)_ee / G_ee^2 with M = Z Z^T
+    (`gram`, if the caller has it), so the cost does not grow with the number of cell lines.
+    """
+    gram = targets @ targets.T if gram is None else gram
+    others = np.delete(self.vecs, held_out, axis=0)                     # [n, D]
+    shrink = 1.0 / (self.evals[None, :] + np.asarray(lambdas)[:, None])  # [L, D]
+    scaled = others[None] * shrink[:, None, :]                           # [L, n, D]: U_o S
+    v = scaled @ self.vecs[held_out]                                     # [L, n]: B_od
+    beta = shrink @ self.vecs[held_out] ** 2                             # [L]: B_dd
+    proj = others.T @ gram @ others                                      # M in the eigenbasis
+    gm = gram @ v.T                                                      # [n, L]
+    # G = U_o S U_o^T - v v^T / beta; expand diag(G M G) so the only n^3 term is one GEMM.
+    quad = ((scaled @ proj) * scaled).sum(-1)                            # diag(U_o S P S U_o^T)
+    cross = np.einsum('lnd,dl->ln', scaled, others.T @ gm) * v / beta[:, None]
+    tail = v ** 2 * np.einsum('ln,nl->l', v, gm)[:, None] / beta[:, None] ** 2
+    g_diag = (scaled * others[None]).sum(-1) - v ** 2 / beta[:, None]
+    return ((quad - 2 * cross + tail) / g_diag ** 2).sum(1) / targets.size
+
+
+def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray,
+                      n_cells: int, kernels: np.ndarray, weight_grid: np.ndarray,
+                      lambdas: Sequence[float]) -> LodoKernelResult:
+  """Predicts every drug's profile from the other drugs' labels (all leave-one-drug-out folds).
+
+  Args:
+    pair_cell, pair_drug, pair_y: [P] the dataset's pairs (line index, drug index, ln IC50).
+    n_cells: number of cell lines C.
+    kernels: [K, D, D] label-free PSD drug kernels (unit diagonals make the weights comparable).
+    weight_grid: [G, K] candidate kernel weights; a single row fixes them.
+    lambdas: candidate ridges.
+
+  Returns:
+    A `LodoKernelResult`; fold d's profile, weights and ridge depend on no label of drug d.
+  """
+  kernels = np.asarray(kernels, np.float64)
+  grid = np.atleast_2d(np.asarray(weight_grid, np.float64))
+  n_drugs = kernels.shape[-1]
+  if kernels.shape != (len(kernels), n_drugs, n_drugs) or grid.shape[1] != len(kernels):
+    raise ValueError(f'expected kernels [K, D, D] and weight_grid [G, K], got {kernels.shape} '
+                     f'and {grid.shape}')
+  if not len(lambdas) or min(lambdas) <= 0:
+    raise ValueError(f'lambdas must be positive ridges, got {list(lambdas)}')
+  eigens = [KernelEigen(np.tensordot(w, kernels, 1)) for w in grid]
+  ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, n_drugs)
+  naive = np.stack([naive_profile(pair_cell, pair_drug, pair_y, n_cells, d)
+                    for d in range(n_drugs)])
+  profiles = np.empty_like(naive)
+  weights, lam, loo_error = np.empty((n_drugs, len(kernels))), np.empty(n_drugs), np.empty(n_drugs)
+  for d in range(n_drugs):
+    z, spread = zscored_deviations(np.delete(ybar, d, axis=1), naive[d])
+    gram = z @ z.T
+    errors = np.stack([e.loo_errors(d, z, lambdas, gram) for e in eigens])  # [G, L]
+    g, l = np.unravel_index(np.argmin(errors), errors.shape)
+    weights[d], lam[d], loo_error[d] = grid[g], lambdas[l], errors[g, l]
+    profiles[d] = naive[d] + spread.mean() * eigens[g].predict(d, z, lambdas[l])
+  return LodoKernelResult(profiles, naive, weights, lam, loo_error)
+
+
+def per_drug_pcc(pred: np.ndarray, obs: np.ndarray, pair_drug: np.ndarray,
+                 n_drugs: int) -> np.ndarray:
+  """[D] Pearson correlation over each drug's pairs; nan where either side is constant."""
+  out = np.full(n_drugs, np.nan)
+  for d in range(n_drugs):
+    p, o = pred[pair_drug == d], obs[pair_drug == d]
+    if len(p) > 1 and p.std() > 0 and o.std() > 0:
+      out[d] = np.corrcoef(p, o)[0, 1]
+  return out

@@ -1,0 +1,148 @@
+"""The kernel-ridge leave-one-drug-out baseline: hand-checked folds, closed-form LOO, no leakage."""
+
+import numpy as np
+import pytest
+
+from cdr_jax.eval import lodo_kernel as lk
+
+
+def pairs_from_matrix(y):
+  """Pairs (cell, drug, y) of a [C, D] matrix, nan = unmeasured."""
+  cell, drug = np.nonzero(np.isfinite(y))
+  return cell.astype(np.int32), drug.astype(np.int32), y[cell, drug].astype(np.float32)
+
+
+def random_problem(seed=0, n_cells=9, n_drugs=7):
+  rng = np.random.default_rng(seed)
+  y = rng.normal(size=(n_cells, n_drugs)) + rng.normal(size=(n_cells, 1))
+  y[rng.random(y.shape) < 0.15] = np.nan
+  features = rng.normal(size=(n_drugs, 3))
+  kernels = np.stack([lk.rbf_kernel(features), lk.cosine_kernel(features) ** 2])
+  return pairs_from_matrix(y), kernels
+
+
+def explicit_ridge(kernel, train, test, targets, lam):
+  """Kernel ridge refitted from scratch on `train` rows, evaluated at `test` rows."""
+  a = kernel[np.ix_(train, train)] + lam * np.eye(len(train))
+  return kernel[np.ix_(test, train)] @ np.linalg.solve(a, targets)
+
+
+def test_naive_profile_and_profile_matrix_by_hand():
+  # 2 lines x 3 drugs; line 0 measured twice on drug 1 (GDSC repeats pairs).
+  cell = np.array([0, 0, 0, 0, 1, 1])
+  drug = np.array([0, 1, 1, 2, 0, 2])
+  y = np.array([1.0, 2.0, 4.0, 6.0, 3.0, 5.0], np.float32)
+  np.testing.assert_allclose(lk.naive_profile(cell, drug, y, 2, 0), [(2 + 4 + 6) / 3, 5.0])
+  np.testing.assert_allclose(lk.naive_profile(cell, drug, y, 2, 2), [(1 + 2 + 4) / 3, 3.0])
+  # Line 1 has no pair outside drug 0 and 2 together: it gets the mean of all other pairs.
+  np.testing.assert_allclose(lk.naive_profile(cell[:4], drug[:4], y[:4], 2, 0), [4.0, 4.0])
+  np.testing.assert_allclose(lk.profile_matrix(cell, drug, y, 2, 3),
+                             [[1.0, 3.0, 6.0], [3.0, np.nan, 5.0]])
+
+
+def test_zscored_deviations_by_hand():
+  profiles = np.array([[1.0, 5.0], [2.0, np.nan], [6.0, 1.0]])
+  z, spread = lk.zscored_deviations(profiles, naive=np.array([1.0, 1.0, 1.0]))
+  # drug 0: deviations 0, 1, 5 (mean 2, std sqrt(14/3)); drug 1: 4, -, 0 (mean 2, std 2).
+  np.testing.assert_allclose(spread, [np.sqrt(14 / 3), 2.0])
+  np.testing.assert_allclose(z, [np.array([-2, -1, 3]) / np.sqrt(14 / 3), [1.0, 0.0, -1.0]])
+
+
+def test_kernels_by_hand():
+  bits = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 0]])
+  np.testing.assert_allclose(lk.tanimoto_kernel(bits), [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 0]])
+  x = np.array([[3.0, 4.0], [4.0, 3.0], [0.0, 0.0]])
+  np.testing.assert_allclose(lk.cosine_kernel(x), [[1, 0.96, 0], [0.96, 1, 0], [0, 0, 0]])
+  # Squared distances 2, 25, 25: median 25, so gamma = 1/25.
+  np.testing.assert_allclose(lk.rbf_kernel(x)[0], [1.0, np.exp(-2 / 25), np.exp(-1.0)])
+  np.testing.assert_allclose(lk.rbf_kernel(x, gamma=1.0)[0, 1], np.exp(-2.0))
+
+
+@pytest.mark.parametrize('held_out', [0, 3, 6])
+def test_closed_form_equals_explicit_refits(held_out):
+  rng = np.random.default_rng(1)
+  f = rng.normal(size=(7, 4))
+  kernel = lk.rbf_kernel(f) + 0.5 * lk.tanimoto_kernel(f > 0)
+  targets = rng.normal(size=(6, 5))  # the 6 drugs other than held_out, in drug order
+  others = np.delete(np.arange(7), held_out)
+  eigen = lk.KernelEigen(kernel)
+  lambdas = [0.05, 0.7, 4.0]
+  errors = eigen.loo_errors(held_out, targets, lambdas)
+  for lam, error in zip(lambdas, errors):
+    np.testing.assert_allclose(eigen.predict(held_out, targets, lam),
+                               explicit_ridge(kernel, others, [held_out], targets, lam)[0])
+    resid = [targets[i] - explicit_ridge(kernel, np.delete(others, i), [others[i]],
+                                         np.delete(targets, i, axis=0), lam)[0]
+             for i in range(6)]
+    assert error == pytest.approx(np.mean(np.square(resid)), rel=1e-9)
+
+
+def test_three_drug_fold_by_hand():
+  # Held-out drug 0 resembles drug 1 (k = 0.5) only. Lines 0..2: drug 1 = 1, 2, 3 and
+  # drug 2 = 3, 2, 1, so naive = 2, 2, 2; both deviations have spread sqrt(2/3) and
+  # z_1 = (-1, 0, 1) / sqrt(2/3).
+  # zhat_0 = 0.5 / (1 + lam) * z_1, and with lam = 1 the profile is 2 + 0.25 * (-1, 0, 1).
+  y = np.array([[9.0, 1.0, 3.0], [-4.0, 2.0, 2.0], [0.0, 3.0, 1.0]])
+  kernel = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+  res = lk.lodo_kernel_ridge(*pairs_from_matrix(y), 3, kernel[None], [[1.0]], [1.0])
+  np.testing.assert_allclose(res.profiles[0], [1.75, 2.0, 2.25])
+  np.testing.assert_allclose(res.naive[0], [2.0, 2.0, 2.0])
+  cell, drug, _ = pairs_from_matrix(y)
+  np.testing.assert_allclose(res.pair_predictions(cell, drug)[drug == 0], [1.75, 2.0, 2.25])
+
+
+def test_choice_is_the_explicit_leave_one_out_minimum():
+  (cell, drug, y), kernels = random_problem()
+  grid, lambdas = np.array([[1.0, 0.0], [0.3, 1.0]]), [0.1, 1.0, 10.0]
+  res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, grid, lambdas)
+  ybar = lk.profile_matrix(cell, drug, y, 9, 7)
+  for d in (0, 4):
+    z, spread = lk.zscored_deviations(np.delete(ybar, d, axis=1), res.naive[d])
+    others = np.delete(np.arange(7), d)
+    errors = {}
+    for g, w in enumerate(grid):
+      kernel = np.tensordot(w, kernels, 1)
+      for lam in lambdas:
+        resid = [z[i] - explicit_ridge(kernel, np.delete(others, i), [others[i]],
+                                       np.delete(z, i, axis=0), lam)[0] for i in range(6)]
+        errors[g, lam] = np.mean(np.square(resid))
+    g, lam = min(errors, key=errors.get)
+    np.testing.assert_array_equal(res.weights[d], grid[g])
+    assert res.lam[d] == lam and res.loo_error[d] == pytest.approx(errors[g, lam])
+    kernel = np.tensordot(grid[g], kernels, 1)
+    expected = res.naive[d] + spread.mean() * explicit_ridge(kernel, others, [d], z, lam)[0]
+    np.testing.assert_allclose(res.profiles[d], expected)
+
+
+def test_held_out_labels_never_reach_their_prediction():
+  (cell, drug, y), kernels = random_problem(seed=2)
+  grid, lambdas = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), [0.1, 1.0, 10.0]
+  res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, grid, lambdas)
+  rng = np.random.default_rng(3)
+  for d in range(7):
+    scrambled = y.copy()
+    mine = drug == d
+    scrambled[mine] = rng.normal(5.0, 3.0, mine.sum())
+    other = lk.lodo_kernel_ridge(cell, drug, scrambled, 9, kernels, grid, lambdas)
+    np.testing.assert_array_equal(other.profiles[d], res.profiles[d])
+    np.testing.assert_array_equal(other.weights[d], res.weights[d])
+    assert other.lam[d] == res.lam[d]
+    assert not np.array_equal(other.profiles, res.profiles)  # other folds do read drug d's labels
+
+
+def test_per_drug_pcc_by_hand():
+  pred = np.array([1.0, 2.0, 3.0, 5.0, 5.0, 1.0, 2.0])
+  obs = np.array([2.0, 4.0, 6.0, 1.0, 2.0, 3.0, 1.0])
+  drug = np.array([0, 0, 0, 1, 1, 2, 2])
+  out = lk.per_drug_pcc(pred, obs, drug, 4)
+  np.testing.assert_allclose(out[[0, 2]], [1.0, -1.0])
+  assert np.isnan(out[1]) and np.isnan(out[3])  # constant prediction; no pairs
+
+
+def test_bad_shapes_are_refused():
+  with pytest.raises(ValueError, match='weight_grid'):
+    lk.lodo_kernel_ridge(np.zeros(2, int), np.zeros(2, int), np.zeros(2), 1, np.ones((2, 3, 3)),
+                         [[1.0, 2.0, 3.0]], [1.0])
+  with pytest.raises(ValueError, match='positive'):
+    lk.lodo_kernel_ridge(np.zeros(2, int), np.zeros(2, int), np.zeros(2), 1, np.ones((1, 3, 3)),
+                         [[1.0]], [0.0])
