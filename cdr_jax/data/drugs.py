@@ -16,7 +16,7 @@ from rdkit import RDLogger
 from rdkit.Chem import Descriptors
 from rdkit.Chem import rdFingerprintGenerator
 
-# The only imports from the rest of cdr_jax (`io` is due to move to `cdr_jax.data.io`).
+# The only imports from the rest of cdr_jax.
 from cdr_jax.data import io
 from cdr_jax.data.layout import DRUG_LIST_FILE
 from cdr_jax.errors import DataError
