@@ -16,6 +16,7 @@ import numpy as np
 from cdr_jax import data as data_lib
 from cdr_jax import runs
 from cdr_jax.data import cells
+from cdr_jax.data import drugs
 from cdr_jax.data import splits
 from cdr_jax.data.dataset import Dataset
 from cdr_jax.eval import baselines
@@ -75,13 +76,23 @@ class Setup:
 def setup(config: ml_collections.ConfigDict, ds: Dataset, train_sets: list[np.ndarray],
           pool: np.ndarray) -> Setup:
   """Standardises features on the pool's cell lines, builds the engine and the device data."""
-  features = ds.cell_features
-  if config.data.standardize:
-    features = cells.standardize(ds.cell_features, np.unique(ds.pair_cell[pool]))
   steps = -(-len(pool) // config.train.batch_size)
   engine = engine_lib.create_engine(config, ds, steps, len(train_sets))
-  host = device_data(ds, features, train_sets)
+  cell_x, drug_x = standardized_features(ds, np.unique(ds.pair_cell[pool]),
+                                         np.unique(ds.pair_drug[pool]), config)
+  host = device_data(ds, cell_x, drug_x, train_sets)
   return Setup(ds, engine, engine.put_data(host), host, np.asarray(pool), config)
+
+
+def standardized_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
+                          config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
+  """Cell and vector drug features z-scored with the statistics of the training cell lines and
+  drugs (rows `fit_cells` / `fit_drugs`; label-free). With `data.standardize` off, cells stay raw."""
+  cell_x = ds.cell_features
+  if config.data.standardize:
+    cell_x = cells.standardize(ds.cell_features, fit_cells)
+  drug_x = drugs.standardize(ds.drug_x, fit_drugs, ds.drug_feature_names)
+  return cell_x, drug_x.features
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:

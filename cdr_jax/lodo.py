@@ -24,9 +24,11 @@ import numpy as np
 from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax import runs
+from cdr_jax.data import dataset
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset
 from cdr_jax.eval import baselines
+from cdr_jax.eval import lodo_kernel
 from cdr_jax.eval import metrics
 from cdr_jax.train import checkpoint
 from cdr_jax.train import loop
@@ -127,6 +129,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   ds = data.load_dataset(config.data)
   chosen = parse_drugs(drugs or config.lodo.drugs, ds)
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
+  root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
+  kernel, kernel_info = lodo_kernel.held_out_drug_predictions(ds, root)
   size = config.lodo.folds_per_chunk
   rows = []
   for k in range(0, len(folds), size):
@@ -134,7 +138,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk)}'
     path = workdir / 'chunks' / f'{name}.json'
     if path.exists():
-      rows += json.loads(path.read_text())
+      rows += [_with_kernel(r, ds, kernel) for r in json.loads(path.read_text())]
       logging.info('chunk %d: already done, %d folds read', k // size, len(chunk))
       continue
     t0 = time.time()
@@ -144,9 +148,18 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       io.atomic_write_json(path, chunk_rows)
       shutil.rmtree(ckpt_dir, ignore_errors=True)  # the chunk's results are written: not needed
     multihost_utils.sync_global_devices(name)  # every process sees the chunk done
-    rows += chunk_rows
+    rows += [_with_kernel(r, ds, kernel) for r in chunk_rows]
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
-  return write_outputs(workdir, ds, rows, config)
+  return write_outputs(workdir, ds, rows, config, kernel_info)
+
+
+def _with_kernel(row: dict, ds: Dataset, kernel: np.ndarray) -> dict:
+  """A fold's row with the classical kernel baseline's PCC on its held-out drug."""
+  test = np.flatnonzero(ds.pair_drug == ds.drug_ids.index(row['drug_id']))
+  kernel_pcc = metrics.pcc(kernel[test], ds.pair_y[test])
+  out = {k: v for k, v in row.items() if k not in ('curve', 'predictions')}
+  out.update(kernel_pcc=kernel_pcc, curve=row['curve'], predictions=row['predictions'])
+  return out
 
 
 def _chunk_key(ds: Dataset, chunk: list[Fold]) -> str:
@@ -166,11 +179,15 @@ def summarize(rows: list[dict]) -> dict:
           'drugs_beating_naive': int((pcc[ok] > naive[ok]).sum()), 'drugs_compared': int(ok.sum())}
 
 
-def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config) -> dict:
+def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config,
+                  kernel_info: dict) -> dict:
   """The sweep's files (see `runs.write_lodo`) with its summary; returns the summary."""
   summary = summarize(rows) if config.model.task == 'regression' else {
       'folds': len(rows), 'auroc_mean': float(np.nanmean([r['auroc'] for r in rows]))}
-  summary.update(cell_repr=config.data.cell_repr, model=config.model.name,
+  summary.update(classical_kernel=kernel_info,
+                 classical_kernel_pcc_mean=float(np.nanmean([r['kernel_pcc'] for r in rows])))
+  summary.update(cell_repr=config.data.cell_repr, drug_repr=config.data.drug_repr,
+                 shuffled_drugs=bool(config.data.shuffle_drugs), model=config.model.name,
                  shuffled=bool(config.data.shuffle_cells), select_metric=config.train.select_metric)
   if sharding.is_writer():
     runs.write_lodo(workdir, ds, rows, summary)

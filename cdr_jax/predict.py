@@ -5,6 +5,7 @@ model (learned per-drug codes) a new drug gets a zero code and bias, i.e. the gr
 """
 
 import dataclasses
+import logging
 import json
 import pathlib
 
@@ -15,6 +16,7 @@ from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax import runs
 from cdr_jax.data import chem
+from cdr_jax.data import drugs
 from cdr_jax.data import io
 from cdr_jax.data import splits
 from cdr_jax.errors import DataError
@@ -31,6 +33,7 @@ def add_drugs(ds: data.Dataset, smiles: list[tuple[str, str]]) -> data.Dataset:
   new = [chem.smiles_to_graph(s, d) for d, s in smiles]
   return dataclasses.replace(ds, drug_ids=ds.drug_ids + tuple(d for d, _ in smiles),
                              drug_names=ds.drug_names + tuple(d for d, _ in smiles),
+                             drug_smiles=ds.drug_smiles + tuple(s for _, s in smiles),
                              drug_graphs=chem.batch_drug_graphs(old + new))
 
 
@@ -60,8 +63,11 @@ def _pad_per_drug_params(params, num_new: int):
 
 
 def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = None,
-            new_drugs: list[tuple[str, str]] | None = None) -> list[dict]:
-  """Predicted ln IC50 (or sensitivity) for (cell id, drug id) pairs; new drugs against all cells."""
+            new_drugs: list[tuple[str, str]] | None = None,
+            annotations: dict[str, tuple[str, list[str]]] | None = None) -> list[dict]:
+  """Predicted ln IC50 (or sensitivity) for (cell id, drug id) pairs; new drugs (id, SMILES)
+  against all cells, with their GDSC annotations (id -> (pathway, targets)) when the run uses
+  them. Notes on what a prediction could not use are logged and returned in each row."""
   workdir = pathlib.Path(workdir)
   config = runs.read_config(workdir)
   ds = data.load_dataset(config.data)
@@ -71,8 +77,16 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   if restored is None:
     raise DataError(f'{workdir}/checkpoints/best: no checkpoint (has the run finished an epoch?)')
   params = jax.tree.map(lambda x: np.asarray(x[0]), restored[0].params)
+  fit_cells, fit_drugs = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
+  notes = []
   if new_drugs:
-    ds = add_drugs(ds, new_drugs)
+    old_features = ds.drug_x
+    ds = add_drugs(ds, new_drugs)   # checks the SMILES
+    raw, notes = drugs.new_drug_features(config.data, ds.drug_feature_names, dict(new_drugs),
+                                         annotations)
+    for note in notes:
+      logging.warning('%s', note)
+    ds = dataclasses.replace(ds, drug_features=np.concatenate([old_features, raw]))
     pairs = (pairs or []) + [(c, d) for d, _ in new_drugs for c in ds.cell_ids]
     params = _pad_per_drug_params(params, len(new_drugs))
   cell_index = {c: i for i, c in enumerate(ds.cell_ids)}
@@ -89,7 +103,8 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   everything = np.arange(len(pairs))
   # The run's features and target statistics; a hybrid model's per-drug code table grows with the
   # new drugs (their codes are zero).
-  host = dataclasses.replace(device_data(query, run.host.cell_x, [everything]),
+  cell_x, drug_x = experiment.standardized_features(query, fit_cells, fit_drugs, config)
+  host = dataclasses.replace(device_data(query, cell_x, drug_x, [everything]),
                              y_mean=run.host.y_mean, y_std=run.host.y_std)
   engine = engine_lib.create_engine(config, query, len(run.stream(0)), 1)
   state = restored[0].replace(params=jax.tree.map(lambda x: x[None], params))
@@ -97,7 +112,9 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
                        config.eval.batch_size)[0]
   out = engine_lib.natural_scale(out, config.model.task, float(host.y_mean[0]),
                                  float(host.y_std[0]))
-  return [{'cell_id': c, 'drug_id': d, 'predicted': float(p)} for (c, d), p in zip(pairs, out)]
+  note = {d: '; '.join(n for n in notes if n.startswith(f'{d}:')) for _, d in pairs}
+  return [{'cell_id': c, 'drug_id': d, 'predicted': float(p), 'note': note[d]}
+          for (c, d), p in zip(pairs, out)]
 
 
 def read_pairs(path: str) -> list[tuple[str, str]]:
@@ -122,7 +139,19 @@ def read_smiles_arg(text: str) -> list[tuple[str, str]]:
 
 
 def write_predictions(path: str, rows: list[dict]) -> None:
-  runs.write_csv(pathlib.Path(path), rows, ('cell_id', 'drug_id', 'predicted'))
+  runs.write_csv(pathlib.Path(path), rows, ('cell_id', 'drug_id', 'predicted', 'note'))
+
+
+def read_annotations_arg(text: str) -> dict[str, tuple[str, list[str]]]:
+  """'name=PATHWAY|TARGET1,TARGET2;...' -> name -> (pathway, targets) for new drugs."""
+  out = {}
+  for item in filter(None, (t.strip() for t in text.split(';'))):
+    name, sep, rest = item.partition('=')
+    pathway, bar, targets = rest.partition('|')
+    if not sep or not bar or not pathway.strip():
+      raise DataError(f'--annotations item {item!r}: expected name=PATHWAY|TARGET1,TARGET2')
+    out[name.strip()] = (pathway.strip(), [t.strip() for t in targets.split(',') if t.strip()])
+  return out
 
 
 

@@ -6,6 +6,8 @@ Variants (comma-separated, e.g. `configs/scfoundation.py:shuffled,leave_cell_out
   legacy, random_split, leave_drug_out, leave_cell_out, leave_cancer_type_out   the split
   deepcdr, seed   the model;  classification   the sensitive/resistant task
   lodo            the leave-one-drug-out sweep settings (launch/lodo.py)
+  drugs=PARTS     the drug representation, e.g. drugs=graph+annotations+morgan (data.drug_repr)
+  shuffled_drugs  the shuffled drug-feature control (vector drug features permuted across drugs)
   seed=N          the training seed (also the split's validation seed)
 """
 
@@ -26,6 +28,11 @@ def base_config() -> ml_collections.ConfigDict:
       embeddings={'scfoundation': 'scfoundation/50M-0.1B-res_embedding.npy',
                   'scgpt': 'scgpt/scgpt_embedding.npy'},
       shuffle_cells=False, repr_seed=0, random_dim=256,
+      # Drugs: 'graph' (the GCN) and/or vector parts joined by '+': annotations (GDSC pathway
+      # one-hot + target multi-hot), morgan (2048-bit fingerprint), descriptors (RDKit 2D),
+      # chemnet (the sidecar's ChemNet embedding), onehot (identity control); see data/drugs.py.
+      drug_repr='graph', shuffle_drugs=False,
+      drug_embeddings={'chemnet': 'drugs/chemnet.npy'},
       standardize=True,        # z-score features, fitted on training cell lines only
       # Synthetic data only.
       num_cells=96, num_drugs=36, num_types=4, feature_dim=32, noise=0.3,
@@ -38,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
       name='seed',             # 'seed' (the paper's) or 'deepcdr' (docs/DEEPCDR.md §4)
       task='regression',       # or 'classification' (sensitive/resistant, BCE)
       gcn_units=(128, 128, 128), gcn_pool='max', cell_units=(256, 128),
+      drug_units=(128, 64),    # MLP over the vector drug features (when data.drug_repr has any)
       head_units=(256, 128), dropout=0.1,
       id_embed_dim=32,         # > 0: hybrid, also learns per-cell and per-drug codes (0: the
                                # paper's pure feature model)
@@ -88,10 +96,15 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.train.num_epochs, c.train.patience = 30, 5
       if c.model.task == 'regression':  # select on what a held-out drug is scored on
         c.train.select_metric = 'per_drug_pcc'
+    elif v == 'shuffled_drugs':
+      c.data.shuffle_drugs = True
+    elif v.startswith('drugs='):
+      c.data.drug_repr = v[6:]
     elif v.startswith('seed='):
       c.train.seed = c.split.seed = int(v[5:])
     else:
       hint = ' (join variants with commas: a:b,c, not a:b:c)' if ':' in v else ''
       raise ValueError(f'unknown config variant {v!r}{hint}; choose from shuffled, onehot, '
-                       f'random, {", ".join(SPLITS)}, deepcdr, seed, classification, lodo, seed=N')
+                       f'random, {", ".join(SPLITS)}, deepcdr, seed, classification, lodo, '
+                       'shuffled_drugs, drugs=<parts joined by +>, seed=N')
   return c

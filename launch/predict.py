@@ -21,6 +21,9 @@ from cdr_jax import predict
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A finished training run.')
 _PAIRS = flags.DEFINE_string('pairs', None, 'CSV of cell_id,drug_id pairs to predict.')
 _SMILES = flags.DEFINE_string('smiles', None, 'New drugs: name=SMILES;... or a name<TAB>SMILES file.')
+_ANNOTATIONS = flags.DEFINE_string(
+    'annotations', None, 'GDSC annotations of the new drugs, for runs whose data.drug_repr has '
+    'annotations: name=PATHWAY|TARGET1,TARGET2;... Without them a prediction uses structure only.')
 _OUT = flags.DEFINE_string('out', None, 'Output CSV (default: <workdir>/predict.csv).')
 
 
@@ -31,7 +34,8 @@ def main(argv):
   smiles = predict.read_smiles_arg(_SMILES.value) if _SMILES.value else None
   if not pairs and not smiles:
     raise app.UsageError('give --pairs and/or --smiles')
-  rows = predict.predict(_WORKDIR.value, pairs, smiles)
+  annotations = predict.read_annotations_arg(_ANNOTATIONS.value) if _ANNOTATIONS.value else None
+  rows = predict.predict(_WORKDIR.value, pairs, smiles, annotations)
   out = _OUT.value or str(pathlib.Path(_WORKDIR.value) / 'predict.csv')
   predict.write_predictions(out, rows)
   print(f'{len(rows)} predictions written to {out}')

@@ -149,3 +149,76 @@ def test_shuffled_permutes_rows_by_seed():
 
 def test_onehot_is_identity():
   np.testing.assert_array_equal(drugs.onehot(['a', 'b', 'c']), np.eye(3, dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Drug representations selected by config.
+
+
+def _data_config(drug_repr, shuffle=False):
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  c = test_config.get_config().data
+  c.drug_repr, c.shuffle_drugs = drug_repr, shuffle
+  return c
+
+
+def test_parse_repr_names_the_choices():
+  assert drugs.parse_repr('graph+morgan') == ['graph', 'morgan']
+  for bad in ('graph+smiles', 'morgan+morgan', ''):
+    with pytest.raises(ValueError, match='annotations, morgan, descriptors, chemnet, onehot'):
+      drugs.parse_repr(bad)
+
+
+def test_build_features_joins_parts_in_order_and_shuffles_rows():
+  smiles = {'a': 'CCO', 'b': 'c1ccccc1O', 'c': 'CC(=O)O'}
+  ids = list(smiles)
+  x, names, info = drugs.build_drug_features(_data_config('graph+morgan+onehot'), None, ids, smiles)
+  assert x.shape == (3, 2048 + 3) and names[0] == 'morgan:0' and names[-1] == 'onehot:c'
+  np.testing.assert_array_equal(x[:, 2048:], np.eye(3))
+  np.testing.assert_array_equal(x[:, :2048], drugs.morgan_features(smiles, ids))
+  assert info['drug_feature_dim'] == 2051
+  graph_only, names, _ = drugs.build_drug_features(_data_config('graph'), None, ids, smiles)
+  assert graph_only.shape == (3, 0) and names == ()
+  shuffled, _, _ = drugs.build_drug_features(_data_config('onehot', True), None, ids, smiles)
+  assert sorted(map(tuple, shuffled)) == sorted(map(tuple, np.eye(3, dtype=np.float32)))
+  assert not np.array_equal(shuffled, np.eye(3))   # rows permuted (seed 0)
+  with pytest.raises(ValueError, match='shuffle_drugs permutes vector drug features'):
+    drugs.build_drug_features(_data_config('graph', True), None, ids, smiles)
+  with pytest.raises(DataError, match='annotations need the GDSC drug list'):
+    drugs.build_drug_features(_data_config('annotations'), None, ids, smiles)
+
+
+def test_annotations_from_a_data_root(tiny_root):
+  from cdr_jax import data  # pylint: disable=g-import-not-at-top
+  from tests.conftest import data_config  # pylint: disable=g-import-not-at-top
+  cfg = data_config(tiny_root)
+  cfg.drug_repr = 'graph+annotations'
+  ds = data.load_dataset(cfg)
+  assert ds.drug_feature_names == ('pathway:P', 'target:T')
+  np.testing.assert_array_equal(ds.drug_x, np.ones((len(ds.drug_ids), 2)))
+
+
+def test_new_drug_features_in_the_run_columns():
+  smiles = {'a': 'CCO', 'b': 'c1ccccc1O'}
+  columns = ['pathway:PI3K', 'pathway:DNA', 'target:EGFR'] + [f'morgan:{i}' for i in range(2048)]
+  cfg = _data_config('graph+annotations+morgan')
+  x, notes = drugs.new_drug_features(cfg, columns, smiles, {'a': ('DNA', ['egfr', 'XYZ'])})
+  np.testing.assert_array_equal(x[0, :3], [0, 1, 1])
+  np.testing.assert_array_equal(x[1, :3], [0, 0, 0])
+  np.testing.assert_array_equal(x[:, 3:], drugs.morgan_features(smiles, list(smiles)))
+  assert notes == ["a: not among the training drugs' annotations, ignored: target:XYZ",
+                   'b: no annotations given: the prediction uses structure only']
+  with pytest.raises(DataError, match='need ChemNet embeddings'):
+    drugs.new_drug_features(_data_config('graph+chemnet'), columns, smiles)
+
+
+def test_chemnet_file_is_read_by_id(tmp_path):
+  (tmp_path / 'drugs').mkdir()
+  np.save(tmp_path / 'drugs/chemnet.npy', np.arange(6, dtype=np.float32).reshape(3, 2))
+  (tmp_path / 'drugs/chemnet.cells.txt').write_text('b\na\nc\n')
+  cfg = _data_config('chemnet')
+  x, names, _ = drugs.build_drug_features(cfg, tmp_path, ['a', 'b'], {'a': 'C', 'b': 'CC'})
+  np.testing.assert_array_equal(x, [[2, 3], [0, 1]])
+  assert names == ('chemnet:0', 'chemnet:1')
+  with pytest.raises(DataError, match="no embedding for drug 'z'.*embed_torch chemnet"):
+    drugs.build_drug_features(cfg, tmp_path, ['z'], {'z': 'C'})

@@ -91,7 +91,9 @@ def test_naive_cell_mean_excludes_held_out_drug(prepared):
   assert pred[0] == pytest.approx(ds.pair_y[others].mean(), rel=1e-5)
 
 
-@pytest.mark.parametrize('variant', ['lodo,classification', 'lodo,deepcdr', 'lodo,onehot'])
+@pytest.mark.parametrize('variant', ['lodo,classification', 'lodo,deepcdr', 'lodo,onehot',
+                                     'lodo,drugs=graph+morgan+descriptors',
+                                     'lodo,drugs=morgan+onehot,shuffled_drugs'])
 def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path):
   c = config(variant)
   c.train.num_epochs = 1
@@ -99,3 +101,24 @@ def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path
   assert summary['folds'] == 2
   key = 'auroc_mean' if 'classification' in variant else 'per_drug_pcc_mean'
   assert key in summary
+
+
+def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path):
+  """Annotations, Morgan, descriptors, ChemNet (a file in the sidecar's format) beside the graph;
+  the classical kernel baseline (with annotation kernels) is a column of lodo_per_drug.csv."""
+  from tests.conftest import data_config  # pylint: disable=g-import-not-at-top
+  ds = data.load_dataset(data_config(tiny_root, 'expression'))
+  (tiny_root / 'drugs').mkdir()
+  np.save(tiny_root / 'drugs/chemnet.npy',
+          np.random.default_rng(0).normal(size=(len(ds.drug_ids), 8)).astype(np.float32))
+  (tiny_root / 'drugs/chemnet.cells.txt').write_text('\n'.join(ds.drug_ids) + '\n')
+  c = config()
+  c.data = data_config(tiny_root, 'expression')
+  c.data.drug_repr = 'graph+annotations+morgan+descriptors+chemnet'
+  c.train.num_epochs, c.train.batch_size, c.lodo.val_fraction = 1, 8, 0.3
+  summary = lodo.run_sweep(c, tmp_path, drugs='all')
+  assert summary['folds'] == len(ds.drug_ids) and summary['drug_repr'] == c.data.drug_repr
+  assert set(summary['classical_kernel']['kernels']) == {'pathway', 'target', 'morgan',
+                                                         'descriptors'}
+  header = (tmp_path / 'lodo_per_drug.csv').read_text().splitlines()[0].split(',')
+  assert 'kernel_pcc' in header

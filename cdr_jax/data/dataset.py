@@ -29,7 +29,11 @@ class Dataset:
   pair_label: np.ndarray             # [P] int8: 1 sensitive, 0 resistant, -1 no threshold
   info: dict = dataclasses.field(default_factory=dict)
   # Widths of the cell feature blocks (one per omics source, in column order); () = one block.
-  feature_blocks: tuple[int, ...] = ()  # counts: dropped/imputed, representation
+  feature_blocks: tuple[int, ...] = ()
+  drug_smiles: tuple[str, ...] = ()       # [D]
+  # [D, K] raw vector features of the drugs (data.drug_repr beyond the graph; K = 0 for none).
+  drug_features: np.ndarray | None = None
+  drug_feature_names: tuple[str, ...] = ()  # counts: dropped/imputed, representation
 
   @property
   def pair_type(self) -> np.ndarray:
@@ -40,6 +44,13 @@ class Dataset:
   def cell_blocks(self) -> tuple[int, ...]:
     """Widths of the cell feature blocks (DeepCDR gives each its own branch)."""
     return self.feature_blocks or (self.cell_features.shape[1],)
+
+  @property
+  def drug_x(self) -> np.ndarray:
+    """[D, K] raw vector features of the drugs ([D, 0] when the graph is the only representation)."""
+    if self.drug_features is None:
+      return np.zeros((len(self.drug_ids), 0), np.float32)
+    return self.drug_features
 
   @property
   def num_pairs(self) -> int:

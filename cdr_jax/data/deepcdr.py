@@ -18,6 +18,7 @@ import numpy as np
 
 from cdr_jax.data import cells as cells_lib
 from cdr_jax.data import chem
+from cdr_jax.data import drugs as drug_lib
 from cdr_jax.data import fetch
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset, resolve_data_root
@@ -158,7 +159,8 @@ def load_deepcdr(config: ml_collections.ConfigDict) -> Dataset:
   universe = cells_lib.omics_cell_ids(root)
   instances = read_instances(root, drugs, set(universe), set(annotations))
   features, cell_ids, info = cells_lib.build_cell_features(config, root, universe)
-  return assemble(instances, drugs, annotations, cell_ids, features, info)
+  ds = assemble(instances, drugs, annotations, cell_ids, features, info)
+  return drug_lib.with_features(ds, config, root)
 
 
 def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],
@@ -194,7 +196,8 @@ def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],
       cancer_types=tuple(types), drug_ids=tuple(drug_ids),
       drug_names=tuple(cid_name[d] for d in drug_ids),
       drug_graphs=chem.batch_drug_graphs(graphs), pair_cell=pair_cell, pair_drug=pair_drug,
-      pair_y=pair_y, pair_label=pair_label, info=info, feature_blocks=blocks)
+      pair_y=pair_y, pair_label=pair_label, info=info, feature_blocks=blocks,
+      drug_smiles=tuple(drugs.cid_smiles[d] for d in drug_ids))
 
 
 def _labels(drugs: RawDrugs, gdsc_ids: list[str], y: np.ndarray) -> np.ndarray:

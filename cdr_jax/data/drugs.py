@@ -18,6 +18,7 @@ from rdkit.Chem import rdFingerprintGenerator
 
 # The only imports from the rest of cdr_jax.
 from cdr_jax.data import io
+from cdr_jax.data.dataset import Dataset
 from cdr_jax.data.layout import DRUG_LIST_FILE
 from cdr_jax.errors import DataError
 
@@ -223,3 +224,132 @@ def onehot(drug_ids: Sequence[str]) -> np.ndarray:
 def read_drug_list_annotations(root: io.PathLike) -> DrugAnnotations:
   """`read_annotations` of the drug list under a DeepCDR-layout data root."""
   return read_annotations(pathlib.Path(root) / DRUG_LIST_FILE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drug representations selected by config (`data.drug_repr`, parts joined by '+').
+
+GRAPH = 'graph'   # the molecular graph (the GCN reads `Dataset.drug_graphs`, not a vector)
+VECTOR_PARTS = ('annotations', 'morgan', 'descriptors', 'chemnet', 'onehot')
+
+
+def parse_repr(drug_repr: str) -> list[str]:
+  """The parts of `data.drug_repr` ('graph+annotations+morgan'); unknown parts raise."""
+  parts = [p.strip() for p in drug_repr.split('+') if p.strip()]
+  unknown = [p for p in parts if p not in (GRAPH, *VECTOR_PARTS)]
+  if unknown or not parts or len(set(parts)) != len(parts):
+    raise ValueError(f'data.drug_repr={drug_repr!r}: give distinct parts joined by "+" from '
+                     f'{", ".join((GRAPH, *VECTOR_PARTS))}')
+  return parts
+
+
+def _part(name: str, config, root: pathlib.Path | None, drug_ids: Sequence[str],
+          smiles: Mapping[str, str], source: str) -> tuple[np.ndarray, list[str], dict]:
+  """One vector part: (raw [D, k] matrix, column names, info)."""
+  if name == 'annotations':
+    if root is None:
+      raise DataError('drug annotations need the GDSC drug list of a data root (real data)')
+    ann = read_drug_list_annotations(root)
+    x, columns = annotation_features(ann, drug_ids)
+    disagree = [{'cid': d.cid, 'chosen': d.chosen, 'pathways': d.pathway_by_gdsc_id}
+                for d in ann.disagreements]
+    return x, columns, {'pathway_disagreements': disagree}
+  if name == 'morgan':
+    x = morgan_features(smiles, drug_ids, source=source)
+    return x, [f'morgan:{i}' for i in range(x.shape[1])], {}
+  if name == 'descriptors':
+    return descriptor_features(smiles, drug_ids, source=source)[0], descriptor_names(), {}
+  if name == 'chemnet':
+    if root is None:
+      raise DataError('chemnet drug embeddings are read from a data root (real data)')
+    path = root / config.drug_embeddings['chemnet']
+    ids, emb = io.read_embedding(path)
+    row = {d: i for i, d in enumerate(ids)}
+    missing = [d for d in drug_ids if d not in row]
+    if missing:
+      raise DataError(f'{path}: no embedding for drug {missing[0]!r} ({len(missing)} drugs '
+                      'missing); make it with: python -m embed_torch chemnet --smiles '
+                      f'<CID\\tSMILES file> --out {path}')
+    x = emb[[row[d] for d in drug_ids]]
+    return x, [f'chemnet:{i}' for i in range(x.shape[1])], {}
+  return onehot(drug_ids), [f'onehot:{d}' for d in drug_ids], {}
+
+
+def build_drug_features(config, root: pathlib.Path | None, drug_ids: Sequence[str],
+                        smiles: Mapping[str, str],
+                        source: str = 'SMILES') -> tuple[np.ndarray, tuple[str, ...], dict]:
+  """The raw [D, K] vector features of `config.drug_repr` (K = 0 for the graph alone), their
+  column names and info. `config.shuffle_drugs` permutes the rows across drugs (the control)."""
+  parts = parse_repr(config.drug_repr)
+  blocks, columns, info = [], [], {'drug_repr': config.drug_repr,
+                                   'drugs_shuffled': bool(config.shuffle_drugs)}
+  for name in parts:
+    if name != GRAPH:
+      x, cols, extra = _part(name, config, root, drug_ids, smiles, source)
+      blocks.append(np.asarray(x, np.float64))
+      columns += cols
+      info.update(extra)
+  raw = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(drug_ids), 0))
+  if config.shuffle_drugs:
+    if not blocks:
+      raise ValueError('data.shuffle_drugs permutes vector drug features: add one to '
+                       'data.drug_repr (e.g. graph+morgan)')
+    raw = shuffled(raw, config.repr_seed)
+  info['drug_feature_dim'] = raw.shape[1]
+  return raw.astype(np.float32), tuple(columns), info
+
+
+def with_features(ds: Dataset, config, root: pathlib.Path | None) -> Dataset:
+  """`ds` with the vector drug features of `config.drug_repr` (from its drugs' SMILES)."""
+  smiles = dict(zip(ds.drug_ids, ds.drug_smiles))
+  x, names, info = build_drug_features(config, root, ds.drug_ids, smiles)
+  return dataclasses.replace(ds, drug_features=x, drug_feature_names=names,
+                             info={**ds.info, **info})
+
+
+def new_drug_features(config, columns: Sequence[str], smiles: Mapping[str, str],
+                      annotations: Mapping[str, tuple[str, Sequence[str]]] | None = None
+                      ) -> tuple[np.ndarray, list[str]]:
+  """Raw vector features of new drugs (ids = `smiles` keys) in a trained run's `columns`.
+
+  `annotations`: id -> (pathway, targets). A new drug without them gets zero annotation columns
+  (its prediction then uses structure only: returned as a note); targets and pathways the
+  training drugs never had have no column and are named in a note. ChemNet needs the sidecar.
+  """
+  ids, notes, rows = list(smiles), [], []
+  parts = parse_repr(config.drug_repr)
+  for name in parts:
+    if name == 'chemnet':
+      raise DataError('new drugs with a chemnet representation need ChemNet embeddings: add them '
+                      'with python -m embed_torch chemnet and retrain, or use a run without chemnet')
+  annotations = annotations or {}
+  index = {c: i for i, c in enumerate(columns)}
+  out = np.zeros((len(ids), len(columns)), np.float32)
+  for name in parts:
+    if name == 'morgan':
+      cols = [index[f'morgan:{i}'] for i in range(config_bits(columns))]
+      out[:, cols] = morgan_features(smiles, ids, bits=len(cols), source='--smiles')
+    elif name == 'descriptors':
+      out[:, [index[c] for c in descriptor_names()]] = descriptor_features(
+          smiles, ids, source='--smiles')[0]
+  if 'annotations' in parts:
+    for row, d in enumerate(ids):
+      if d not in annotations:
+        notes.append(f'{d}: no annotations given: the prediction uses structure only')
+        continue
+      pathway, targets = annotations[d]
+      wanted = [PATHWAY_PREFIX + pathway] + [TARGET_PREFIX + t for t in
+                                             normalise_targets(','.join(targets))]
+      unknown = [w for w in wanted if w not in index]
+      if unknown:
+        notes.append(f'{d}: not among the training drugs\' annotations, ignored: '
+                     f'{", ".join(unknown)}')
+      for w in wanted:
+        if w in index:
+          out[row, index[w]] = 1.0
+  return out, notes
+
+
+def config_bits(columns: Sequence[str]) -> int:
+  """Number of Morgan bits among a run's drug feature columns."""
+  return sum(c.startswith('morgan:') for c in columns)

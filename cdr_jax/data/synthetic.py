@@ -12,6 +12,7 @@ import numpy as np
 from cdr_jax.data import Dataset
 from cdr_jax.data import cells as cells_lib
 from cdr_jax.data import chem
+from cdr_jax.data import drugs
 
 # (PubChem CID, SMILES) of 36 drugs of the GDSC set, including salts with isolated atoms.
 DRUGS = (
@@ -94,7 +95,7 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
   threshold = np.array([np.median(y[d == i]) for i in range(len(graphs))], np.float32)
   cell_ids = [f'SYN-{i:04d}' for i in range(num_cells)]
   features = _features(config, base, cell_ids)
-  return Dataset(
+  ds = Dataset(
       cell_ids=tuple(cell_ids), cell_features=features,
       cell_type=cell_type, cancer_types=tuple(f'TYPE{t}' for t in range(config.num_types)),
       drug_ids=tuple(cid for cid, _ in DRUGS[:config.num_drugs]),
@@ -102,7 +103,9 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
       drug_graphs=chem.batch_drug_graphs(graphs), pair_cell=c.astype(np.int32),
       pair_drug=d.astype(np.int32), pair_y=y, pair_label=(y < threshold[d]).astype(np.int8),
       info={'synthetic': True, 'cell_repr': config.cell_repr,
-            'shuffled': bool(config.shuffle_cells)})
+            'shuffled': bool(config.shuffle_cells)},
+      drug_smiles=tuple(s for _, s in DRUGS[:config.num_drugs]))
+  return drugs.with_features(ds, config, None)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

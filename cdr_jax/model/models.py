@@ -254,8 +254,8 @@ class EntityModel(nn.Module):
   """
 
   def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
-               cell_active=None, drug_active=None):
-    codes = self.encode(graphs, cell_x, train, cell_active, drug_active)
+               cell_active=None, drug_active=None, drug_x=None):
+    codes = self.encode(graphs, cell_x, train, cell_active, drug_active, drug_x)
     return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
 
   def linear_scores(self, codes, cell_x):
@@ -285,9 +285,14 @@ class SeedModel(EntityModel):
   bilinear_dim: int = 0        # > 0: add CodeBilinear of this rank
   drug_linear: bool = False    # add DrugLinear on the cell features
   node_sharding: Any = None    # see DrugGCN
+  drug_graph: bool = True      # encode the molecular graph (GCN)
+  drug_units: Sequence[int] = ()   # non-empty: an MLP over the vector drug features
 
   def setup(self):
-    self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout, self.node_sharding)
+    if self.drug_graph:
+      self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout, self.node_sharding)
+    if self.drug_units:
+      self.drug_mlp = CellMLP(self.drug_units, self.dropout)
     self.cell_encoder = CellMLP(self.cell_units, self.dropout)
     self.head_first = FactorisedDense(self.head_units[0])
     self.head_dense = [nn.Dense(u) for u in self.head_units[1:]]
@@ -301,12 +306,18 @@ class SeedModel(EntityModel):
     if self.drug_linear:
       self.drug_linear_term = DrugLinear(self.num_drugs)
 
-  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
-    """Codes of every drug [D, k] and every cell line [C, k'].
+  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None):
+    """Codes of every drug [D, k] (its graph's GCN code beside its vector features' MLP code)
+    and every cell line [C, k'].
 
     `*_active` keep held-out entities out of BatchNorm statistics (no transductive leak).
     """
-    return self.linear_scores((self.drug_encoder(graphs, train, drug_active),
+    drug_codes = []
+    if self.drug_graph:
+      drug_codes.append(self.drug_encoder(graphs, train, drug_active))
+    if self.drug_units:
+      drug_codes.append(self.drug_mlp(drug_x, train, drug_active))
+    return self.linear_scores((jnp.concatenate(drug_codes, axis=-1),
                                self.cell_encoder(cell_x, train, cell_active)), cell_x)
 
   def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
@@ -350,8 +361,9 @@ class DeepCDRModel(EntityModel):
     if self.drug_linear:
       self.drug_linear_term = DrugLinear(self.num_drugs)
 
-  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None):
+  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None):
     """Drug codes [D, 100]; cell codes: each omics block through its branch, concatenated."""
+    del drug_x  # graph only (create_model refuses other drug representations)
     bounds = [0]
     for width in self.cell_blocks:
       bounds.append(bounds[-1] + width)
@@ -372,14 +384,20 @@ class DeepCDRModel(EntityModel):
 
 
 def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: int,
-                 cell_blocks: Sequence[int]) -> nn.Module:
-  """The model named by `config.name` ('seed' or 'deepcdr')."""
+                 cell_blocks: Sequence[int], drug_graph: bool = True,
+                 drug_vector: bool = False) -> nn.Module:
+  """The model named by `config.name` ('seed' or 'deepcdr'); `drug_graph` / `drug_vector`: which
+  drug representations the data has (the molecular graph; vector features)."""
+  if config.name not in ('seed', 'deepcdr'):
+    raise ValueError(f'unknown model {config.name!r}; choose one of: seed, deepcdr')
   if config.name == 'seed':
     return SeedModel(tuple(config.gcn_units), tuple(config.cell_units), tuple(config.head_units),
                      num_cells, num_drugs, config.gcn_pool, config.dropout, config.id_embed_dim,
-                     config.bilinear_dim, config.drug_linear > 0)
-  if config.name == 'deepcdr':
-    return DeepCDRModel(tuple(config.gcn_units), tuple(cell_blocks), num_cells, num_drugs,
-                        config.gcn_pool, config.dropout, config.id_embed_dim, config.bilinear_dim,
-                        config.drug_linear > 0)
-  raise ValueError(f'unknown model {config.name!r}; choose one of: seed, deepcdr')
+                     config.bilinear_dim, config.drug_linear > 0, drug_graph=drug_graph,
+                     drug_units=tuple(config.drug_units) if drug_vector else ())
+  if not drug_graph or drug_vector:
+    raise ValueError(f'model {config.name!r} encodes the molecular graph only; use the seed '
+                     'model for other drug representations (data.drug_repr)')
+  return DeepCDRModel(tuple(config.gcn_units), tuple(cell_blocks), num_cells, num_drugs,
+                      config.gcn_pool, config.dropout, config.id_embed_dim, config.bilinear_dim,
+                      config.drug_linear > 0)

@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from cdr_jax.data import drugs
 from cdr_jax.data.dataset import Dataset
 from cdr_jax.model import models
 from cdr_jax.train import optimizer
@@ -69,7 +70,8 @@ class Engine:
 
   def init(self, data: DeviceData, seed: int, num_models: int) -> TrainState:
     """F stacked states, every model from the same initial parameters (those of `seed`)."""
-    one = _jitted_init(self.model, self.tx)(data.graphs, data.cell_x, jax.random.key(seed))
+    one = _jitted_init(self.model, self.tx)(data.graphs, data.cell_x, data.drug_x,
+                                            jax.random.key(seed))
     stack = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (num_models,) + x.shape), tree)
     return jax.jit(stack, out_shardings=self.by_model)(one)
 
@@ -131,7 +133,9 @@ def create_engine(config: ml_collections.ConfigDict, ds: Dataset, steps_per_epoc
   if config.train.batch_size % mesh.shape['data']:
     raise ValueError(f'train.batch_size={config.train.batch_size} must be a multiple of the '
                      f'{mesh.shape["data"]} devices on the data axis')
-  model = models.create_model(config.model, len(ds.cell_ids), len(ds.drug_ids), ds.cell_blocks)
+  parts = drugs.parse_repr(config.data.drug_repr)
+  model = models.create_model(config.model, len(ds.cell_ids), len(ds.drug_ids), ds.cell_blocks,
+                              drugs.GRAPH in parts, ds.drug_x.shape[1] > 0)
   tx = optimizer.create_optimizer(config.optimizer, steps_per_epoch, config.train.num_epochs)
   step_model, devices = model, mesh.shape['data']
   if num_models == 1 and devices > 1 and ds.drug_graphs.nodes.shape[0] % devices == 0:
@@ -150,10 +154,10 @@ def _engine(model, step_model, tx, task, l2, mesh, single) -> Engine:
 def _jitted_init(model, tx):
   """Compiled initialisation of one model (op-by-op init costs seconds)."""
   @jax.jit
-  def init(graphs, cell_x, key):
+  def init(graphs, cell_x, drug_x, key):
     idx = jnp.zeros((2,), jnp.int32)
     variables = model.init({'params': key, 'dropout': key}, graphs, cell_x, idx, idx,
-                           jnp.ones((2,), bool), train=False)
+                           jnp.ones((2,), bool), train=False, drug_x=drug_x)
     params = variables['params']
     return TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
                       tx.init(params))

@@ -35,6 +35,7 @@ class DeviceData:
   """
   graphs: jraph.GraphsTuple   # every drug graph once, padded to fixed budgets
   cell_x: jax.Array           # [C, K] cell features (standardised on training cells)
+  drug_x: jax.Array           # [D, K'] vector drug features (standardised; K' = 0: graph only)
   pair_cell: jax.Array        # [P] int32
   pair_drug: jax.Array        # [P] int32
   pair_y: jax.Array           # [P] float32 ln IC50
@@ -53,12 +54,13 @@ class DeviceData:
 
 
 # The vmap axes of `DeviceData`: None for shared fields, 0 for per-model ones.
-MODEL_AXES = DeviceData(graphs=None, cell_x=None, pair_cell=None, pair_drug=None, pair_y=None,
+MODEL_AXES = DeviceData(graphs=None, cell_x=None, drug_x=None, pair_cell=None, pair_drug=None, pair_y=None,
                         pair_label=None, train_mask=0, cell_active=0, drug_active=0, y_mean=0,
                         y_std=0, l2_scale=0)
 
 
-def device_data(ds: Dataset, features: np.ndarray, train_sets: list[np.ndarray]) -> DeviceData:
+def device_data(ds: Dataset, features: np.ndarray, drug_features: np.ndarray,
+                train_sets: list[np.ndarray]) -> DeviceData:
   """Host arrays for F models, model f training on the pairs `train_sets[f]`."""
   g = ds.drug_graphs
   mask = np.zeros((len(train_sets), ds.num_pairs), np.uint8)
@@ -69,7 +71,8 @@ def device_data(ds: Dataset, features: np.ndarray, train_sets: list[np.ndarray])
       graphs=jraph.GraphsTuple(nodes=g.nodes, edges=None, senders=g.senders,
                                receivers=g.receivers, globals=None, n_node=g.n_node,
                                n_edge=g.n_edge),
-      cell_x=np.asarray(features, np.float32), pair_cell=ds.pair_cell, pair_drug=ds.pair_drug,
+      cell_x=np.asarray(features, np.float32), drug_x=np.asarray(drug_features, np.float32),
+      pair_cell=ds.pair_cell, pair_drug=ds.pair_drug,
       pair_y=ds.pair_y, pair_label=ds.pair_label.astype(np.float32), train_mask=mask,
       cell_active=np.stack([np.isin(np.arange(len(ds.cell_ids)), ds.pair_cell[p])
                             for p in train_sets]),

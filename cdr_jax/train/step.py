@@ -42,7 +42,7 @@ def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array,
     out, updates = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, data.graphs, data.cell_x, cell_idx,
         drug_idx, weight > 0, train=True, rngs={'dropout': rng}, mutable=['batch_stats'],
-        cell_active=data.cell_active, drug_active=data.drug_active)
+        cell_active=data.cell_active, drug_active=data.drug_active, drug_x=data.drug_x)
     loss, valid = pair_loss(out, data, idx, task)
     w = weight * valid
     loss = (loss * w).sum() / jnp.maximum(w.sum(), 1.0)
@@ -61,7 +61,7 @@ def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array,
 def encode(state: TrainState, data: DeviceData, *, model):
   """Inference codes of every drug and cell line (computed once per evaluation)."""
   return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, data.graphs,
-                     data.cell_x, train=False, method='encode')
+                     data.cell_x, train=False, drug_x=data.drug_x, method='encode')
 
 
 def fuse(state: TrainState, codes, data: DeviceData, idx: jax.Array, *, model) -> jax.Array:
