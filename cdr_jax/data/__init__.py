@@ -1,0 +1,1 @@
+"""Data loading: drug response, cell-line representations and their sources."""
