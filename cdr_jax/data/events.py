@@ -106,12 +106,14 @@ def _read_rows(path: pathlib.Path, what: str, delimiter: str = ',') -> list[list
 
 
 def _column(path: pathlib.Path, head: list[str], name: str) -> int:
+  """Index of column `name` in the header of `path`."""
   if name not in head:
     raise DataError(f'{path}: no column {name!r} in the header (has {head[:6]}...)')
   return head.index(name)
 
 
 def _event_value(text: str, path: pathlib.Path, cosmic_id: str, column: str) -> float:
+  """0 or 1; nan for a blank."""
   text = text.strip()
   if text in ('0', '1'):
     return float(text)
