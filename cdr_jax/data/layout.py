@@ -13,3 +13,5 @@ EXPRESSION_FILE = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_f
 METHYLATION_FILE = 'deepcdr/CCLE/genomic_methylation_561celllines_808genes_demap_features.csv'
 SCFOUNDATION_CELLS_FILE = 'scfoundation/50M-0.1B-res_embedding.cells.txt'  # derived from expression
 SCGPT_VOCAB_FILE = 'scgpt/vocab.json'
+EVENTS_FILE = 'gdsc/genomic_features_v17.csv.gz'         # GDSC mutation / copy-number events
+COSMIC_FILE = 'gdsc/cosmic_info.csv.gz'                  # GDSC line names <-> COSMIC ids
