@@ -191,3 +191,15 @@ def test_real_features_on_expression_lines(data_root):
   np.testing.assert_array_equal(mut.sum(axis=1) + cna.sum(axis=1), raw.sum(axis=1))
   assert raw[:, ev.columns.index('BRAF_mut')].sum() == 51
   assert raw[:, ev.columns.index('KRAS_mut')].sum() == 85
+
+
+def test_events_join_other_cell_representations(data_root):
+  """`expression+mutation+cna`: one block per source; lines without events dropped and counted."""
+  from cdr_jax.data import cells  # pylint: disable=g-import-not-at-top
+  from tests.conftest import data_config  # pylint: disable=g-import-not-at-top
+  cfg = data_config(data_root, 'expression+mutation+cna')
+  universe = cells.omics_cell_ids(data_root)
+  x, ids, info = cells.build_cell_features(cfg, data_root, universe)
+  assert x.shape == (516, 697 + 270 + 407) and len(ids) == 516
+  assert info['blocks'] == [697, 270, 407]
+  assert info['mutation_lines_dropped_no_events'] == 11 and info['cna_dim'] == 407

@@ -14,14 +14,16 @@ import pathlib
 import ml_collections
 import numpy as np
 
+from cdr_jax.data import events
 from cdr_jax.data import fetch
 from cdr_jax.data import io
 from cdr_jax.data import layout
 from cdr_jax.errors import DataError
 
 EXPRESSION_FILE, METHYLATION_FILE = layout.EXPRESSION_FILE, layout.METHYLATION_FILE
-_SOURCES = {'expression': EXPRESSION_FILE, 'methylation': METHYLATION_FILE}
-BUILTIN = ('expression', 'methylation', 'multiomics', 'onehot', 'random')
+_SOURCES = {'expression': EXPRESSION_FILE, 'methylation': METHYLATION_FILE,
+            'mutation': layout.EVENTS_FILE, 'cna': layout.EVENTS_FILE}
+BUILTIN = ('expression', 'methylation', 'multiomics', 'mutation', 'cna', 'onehot', 'random')
 
 
 def omics_cell_ids(root: pathlib.Path) -> list[str]:
@@ -95,6 +97,9 @@ def _part(name: str, config, root: pathlib.Path, universe: list[str]):
     return load_expression(root)
   if name == 'methylation':
     return load_methylation(root)
+  if name in events.KINDS:  # GDSC mutation / copy-number events, mapped to DepMap ids by name
+    fetch.ensure(root, [layout.EVENTS_FILE, layout.COSMIC_FILE])
+    return events.event_features(name, root, universe)
   if name in ('onehot', 'random'):
     return list(universe), builtin_control(name, config, universe), {}
   if name in config.embeddings:
