@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from cdr_jax import cells
+from cdr_jax.data import cells
 from cdr_jax.data import events
 from cdr_jax.errors import DataError
 
@@ -195,7 +195,6 @@ def test_real_features_on_expression_lines(data_root):
 
 def test_events_join_other_cell_representations(data_root):
   """`expression+mutation+cna`: one block per source; lines without events dropped and counted."""
-  from cdr_jax.data import cells  # pylint: disable=g-import-not-at-top
   from tests.conftest import data_config  # pylint: disable=g-import-not-at-top
   cfg = data_config(data_root, 'expression+mutation+cna')
   universe = cells.omics_cell_ids(data_root)
