@@ -44,7 +44,11 @@ class Setup:
   def stream(self, epoch: int) -> list[dict]:
     cfg = self.config.train
     return [self.engine.put_batch(b)
-            for b in loop.epoch_batches(self.pool, cfg.batch_size, cfg.seed, epoch)]
+            for b in loop.epoch_batches(self.pool, self.batch_size, cfg.seed, epoch)]
+
+  @property
+  def batch_size(self) -> int:
+    return batch_size(self.config, self.pool)
 
   def step(self, rng: jax.Array):
     """The loop's step: (states, active, batch) -> (states, metrics), with this run's key."""
@@ -76,12 +80,19 @@ class Setup:
 def setup(config: ml_collections.ConfigDict, ds: Dataset, train_sets: list[np.ndarray],
           pool: np.ndarray) -> Setup:
   """Standardises features on the pool's cell lines, builds the engine and the device data."""
-  steps = -(-len(pool) // config.train.batch_size)
-  engine = engine_lib.create_engine(config, ds, steps, len(train_sets))
+  engine = engine_lib.create_engine(config, ds, batch_size(config, pool), len(pool),
+                                    len(train_sets))
   cell_x, drug_x = standardized_features(ds, np.unique(ds.pair_cell[pool]),
                                          np.unique(ds.pair_drug[pool]), config)
   host = device_data(ds, cell_x, drug_x, train_sets)
   return Setup(ds, engine, engine.put_data(host), host, np.asarray(pool), config)
+
+
+def batch_size(config: ml_collections.ConfigDict, pool: np.ndarray) -> int:
+  """Pairs per step: `train.batch_size`, or (0) the whole pool rounded up to the data devices."""
+  size = config.train.batch_size or len(pool)
+  devices = engine_lib.model_mesh(1).shape['data'] if not config.train.batch_size else 1
+  return -(-size // devices) * devices
 
 
 def standardized_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,

@@ -106,7 +106,7 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   cell_x, drug_x = experiment.standardized_features(query, fit_cells, fit_drugs, config)
   host = dataclasses.replace(device_data(query, cell_x, drug_x, [everything]),
                              y_mean=run.host.y_mean, y_std=run.host.y_std)
-  engine = engine_lib.create_engine(config, query, len(run.stream(0)), 1)
+  engine = engine_lib.create_engine(config, query, run.batch_size, len(split.train), 1)
   state = restored[0].replace(params=jax.tree.map(lambda x: x[None], params))
   out = engine.predict(jax.device_put(state, engine.by_model), engine.put_data(host), [everything],
                        config.eval.batch_size)[0]

@@ -58,10 +58,13 @@ def base_config() -> ml_collections.ConfigDict:
   # Optimizer
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,
-      weight_decay=0.0, grad_clip=0.0))
+      weight_decay=0.0, grad_clip=0.0,
+      lr_scaling='none',       # learning_rate is for base_batch_size; 'sqrt' / 'linear' scale it
+      base_batch_size=2048))   # to train.batch_size (see bench/time_to_quality.py)
   # Training
   c.train = ml_collections.ConfigDict(dict(
-      seed=0, batch_size=2048, num_epochs=50, patience=10,
+      seed=0, batch_size=2048,  # pairs per step; 0: every training pair in one step (full batch)
+      num_epochs=50, patience=10,
       select_on='val',         # 'test' only reproduces the published (leaky) protocol
       select_metric='pcc',     # pcc, spearman, rmse, per_drug_pcc (auroc for classification)
       progress=True,

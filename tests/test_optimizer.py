@@ -8,12 +8,23 @@ from configs import test as test_config
 
 def test_same_configuration_gives_the_same_optimizer():
   c = test_config.get_config()
-  a = optimizer.create_optimizer(c.optimizer, 10, 5)
-  assert optimizer.create_optimizer(c.optimizer, 10, 5) is a   # jitted functions keyed on it reuse
-  assert optimizer.create_optimizer(c.optimizer, 11, 5) is a    # a constant schedule: any split
+  a = optimizer.create_optimizer(c.optimizer, 10, 5, 64)
+  assert optimizer.create_optimizer(c.optimizer, 10, 5, 64) is a   # jitted functions reuse it
+  assert optimizer.create_optimizer(c.optimizer, 11, 5, 64) is a    # a constant schedule: any split
   c.optimizer.schedule = 'cosine'
-  b = optimizer.create_optimizer(c.optimizer, 10, 5)
-  assert b is not a and optimizer.create_optimizer(c.optimizer, 11, 5) is not b
+  b = optimizer.create_optimizer(c.optimizer, 10, 5, 64)
+  assert b is not a and optimizer.create_optimizer(c.optimizer, 11, 5, 64) is not b
+
+
+@pytest.mark.parametrize('scaling,expected', [('none', 1e-3), ('sqrt', 4e-3), ('linear', 16e-3)])
+def test_learning_rate_scales_with_the_batch(scaling, expected):
+  c = test_config.get_config()
+  c.optimizer.learning_rate, c.optimizer.base_batch_size = 1e-3, 2048
+  c.optimizer.lr_scaling = scaling
+  assert optimizer.learning_rate(c.optimizer, 32768) == pytest.approx(expected)
+  c.optimizer.lr_scaling = 'cube'
+  with pytest.raises(ValueError, match="unknown optimizer.lr_scaling 'cube'"):
+    optimizer.learning_rate(c.optimizer, 2048)
 
 
 @pytest.mark.parametrize('field,value,message', [
@@ -23,7 +34,7 @@ def test_unknown_choices_are_named(field, value, message):
   c = test_config.get_config()
   c.optimizer[field] = value
   with pytest.raises(ValueError, match=message):
-    optimizer.create_optimizer(c.optimizer, 10, 5)
+    optimizer.create_optimizer(c.optimizer, 10, 5, 64)
 
 
 def test_l2_penalties_are_lambdas_of_the_named_modules():

@@ -124,19 +124,21 @@ def natural_scale(out: np.ndarray, task: str, y_mean: float, y_std: float) -> np
   return 1.0 / (1.0 + np.exp(-out))
 
 
-def create_engine(config: ml_collections.ConfigDict, ds: Dataset, steps_per_epoch: int,
+def create_engine(config: ml_collections.ConfigDict, ds: Dataset, batch_size: int, pool_size: int,
                   num_models: int) -> Engine:
-  """The engine of `config` for `ds`'s entities, F = `num_models` (cached per configuration)."""
+  """The engine of `config` for `ds`'s entities, F = `num_models`, training `batch_size` pairs per
+  step from a pool of `pool_size` pairs (cached per configuration)."""
   if config.model.task not in ('regression', 'classification'):
     raise ValueError(f'unknown task {config.model.task!r}; choose regression or classification')
   mesh = model_mesh(num_models)
-  if config.train.batch_size % mesh.shape['data']:
-    raise ValueError(f'train.batch_size={config.train.batch_size} must be a multiple of the '
+  if batch_size % mesh.shape['data']:
+    raise ValueError(f'train.batch_size={batch_size} must be a multiple of the '
                      f'{mesh.shape["data"]} devices on the data axis')
   parts = drugs.parse_repr(config.data.drug_repr)
   model = models.create_model(config.model, len(ds.cell_ids), len(ds.drug_ids), ds.cell_blocks,
                               drugs.GRAPH in parts, ds.drug_x.shape[1] > 0)
-  tx = optimizer.create_optimizer(config.optimizer, steps_per_epoch, config.train.num_epochs)
+  tx = optimizer.create_optimizer(config.optimizer, -(-pool_size // batch_size),
+                                  config.train.num_epochs, batch_size)
   step_model, devices = model, mesh.shape['data']
   if num_models == 1 and devices > 1 and ds.drug_graphs.nodes.shape[0] % devices == 0:
     # Split the drug GCN's atoms over the devices (each drug encoded once per step in total).

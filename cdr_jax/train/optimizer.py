@@ -6,22 +6,36 @@ import ml_collections
 import optax
 
 
-def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
-                     num_epochs: int) -> optax.GradientTransformation:
+def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
+                     batch_size: int) -> optax.GradientTransformation:
   """Adam / AdamW / SGD with an optional schedule, weight decay and gradient clipping.
 
-  The same configuration returns the same object, so the jitted functions keyed on it are reused
-  (every split and every LODO chunk of a run shares one compilation).
+  The learning rate is `learning_rate` at `base_batch_size` pairs per step, scaled to `batch_size`
+  by `lr_scaling` ('none', 'sqrt' or 'linear'; Adam usually wants 'sqrt'). The same configuration
+  returns the same object, so the jitted functions keyed on it are reused (every split and every
+  LODO chunk of a run shares one compilation).
   """
   if config.schedule == 'constant' and not config.warmup_epochs:
     steps_per_epoch = num_epochs = 0  # the schedule does not depend on them: one object for all
-  return _optimizer(tuple(sorted(config.to_dict().items())), steps_per_epoch, num_epochs)
+  return _optimizer(tuple(sorted(config.to_dict().items())), steps_per_epoch, num_epochs,
+                    learning_rate(config, batch_size))
+
+
+def learning_rate(config: ml_collections.ConfigDict, batch_size: int) -> float:
+  """The peak learning rate at `batch_size` pairs per step (see `create_optimizer`)."""
+  ratio = batch_size / config.base_batch_size
+  scale = {'none': 1.0, 'sqrt': ratio ** 0.5, 'linear': ratio}
+  if config.lr_scaling not in scale:
+    raise ValueError(f'unknown optimizer.lr_scaling {config.lr_scaling!r}; choose none, sqrt or '
+                     'linear')
+  return float(config.learning_rate * scale[config.lr_scaling])
 
 
 @functools.lru_cache(maxsize=16)
-def _optimizer(items: tuple, steps_per_epoch: int, num_epochs: int) -> optax.GradientTransformation:
+def _optimizer(items: tuple, steps_per_epoch: int, num_epochs: int,
+               lr: float) -> optax.GradientTransformation:
   config = ml_collections.ConfigDict(dict(items))
-  lr, total = config.learning_rate, max(1, steps_per_epoch * num_epochs)
+  total = max(1, steps_per_epoch * num_epochs)
   warmup = int(config.warmup_epochs * steps_per_epoch)
   if config.schedule == 'constant':
     schedule = optax.constant_schedule(lr) if not warmup else optax.join_schedules(
