@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines and classical predictors, scoring of every predictor."""
