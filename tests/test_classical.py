@@ -275,6 +275,9 @@ def test_bad_input_is_named():
     cl.fit_classical('legacy', cell, drug, bad, train, val, test, 40, 12, x)
   with pytest.raises(ValueError, match='unknown split kind'):
     cl.fit_classical('sideways', cell, drug, y, train, val, test, 40, 12, x)
-  with pytest.raises(ValueError, match='requested pair 0 has cell line'):
-    cl.fit_classical('legacy', cell, drug, y, train[cell[train] != cell[test[0]]], val[:0],
+  with pytest.raises(ValueError, match='needs validation pairs'):
+    cl.fit_classical('legacy', cell, drug, y, train, val[:0], test, 40, 12, x)
+  line = cell[test[0]]
+  with pytest.raises(ValueError, match=f'requested pair 0 has cell line {line} with no training'):
+    cl.fit_classical('legacy', cell, drug, y, train[cell[train] != line], val[cell[val] != line],
                      test[:1], 40, 12, x)
