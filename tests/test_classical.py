@@ -1,4 +1,4 @@
-"""Classical predictors on tiny matrices with hand-checked values; selection never reads test labels."""
+"""Classical predictors on tiny matrices, checked by hand; selection never reads test labels."""
 
 import numpy as np
 import pytest
@@ -64,7 +64,8 @@ def test_kernel_ridge_is_the_direct_solve_per_drug():
   width, lam = fit.params['width'], fit.params['lambda']
   assert fit.params['width_rel'] in cl.WIDTHS and fit.params['lambda_rel'] in cl.LAMBDAS
   d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
-  assert fit.params['median_distance'] == pytest.approx(np.median(np.sqrt(d2[np.triu_indices(15, 1)])))
+  distances = np.sqrt(d2[np.triu_indices(15, 1)])
+  assert fit.params['median_distance'] == pytest.approx(np.median(distances))
   k = np.exp(-d2 / (2 * width ** 2))
   for d in range(2):
     o = mask[:, d]
@@ -107,8 +108,8 @@ def test_matrix_factorization_stops_by_tolerance():
   full = cl.matrix_factorization(pairs, 30, 20, rank=3, l2=1.0, seed=0, tol=tol)
   n = full.params['iterations']
   assert full.params['converged'] and 3 < n < cl.MF_MAX_ITERS
-  objective = [cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol, max_iters=i).params['objective']
-               for i in (n - 2, n - 1)] + [full.params['objective']]
+  stopped = [cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol, max_iters=i) for i in (n - 2, n - 1)]
+  objective = [f.params['objective'] for f in stopped] + [full.params['objective']]
   assert abs(objective[1] - objective[2]) <= tol * objective[2]     # stopped at the first step
   assert abs(objective[0] - objective[1]) > tol * objective[1]      # that changed by < tol
   guard = cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol, max_iters=n - 1)

@@ -430,20 +430,23 @@ def select_matrix_factorization(train: Pairs, val: Pairs, n_cells: int, n_drugs:
                                 max_iters: int = MF_MAX_ITERS) -> Predictor:
   """The grid's (rank, L2) with the best mean per-drug PCC on the validation pairs.
 
-  For each L2, ranks go up until a fit leaves some rank unused (effective rank below it): the L2
-  then bounds the rank, and a larger rank would fit the same model, so it is not refitted.
+  For each L2, ranks go up while the validation score improves (the slowest fits are large ranks
+  at small L2, which overfit) and until a fit leaves some rank unused (effective rank below it):
+  the L2 then bounds the rank, and a larger rank would fit the same model.
   """
   check_pairs(val, n_cells, n_drugs, 'matrix_factorization validation pairs')
   table, best = {}, None
   for l2 in l2s:
+    previous = -np.inf
     for rank in sorted(ranks):
       fit = matrix_factorization(train, n_cells, n_drugs, rank, l2, seed, tol, max_iters)
       score = mean_drug_pcc(fit.predict(val.cell, val.drug), val.y, val.drug)
       table[_key({'rank': rank, 'l2': l2})] = score
       if best is None or score > best.params['val_score']:
         best = dataclasses.replace(fit, params=dict(fit.params, val_score=score))
-      if fit.params['effective_rank'] < rank:
+      if score < previous or fit.params['effective_rank'] < rank:
         break
+      previous = score
   best.params.update(val=table)
   return best
 
