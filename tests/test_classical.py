@@ -108,7 +108,8 @@ def test_matrix_factorization_stops_by_tolerance():
   full = cl.matrix_factorization(pairs, 30, 20, rank=3, l2=1.0, seed=0, tol=tol)
   n = full.params['iterations']
   assert full.params['converged'] and 3 < n < cl.MF_MAX_ITERS
-  stopped = [cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol, max_iters=i) for i in (n - 2, n - 1)]
+  stopped = [cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol, max_iters=i)
+             for i in (n - 2, n - 1)]
   objective = [f.params['objective'] for f in stopped] + [full.params['objective']]
   assert abs(objective[1] - objective[2]) <= tol * objective[2]     # stopped at the first step
   assert abs(objective[0] - objective[1]) > tol * objective[1]      # that changed by < tol
