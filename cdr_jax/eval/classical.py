@@ -1,0 +1,754 @@
+"""Tuned classical predictors of ln IC50: ridge, kernel ridge, matrix factorisation, kNN, a blend.
+
+Inputs are plain arrays: each pair's cell-line index, drug index and ln IC50, and pair-index arrays
+of a split's parts. GDSC measured some (line, drug) pairs twice; every predictor here averages a
+pair's training measurements into one observation (a replicate is not another cell line).
+Hyperparameters come from inner cross-validation over training lines (ridge, kernel ridge) or from
+the validation pairs (matrix factorisation, kNN, blend); the labels of the pairs to predict never
+reach a fit.
+
+`fit_classical` fits the predictors that apply to a kind of split and says why the others do not:
+  seen_pairs    (legacy, random): all of them (additive effects, matrix factorisation, item- and
+                user-kNN on their residuals, ridge, kernel ridge, blend).
+  unseen_cells  (leave_cell_out, leave_cancer_type_out): ridge, kernel ridge and their blend; the
+                identity models learn one code per line and have none for a line never seen.
+  unseen_drugs  (leave_drug_out): none; every predictor here is fitted per drug or learns drug
+                codes.
+"""
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from scipy import optimize
+
+from cdr_jax.errors import DataError
+
+# Ridge and kernel ridge: lambda in units of the mean diagonal of the centred training-line kernel
+# (one grid then serves any feature scale or dimension); RBF width in units of the median distance
+# between training lines (the median heuristic).
+LAMBDAS = tuple(2.0 ** k for k in range(-4, 5))
+WIDTHS = (0.5, 1.0, 2.0, 4.0)
+INNER_FOLDS = 5
+MF_RANKS = (10, 20, 40, 80, 120)
+MF_L2S = (5.0, 10.0, 20.0, 40.0)
+MF_TOL = 1e-4        # ALS stops when the training objective changes by less than this, relatively
+MF_MAX_ITERS = 300   # a guard only; a fit that reaches it says so (`converged`: False)
+KNN_KS = (5, 10, 20, 40, 80)
+MIN_PAIRS = 3        # a drug's PCC needs this many pairs (as cdr_jax.metrics.MIN_GROUP_PAIRS)
+KINDS = ('seen_pairs', 'unseen_cells', 'unseen_drugs')
+SPLIT_KINDS = {'legacy': 'seen_pairs', 'random': 'seen_pairs', 'leave_cell_out': 'unseen_cells',
+               'leave_cancer_type_out': 'unseen_cells', 'leave_drug_out': 'unseen_drugs'}
+
+
+class UnseenEntityError(ValueError):
+  """A predictor was asked for a pair whose cell line or drug it has no parameters for."""
+
+
+class Pairs(NamedTuple):
+  """Observed pairs: cell-line index, drug index and ln IC50 of each."""
+  cell: np.ndarray
+  drug: np.ndarray
+  y: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+  """A fitted predictor as its [n_cells, n_drugs] scores; nan where it has no parameters."""
+  name: str
+  scores: np.ndarray
+  params: dict
+
+  def covers(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
+    """Which of the pairs it can score."""
+    return np.isfinite(self.scores[cell, drug])
+
+  def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
+    """Scores of the pairs; UnseenEntityError if it cannot score one."""
+    out = self.scores[cell, drug]
+    _check_covered(self.name, out, cell, drug)
+    return out
+
+
+def _check_covered(name: str, out: np.ndarray, cell: np.ndarray, drug: np.ndarray) -> None:
+  bad = np.flatnonzero(~np.isfinite(out))
+  if len(bad):
+    i = bad[0]
+    raise UnseenEntityError(
+        f'{name} cannot score pair {i} (cell line {cell[i]}, drug {drug[i]}) nor {len(bad) - 1} '
+        'other(s): their line or drug had no training pairs')
+
+
+def check_pairs(pairs: Pairs, n_cells: int, n_drugs: int, what: str) -> None:
+  """Raises if the arrays differ in length, an index is out of range or a label is not finite."""
+  n = len(pairs.cell)
+  if len(pairs.drug) != n or len(pairs.y) != n:
+    raise ValueError(f'{what}: cell, drug and y differ in length '
+                     f'({n}, {len(pairs.drug)}, {len(pairs.y)})')
+  for name, idx, size in (('cell', pairs.cell, n_cells), ('drug', pairs.drug, n_drugs)):
+    if not np.issubdtype(np.asarray(idx).dtype, np.integer):
+      raise ValueError(f'{what}: {name} indices have dtype {np.asarray(idx).dtype}; expected ints')
+    bad = np.flatnonzero((idx < 0) | (idx >= size))
+    if len(bad):
+      raise ValueError(f'{what}: pair {bad[0]} has {name} index {idx[bad[0]]}; '
+                       f'expected 0..{size - 1}')
+  bad = np.flatnonzero(~np.isfinite(pairs.y))
+  if len(bad):
+    raise DataError(f'{what}: pair {bad[0]} has ln IC50 {pairs.y[bad[0]]}; expected a finite '
+                    'value')
+
+
+def response_matrix(pairs: Pairs, n_cells: int, n_drugs: int) -> tuple[np.ndarray, np.ndarray]:
+  """[n_cells, n_drugs] mean ln IC50 of each observed pair (duplicates averaged), and the mask."""
+  flat = pairs.cell.astype(np.int64) * n_drugs + pairs.drug
+  total = np.bincount(flat, pairs.y.astype(np.float64), n_cells * n_drugs)
+  count = np.bincount(flat, minlength=n_cells * n_drugs)
+  mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+  return mean.reshape(n_cells, n_drugs), (count > 0).reshape(n_cells, n_drugs)
+
+
+def mean_drug_pcc(pred: np.ndarray, y: np.ndarray, drug: np.ndarray) -> float:
+  """Mean over drugs with >= 3 pairs of the per-drug PCC (the score of cdr_jax's metrics)."""
+  _, group = np.unique(drug, return_inverse=True)
+  n = np.bincount(group).astype(np.float64)
+  pred, y = np.asarray(pred, np.float64), np.asarray(y, np.float64)
+  dp = pred - (np.bincount(group, pred) / n)[group]
+  dy = y - (np.bincount(group, y) / n)[group]
+  vp, vy = np.bincount(group, dp * dp), np.bincount(group, dy * dy)
+  # A constant side has no correlation (nan in metrics.pcc); relative test, as the means round.
+  ok = ((n >= MIN_PAIRS) & (vp > 1e-20 * np.bincount(group, pred * pred))
+        & (vy > 1e-20 * np.bincount(group, y * y)))
+  if not ok.any():
+    return float('nan')
+  return float(np.mean(np.bincount(group, dp * dy)[ok] / np.sqrt(vp[ok] * vy[ok])))
+
+
+def _matrix_score(pred: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+  rows, cols = np.nonzero(mask)
+  return mean_drug_pcc(pred[rows, cols], y[rows, cols], cols)
+
+
+# --- Kernel ridge per drug on the training lines (ridge is the linear kernel). -------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Eig:
+  """Eigendecomposition of a training-line kernel centred in feature space; its column means."""
+  s: np.ndarray
+  u: np.ndarray
+  col_mean: np.ndarray
+
+
+def _centred_eig(k: np.ndarray) -> _Eig:
+  col = k.mean(0)
+  s, u = np.linalg.eigh(k - col[None] - col[:, None] + col.mean())
+  return _Eig(np.maximum(s, 0.0), u, col)
+
+
+def _centre_cross(k_cross: np.ndarray, eig: _Eig) -> np.ndarray:
+  """Centres kernel rows between new lines and the training lines as the training kernel was."""
+  return k_cross - k_cross.mean(1, keepdims=True) - eig.col_mean[None] + eig.col_mean.mean()
+
+
+def _smooth(eig: _Eig, f: np.ndarray, z: np.ndarray) -> np.ndarray:
+  """Fitted values of ridge with an unpenalised intercept (per column) on targets z."""
+  return z.mean(0) + eig.u @ (f[:, None] * (eig.u.T @ z))
+
+
+def _complete(eig: _Eig, lam: float, y: np.ndarray, mask: np.ndarray, tol: float = 1e-8,
+              max_iters: int = 1000) -> tuple[np.ndarray, int]:
+  """Fills y's missing entries so that ridge on the full matrix is each drug's on its own lines.
+
+  Each drug's fit on its observed lines (intercept included) is the fixed point of EM imputation:
+  the fill z equals the fit's values there, z = P H (y0 + z) with H the smoother and P the missing
+  entries. So z solves (I - P H P) z = P H y0, done for all drugs at once by conjugate gradients.
+  """
+  f = eig.s / (eig.s + lam)
+  miss = ~mask
+  y0 = np.where(mask, y, 0.0)
+  b = np.where(miss, _smooth(eig, f, y0), 0.0)
+  op = lambda z: z - np.where(miss, _smooth(eig, f, z), 0.0)
+  mean = y0.sum(0) / np.maximum(mask.sum(0), 1)
+  z = np.where(miss, mean, 0.0)  # start from the drug mean (residual 0)
+  z, iters = _cg(op, b, z, tol, max_iters, axis=0)
+  return np.where(mask, y, z), iters
+
+
+def _cg(op, b: np.ndarray, x: np.ndarray, tol: float, max_iters: int,
+        axis: int) -> tuple[np.ndarray, int]:
+  """Conjugate gradients for many SPD systems side by side (one per slice along `axis`)."""
+  dot = lambda p, q: (p * q).sum(axis, keepdims=True)
+  r = b - op(x)
+  p, rr = r.copy(), dot(r, r)
+  target = tol ** 2 * np.maximum(dot(b, b), 1e-30)
+  for it in range(max_iters):
+    active = rr > target
+    if not active.any():
+      return x, it
+    ap = op(p)
+    alpha = np.where(active, rr / np.maximum(dot(p, ap), 1e-300), 0.0)
+    x, r = x + alpha * p, r - alpha * ap
+    rr_new = dot(r, r)
+    p = r + np.where(active, rr_new / np.maximum(rr, 1e-300), 0.0) * p
+    rr = rr_new
+  return x, max_iters
+
+
+def _dual_predict(eig: _Eig, k_cross: np.ndarray, filled: np.ndarray, lam: float) -> np.ndarray:
+  """Predictions for the rows of `k_cross` from the ridge fit on the filled training matrix."""
+  mu = filled.mean(0)
+  coef = (eig.u.T @ (filled - mu)) / (eig.s + lam)[:, None]
+  return mu + (_centre_cross(k_cross, eig) @ eig.u) @ coef
+
+
+def _cv_scores(k: np.ndarray, y: np.ndarray, mask: np.ndarray, lams: np.ndarray, folds: int,
+               seed: int) -> np.ndarray:
+  """Per lambda, the mean per-drug PCC of pooled out-of-fold predictions over the training lines.
+
+  Inside the folds a drug's missing lines are filled with its mean (residual 0 after centring), so
+  one eigendecomposition per fold serves the whole grid; the final fit is exact (`_complete`).
+  """
+  fold = np.random.default_rng(seed).permutation(len(y)) % folds
+  pred = np.zeros((len(lams),) + y.shape)
+  for f in range(folds):
+    out, inn = fold == f, fold != f
+    eig = _centred_eig(k[np.ix_(inn, inn)])
+    count = mask[inn].sum(0)
+    mean = np.where(mask[inn], y[inn], 0.0).sum(0) / np.maximum(count, 1)
+    coef = eig.u.T @ (np.where(mask[inn], y[inn], mean) - mean)
+    cross = _centre_cross(k[np.ix_(out, inn)], eig) @ eig.u
+    for i, lam in enumerate(lams):
+      pred[i][out] = mean + cross @ (coef / (eig.s + lam)[:, None])
+  return np.array([_matrix_score(p, y, mask) for p in pred])
+
+
+def _fit_kernels(name: str, kernels: Sequence[tuple[dict, np.ndarray]], train: Pairs,
+                 n_cells: int, n_drugs: int, lambdas: Sequence[float], folds: int,
+                 seed: int) -> Predictor:
+  """Per-drug kernel ridge; (kernel, lambda) by inner CV over training lines, one for all drugs.
+
+  `kernels`: (description, [n_cells, n_cells] kernel) candidates; a single candidate and lambda is
+  fitted without CV. Drugs with < 2 training lines get no fit (nan).
+  """
+  ymat, mask = response_matrix(train, n_cells, n_drugs)
+  lines = np.flatnonzero(mask.any(1))
+  drugs = np.flatnonzero(mask.sum(0) >= 2)
+  if len(lines) < 2 * folds or not len(drugs):
+    raise ValueError(f'{name}: {len(lines)} training lines and {len(drugs)} drugs with two or more '
+                     f'lines; inner {folds}-fold CV needs at least {2 * folds} lines and one drug')
+  y, m = ymat[np.ix_(lines, drugs)], mask[np.ix_(lines, drugs)]
+  table, best = {}, (None, kernels[0][0], lambdas[0], kernels[0][1])
+  for desc, k_all in (kernels if len(kernels) * len(lambdas) > 1 else []):
+    k = k_all[np.ix_(lines, lines)]
+    for rel, score in zip(lambdas, _cv_scores(k, y, m, _scale(k) * np.asarray(lambdas), folds,
+                                              seed)):
+      table[_key(desc, lambda_rel=rel)] = float(score)
+      if best[0] is None or score > best[0]:
+        best = (float(score), desc, rel, k_all)
+  score, desc, rel, k_all = best
+  k = k_all[np.ix_(lines, lines)]
+  eig, lam = _centred_eig(k), rel * _scale(k)
+  filled, iters = _complete(eig, lam, y, m)
+  scores = np.full((n_cells, n_drugs), np.nan)
+  scores[:, drugs] = _dual_predict(eig, k_all[:, lines], filled, lam)
+  params = dict(desc, lambda_rel=rel, **{'lambda': lam}, cv_score=score, cv=table,
+                inner_folds=folds, completion_iters=iters, fitted_drugs=int(len(drugs)))
+  return Predictor(name, scores, params)
+
+
+def _scale(k: np.ndarray) -> float:
+  """Mean diagonal of the kernel centred in feature space (lambda's unit)."""
+  return float(np.mean(np.diag(k)) - np.mean(k))
+
+
+def _key(desc: dict, **more) -> str:
+  return ','.join(f'{k}={v:g}' for k, v in {**desc, **more}.items())
+
+
+def _check_features(x: np.ndarray) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  if x.ndim != 2:
+    raise ValueError(f'cell features have shape {x.shape}; expected [n_cells, d]')
+  bad = np.flatnonzero(~np.isfinite(x).all(1))
+  if len(bad):
+    raise DataError(f'cell features: row {bad[0]} has a non-finite value; expected finite, '
+                    'standardised features')
+  return x
+
+
+def ridge_per_drug(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
+                   lambdas: Sequence[float] = LAMBDAS, folds: int = INNER_FOLDS) -> Predictor:
+  """Ridge of ln IC50 on the cell features, one per drug with its own intercept.
+
+  Each drug is fitted exactly on its own training lines (features and labels centred on them), in
+  the dual form, all drugs through one eigendecomposition of the training-line kernel. One lambda
+  for all drugs, by inner K-fold CV over training lines: a drug has a few hundred lines, too few to
+  tune its own lambda without the choice's noise costing more than it gains (per-drug lambdas
+  scored 0.438 against 0.442 per-drug PCC over the five leave_cell_out folds).
+  """
+  x = _check_features(x)
+  check_pairs(train, len(x), n_drugs, 'ridge_per_drug training pairs')
+  return _fit_kernels('ridge_per_drug', [({}, x @ x.T)], train, len(x), n_drugs, lambdas, folds,
+                      seed)
+
+
+def _sq_dists(x: np.ndarray) -> np.ndarray:
+  sq = (x * x).sum(1)
+  return np.maximum(sq[:, None] + sq[None] - 2 * x @ x.T, 0.0)
+
+
+def kernel_ridge(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
+                 widths: Sequence[float] = WIDTHS, lambdas: Sequence[float] = LAMBDAS,
+                 folds: int = INNER_FOLDS) -> Predictor:
+  """Multi-output kernel ridge over drugs, RBF kernel on the cell features; scores unseen lines.
+
+  All drugs share the kernel, its width (times the median distance between training lines) and
+  lambda, chosen by inner K-fold CV over training lines. A drug missing on some training lines is
+  fitted exactly on the lines that have it (see `_complete`), not by imputing them.
+  """
+  x = _check_features(x)
+  check_pairs(train, len(x), n_drugs, 'kernel_ridge training pairs')
+  d2 = _sq_dists(x)
+  lines = np.unique(train.cell)
+  median = float(np.sqrt(np.median(d2[np.ix_(lines, lines)][np.triu_indices(len(lines), 1)])))
+  if not median > 0:
+    raise DataError('kernel_ridge: the training lines\' features are all identical; no RBF width')
+  kernels = [({'width_rel': w}, np.exp(-d2 / (2 * (w * median) ** 2))) for w in widths]
+  fit = _fit_kernels('kernel_ridge', kernels, train, len(x), n_drugs, lambdas, folds, seed)
+  fit.params.update(width=fit.params['width_rel'] * median, median_distance=median)
+  return fit
+
+
+# --- Identity models: additive effects and matrix factorisation (ALS). ---------------------------
+
+
+def additive(train: Pairs, n_cells: int, n_drugs: int, l2: float = 1.0) -> Predictor:
+  """y = mu + b[line] + a[drug] with L2 `l2` on the biases, solved exactly (one linear system).
+
+  Scores only pairs whose line and drug have training pairs. Its residuals (responses with line and
+  drug effects removed) are the profiles that kNN compares.
+  """
+  check_pairs(train, n_cells, n_drugs, 'additive training pairs')
+  ymat, mask = response_matrix(train, n_cells, n_drugs)
+  mu = float(ymat[mask].mean())
+  m = mask.astype(np.float64)
+  r = np.where(mask, ymat - mu, 0.0)
+  # Normal equations of the biases [b; a]: per line / drug counts on the diagonal, the mask between.
+  lhs = np.block([[np.diag(m.sum(1) + l2), m], [m.T, np.diag(m.sum(0) + l2)]])
+  sol = np.linalg.solve(lhs, np.concatenate([r.sum(1), r.sum(0)]))
+  scores = mu + sol[:n_cells, None] + sol[None, n_cells:]
+  scores[~mask.any(1)] = np.nan
+  scores[:, ~mask.any(0)] = np.nan
+  return Predictor('additive', scores, {'l2': l2})
+
+
+def _ridge_rows(t: np.ndarray, mask: np.ndarray, f: np.ndarray, l2: float, w: np.ndarray,
+                tol: float) -> np.ndarray:
+  """Each row i's ridge solution of sum_j mask[i,j] (t[i,j] - w[i] . f[j])^2 + l2 |w[i]|^2.
+
+  Conjugate gradients from `w` (the previous sweep's solution), all rows at once: a matrix product
+  per step instead of a Gram matrix and a solve per row.
+  """
+  m = mask.astype(np.float64)
+  op = lambda z: ((z @ f.T) * m) @ f + l2 * z
+  w, _ = _cg(op, (t * m) @ f, w, tol, 500, axis=1)
+  return w
+
+
+@dataclasses.dataclass(frozen=True)
+class _Als:
+  mu: float
+  wu: np.ndarray   # [n_cells, rank + 1]: line codes and line biases (last column)
+  wv: np.ndarray   # [n_drugs, rank + 1]: drug codes and drug biases
+  iterations: int
+  converged: bool
+  objective: float
+
+  def scores(self) -> np.ndarray:
+    return (self.mu + self.wu[:, -1:] + self.wv[:, -1] + self.wu[:, :-1] @ self.wv[:, :-1].T)
+
+
+def _als(ymat: np.ndarray, mask: np.ndarray, rank: int, l2: float, seed: int, tol: float,
+         max_iters: int) -> _Als:
+  """ALS for y = mu + b[line] + a[drug] + U[line] . V[drug], L2 `l2` on codes and biases.
+
+  Stops when the objective (squared error over observed pairs plus the penalty) changes by less
+  than `tol` relatively; inner solves are 100 times tighter so that the change is ALS's own.
+  """
+  rng = np.random.default_rng(seed)
+  n_cells, n_drugs = ymat.shape
+  mu = float(ymat[mask].mean())
+  wu = np.hstack([0.1 * rng.standard_normal((n_cells, rank)), np.zeros((n_cells, 1))])
+  wv = np.hstack([0.1 * rng.standard_normal((n_drugs, rank)), np.zeros((n_drugs, 1))])
+  ones_c, ones_d = np.ones((n_cells, 1)), np.ones((n_drugs, 1))
+  previous = np.inf
+  for it in range(1, max_iters + 1):
+    wu = _ridge_rows(ymat - mu - wv[:, -1], mask, np.hstack([wv[:, :-1], ones_d]), l2, wu,
+                     tol / 100)
+    wv = _ridge_rows((ymat - mu - wu[:, -1:]).T, mask.T, np.hstack([wu[:, :-1], ones_c]), l2, wv,
+                     tol / 100)
+    fit = _Als(mu, wu, wv, it, False, 0.0)
+    sq = float(np.sum(np.where(mask, ymat - fit.scores(), 0.0) ** 2))
+    objective = sq + l2 * float(np.sum(wu ** 2) + np.sum(wv ** 2))
+    if abs(previous - objective) <= tol * objective:
+      return dataclasses.replace(fit, converged=True, objective=objective)
+    previous = objective
+  return dataclasses.replace(fit, objective=objective)
+
+
+def matrix_factorization(train: Pairs, n_cells: int, n_drugs: int, rank: int, l2: float,
+                         seed: int, tol: float = MF_TOL,
+                         max_iters: int = MF_MAX_ITERS) -> Predictor:
+  """Biased matrix factorisation (global, line and drug biases + rank-r codes) fitted by ALS.
+
+  Initialised from `seed`; run until the relative change of the training objective is below
+  `tol`. It scores only pairs whose line and drug have training pairs (others are nan).
+  """
+  check_pairs(train, n_cells, n_drugs, 'matrix_factorization training pairs')
+  ymat, mask = response_matrix(train, n_cells, n_drugs)
+  fit = _als(ymat, mask, rank, l2, seed, tol, max_iters)
+  scores = fit.scores()
+  scores[~mask.any(1)] = np.nan
+  scores[:, ~mask.any(0)] = np.nan
+  params = {'rank': rank, 'l2': l2, 'seed': seed, 'tol': tol, 'iterations': fit.iterations,
+            'converged': fit.converged, 'objective': fit.objective,
+            'effective_rank': _effective_rank(fit)}
+  return Predictor('matrix_factorization', scores, params)
+
+
+def _effective_rank(fit: _Als, rel: float = 1e-4) -> int:
+  """Singular values of U V^T above `rel` times the largest (below the rank: rank not binding)."""
+  sv = np.linalg.svd(fit.wu[:, :-1] @ fit.wv[:, :-1].T, compute_uv=False)
+  return int(np.sum(sv > rel * sv[0])) if sv[0] > 0 else 0
+
+
+def select_matrix_factorization(train: Pairs, val: Pairs, n_cells: int, n_drugs: int, seed: int,
+                                ranks: Sequence[int] = MF_RANKS, l2s: Sequence[float] = MF_L2S,
+                                tol: float = MF_TOL,
+                                max_iters: int = MF_MAX_ITERS) -> Predictor:
+  """The grid's (rank, L2) with the best mean per-drug PCC on the validation pairs.
+
+  For each L2, ranks go up while the validation score improves (the slowest fits are large ranks
+  at small L2, which overfit) and until a fit leaves some rank unused (effective rank below it):
+  the L2 then bounds the rank, and a larger rank would fit the same model.
+  """
+  check_pairs(val, n_cells, n_drugs, 'matrix_factorization validation pairs')
+  table, best = {}, None
+  for l2 in l2s:
+    previous = -np.inf
+    for rank in sorted(ranks):
+      fit = matrix_factorization(train, n_cells, n_drugs, rank, l2, seed, tol, max_iters)
+      score = mean_drug_pcc(fit.predict(val.cell, val.drug), val.y, val.drug)
+      table[_key({'rank': rank, 'l2': l2})] = score
+      if best is None or score > best.params['val_score']:
+        best = dataclasses.replace(fit, params=dict(fit.params, val_score=score))
+      if score < previous or fit.params['effective_rank'] < rank:
+        break
+      previous = score
+  best.params.update(val=table)
+  return best
+
+
+# --- kNN on residuals. ----------------------------------------------------------------------------
+
+
+def column_similarity(r: np.ndarray, mask: np.ndarray, min_shared: int = MIN_PAIRS) -> np.ndarray:
+  """Pearson correlation between columns of r over the rows where both are observed (0 if too few).
+
+  The diagonal is 0 (a column is not its own neighbour).
+  """
+  w = mask.astype(np.float64)
+  rz = np.where(mask, r, 0.0)
+  n, sx, sxx, sxy = w.T @ w, rz.T @ w, (rz * rz).T @ w, rz.T @ rz
+  var = n * sxx - sx * sx
+  ok = (n >= min_shared) & (var > 1e-12 * n * sxx) & (var.T > 1e-12 * n * sxx.T)
+  corr = np.where(ok, (n * sxy - sx * sx.T) / np.sqrt(np.where(ok, var * var.T, 1.0)), 0.0)
+  np.fill_diagonal(corr, 0.0)
+  return corr
+
+
+def _neighbour_means(sim: np.ndarray, resid: np.ndarray, mask: np.ndarray, rows: np.ndarray,
+                     cols: np.ndarray, ks: Sequence[int], chunk: int = 4096) -> np.ndarray:
+  """[len(ks), n]: per k, each query's similarity-weighted mean residual over its k neighbours.
+
+  Query i's neighbours are the k columns c most similar to cols[i] (positive similarity only) that
+  row rows[i] observed; the mean is of resid[rows[i], c].
+  """
+  kmax = min(max(ks), sim.shape[1])
+  out = np.zeros((len(ks), len(rows)))
+  for start in range(0, len(rows), chunk):
+    r, c = rows[start:start + chunk], cols[start:start + chunk]
+    s = np.where(mask[r], np.maximum(sim[c], 0.0), 0.0)
+    top = np.argpartition(-s, kmax - 1, axis=1)[:, :kmax]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), 1), 1)
+    ts = np.take_along_axis(s, top, 1)
+    num = np.cumsum(ts * resid[r[:, None], top], 1)
+    den = np.cumsum(ts, 1)
+    for i, k in enumerate(ks):
+      j = min(k, kmax) - 1
+      mean = num[:, j] / np.maximum(den[:, j], 1e-300)
+      out[i, start:start + chunk] = np.where(den[:, j] > 0, mean, 0.0)
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class KnnPredictor:
+  """A base predictor plus the weighted mean residual of a pair's k most similar drugs (lines)."""
+  name: str
+  base: Predictor
+  resid: np.ndarray   # [n_cells, n_drugs] training residuals of the base (0 where unobserved)
+  mask: np.ndarray
+  sim: np.ndarray     # [n_drugs, n_drugs] (axis 'drug') or [n_cells, n_cells] (axis 'cell')
+  axis: str
+  k: int
+  params: dict
+
+  def covers(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
+    return self.base.covers(cell, drug)
+
+  def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
+    return self.base.predict(cell, drug) + self.corrections(cell, drug, [self.k])[0]
+
+  def corrections(self, cell: np.ndarray, drug: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    if self.axis == 'drug':
+      return _neighbour_means(self.sim, self.resid, self.mask, cell, drug, ks)
+    return _neighbour_means(self.sim, self.resid.T, self.mask.T, drug, cell, ks)
+
+
+def knn_residual(base: Predictor, profiles: Predictor, train: Pairs, val: Pairs | None,
+                 axis: str, ks: Sequence[int] = KNN_KS) -> KnnPredictor:
+  """Item-kNN (axis 'drug': drug-drug) or user-kNN ('cell': line-line) on the base's residuals.
+
+  A pair's correction is the similarity-weighted mean of the base's training residuals on the k
+  most similar drugs the line was screened with (lines screened with the drug). Similarity is the
+  correlation of two drugs' (lines') training residual profiles of `profiles` over their shared
+  lines (drugs): with `additive`, responses with line and drug effects removed, which on the legacy
+  split's validation pairs finds better neighbours than a fitted factor model's own residuals. k by
+  the mean per-drug PCC of base + correction on the validation pairs (`val` None: ks is one k).
+  """
+  if axis not in ('drug', 'cell'):
+    raise ValueError(f'unknown kNN axis {axis!r}; choose drug (item-kNN) or cell (user-kNN)')
+  if val is None and len(ks) != 1:
+    raise ValueError(f'knn_residual: {len(ks)} values of k and no validation pairs to choose one')
+  n_cells, n_drugs = base.scores.shape
+  ymat, mask = response_matrix(train, n_cells, n_drugs)
+  mask = mask & np.isfinite(base.scores) & np.isfinite(profiles.scores)
+  resid = np.where(mask, ymat - np.where(mask, base.scores, 0.0), 0.0)
+  prof = np.where(mask, ymat - np.where(mask, profiles.scores, 0.0), 0.0)
+  sim = column_similarity(prof, mask) if axis == 'drug' else column_similarity(prof.T, mask.T)
+  name = ('item_knn' if axis == 'drug' else 'user_knn') + _SUFFIX.get(base.name, '')
+  params = {'k': int(ks[0]), 'base': base.name,
+            'similarity': f'correlation of {profiles.name} residuals'}
+  knn = KnnPredictor(name, base, resid, mask, sim, axis, int(ks[0]), params)
+  if val is None:
+    return knn
+  base_val = base.predict(val.cell, val.drug)
+  corr = knn.corrections(val.cell, val.drug, ks)
+  table = {f'k={k}': mean_drug_pcc(base_val + c, val.y, val.drug) for k, c in zip(ks, corr)}
+  k = int(ks[int(np.argmax(list(table.values())))])
+  return dataclasses.replace(knn, k=k, params=dict(params, k=k, val_score=table[f'k={k}'],
+                                                   val=table))
+
+
+_SUFFIX = {'additive': '_additive'}
+
+
+# --- Blend and the split-level entry point. -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Blend:
+  """intercept + sum_j weights[j] * parts[j] (non-negative weights fitted on validation pairs)."""
+  name: str
+  parts: tuple
+  weights: np.ndarray
+  intercept: float
+  params: dict
+
+  def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
+    parts = zip(self.weights, self.parts)
+    return self.intercept + sum(w * p.predict(cell, drug) for w, p in parts)
+
+
+def blend(parts: Sequence, val: Pairs) -> Blend:
+  """Non-negative least squares of the validation labels on the parts' predictions, within drugs.
+
+  Labels and predictions are centred per drug before the fit: the score is a per-drug correlation,
+  so the weights should explain each drug's ranking of lines, not the spread between drugs' means,
+  which every part already gets about right and which would otherwise dominate the squares. Weights
+  are non-negative: a part may be dropped (weight 0) but not subtracted, which would fit the few
+  thousand validation pairs' noise rather than a stable combination.
+  """
+  if not parts or not len(val.y):
+    raise ValueError(f'blend needs parts and validation pairs (got {len(parts)} parts, '
+                     f'{len(val.y)} validation pairs)')
+  p = np.stack([part.predict(val.cell, val.drug) for part in parts], 1)
+  y = np.asarray(val.y, np.float64)
+  _, group = np.unique(val.drug, return_inverse=True)
+  n = np.bincount(group).astype(np.float64)
+  centre = lambda v: v - (np.bincount(group, v) / n)[group]
+  weights, _ = optimize.nnls(np.stack([centre(c) for c in p.T], 1), centre(y))
+  intercept = float(y.mean() - p.mean(0) @ weights)
+  fit = Blend('blend', tuple(parts), weights, intercept, {})
+  score = mean_drug_pcc(fit.predict(val.cell, val.drug), y, val.drug)
+  params = {'weights': {q.name: float(w) for q, w in zip(parts, weights)}, 'intercept': intercept,
+            'val_score': score, 'note': 'val_score is in-sample: the weights were fitted on it'}
+  return dataclasses.replace(fit, params=params)
+
+
+def kind_of(name: str) -> str:
+  """The kind of a split name (splits.NAMES) or of a kind itself."""
+  kind = SPLIT_KINDS.get(name, name)
+  if kind not in KINDS:
+    raise ValueError(f'unknown split kind {name!r}; choose one of {", ".join(KINDS)} or a split '
+                     f'name ({", ".join(SPLIT_KINDS)})')
+  return kind
+
+
+def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.ndarray,
+                  train: np.ndarray, val: np.ndarray, pairs: np.ndarray, n_cells: int,
+                  n_drugs: int, x: np.ndarray | None = None, seed: int = 0,
+                  refit: bool = False) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+  """Fits the classical predictors that apply to the split; predicts the pairs `pairs`.
+
+  Args:
+    split_kind: 'seen_pairs', 'unseen_cells', 'unseen_drugs' or a split name (SPLIT_KINDS).
+    cell, drug, y: every pair's line index, drug index and ln IC50. Only y[train] and y[val] are
+      read: the labels of `pairs` never reach a fit.
+    train, val, pairs: pair indices to fit on, to select on, and to predict.
+    x: [n_cells, d] cell features standardised on training lines, or None (no feature models).
+    seed: initialises matrix factorisation and assigns the inner CV folds.
+    refit: once every hyperparameter and the blend's weights are chosen, refit each predictor with
+      them on the training and validation pairs together (more data; no choice is revisited).
+  Returns:
+    predictions: name -> predictions for `pairs`, for each predictor that applies;
+    info: name -> {'applies', 'why', 'params', 'seconds'} for every predictor ('refit' added).
+  """
+  kind = kind_of(split_kind)
+  if x is not None and len(x) != n_cells:
+    raise ValueError(f'cell features have {len(x)} rows; expected one per cell line ({n_cells})')
+  if not len(val):
+    raise ValueError('fit_classical needs validation pairs: they choose matrix factorisation\'s '
+                     'rank and L2, kNN\'s k and the blend\'s weights')
+  tr = Pairs(cell[train], drug[train], np.asarray(y[train], np.float64))
+  va = Pairs(cell[val], drug[val], np.asarray(y[val], np.float64))
+  check_pairs(tr, n_cells, n_drugs, 'training pairs')
+  check_pairs(va, n_cells, n_drugs, 'validation pairs')
+  if kind == 'seen_pairs':
+    _check_seen(tr, va, cell[pairs], drug[pairs])
+  fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed)
+  if refit:
+    both = Pairs(*(np.concatenate([a, b]) for a, b in zip(tr, va)))
+    fitted = _refit(fitted, info, both, x, n_cells, n_drugs, seed)
+  return {name: p.predict(cell[pairs], drug[pairs]) for name, p in fitted.items()}, info
+
+
+def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int, n_drugs: int,
+            seed: int) -> tuple[dict, dict]:
+  """Fits, in order, each predictor that applies (hyperparameters chosen); info for all of them."""
+  fitted, info = {}, {}
+  knn = lambda base, axis: knn_residual(fitted[base], fitted['additive'], tr, va, axis)
+  steps = {
+      'additive': lambda: additive(tr, n_cells, n_drugs),
+      'matrix_factorization': lambda: select_matrix_factorization(tr, va, n_cells, n_drugs, seed),
+      'item_knn': lambda: knn('matrix_factorization', 'drug'),
+      'user_knn': lambda: knn('matrix_factorization', 'cell'),
+      'item_knn_additive': lambda: knn('additive', 'drug'),
+      'user_knn_additive': lambda: knn('additive', 'cell'),
+      'ridge_per_drug': lambda: ridge_per_drug(x, tr, n_drugs, seed),
+      'kernel_ridge': lambda: _kernel_ridge_for(fitted.get('additive'), x, tr, n_drugs, seed),
+      'blend': lambda: blend(list(fitted.values()), va),
+  }
+  for name, fit in steps.items():
+    why_not = _why_not(name, kind, x is not None, bool(fitted))
+    if why_not:
+      info[name] = {'applies': False, 'why': why_not}
+      continue
+    start = time.perf_counter()
+    fitted[name] = fit()
+    info[name] = {'applies': True, 'why': _ABOUT[name], 'params': fitted[name].params,
+                  'seconds': time.perf_counter() - start}
+  return fitted, info
+
+
+def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells: int,
+           n_drugs: int, seed: int) -> dict:
+  """Each fitted predictor again on `both` pairs with the hyperparameters it chose."""
+  out = {}
+  knn = lambda p: knn_residual(out[p.base.name], out['additive'], both, None, p.axis, (p.k,))
+  steps = {
+      'additive': lambda p: additive(both, n_cells, n_drugs, p.params['l2']),
+      'matrix_factorization': lambda p: matrix_factorization(
+          both, n_cells, n_drugs, p.params['rank'], p.params['l2'], seed),
+      'item_knn': knn, 'user_knn': knn, 'item_knn_additive': knn, 'user_knn_additive': knn,
+      'ridge_per_drug': lambda p: ridge_per_drug(x, both, n_drugs, seed,
+                                                 lambdas=(p.params['lambda_rel'],)),
+      'kernel_ridge': lambda p: _kernel_ridge_for(
+          out.get('additive'), x, both, n_drugs, seed, widths=(p.params['width_rel'],),
+          lambdas=(p.params['lambda_rel'],)),
+      'blend': lambda p: dataclasses.replace(p, parts=tuple(out[q.name] for q in p.parts)),
+  }
+  for name, p in fitted.items():
+    start = time.perf_counter()
+    out[name] = steps[name](p)
+    info[name]['refit'] = {'params': out[name].params, 'seconds': time.perf_counter() - start,
+                           'pairs': len(both.y)}
+  return out
+
+
+def _why_not(name: str, kind: str, has_features: bool, any_fitted: bool) -> str | None:
+  """Why a predictor does not apply to a kind of split (None: it applies)."""
+  if name == 'blend':
+    return None if any_fitted else 'no predictor applies to this split'
+  if name in ('ridge_per_drug', 'kernel_ridge'):
+    if not has_features:
+      return 'no cell features given'
+    return _WHY_NOT_PER_DRUG if kind == 'unseen_drugs' else None
+  return _WHY_NOT_IDENTITY.get(kind)
+
+
+def _kernel_ridge_for(base: Predictor | None, x: np.ndarray, train: Pairs, n_drugs: int,
+                      seed: int, **grid) -> Predictor:
+  """Kernel ridge of ln IC50; given a base (seen lines), of the base's residuals, added back.
+
+  On seen lines the line and drug effects are known, so the features need only explain what they
+  leave. (The matrix-factorisation residuals leave them almost nothing: on the legacy split, inner
+  CV per-drug PCC 0.09 on those against 0.33 on the additive residuals.)
+  """
+  if base is None:
+    return kernel_ridge(x, train, n_drugs, seed, **grid)
+  resid = Pairs(train.cell, train.drug, train.y - base.predict(train.cell, train.drug))
+  fit = kernel_ridge(x, resid, n_drugs, seed, **grid)
+  return Predictor('kernel_ridge', base.scores + fit.scores,
+                   dict(fit.params, target=f'{base.name} residual'))
+
+
+def _check_seen(train: Pairs, val: Pairs, cell: np.ndarray, drug: np.ndarray) -> None:
+  """In a seen-pairs split, every validation and requested pair's line and drug was trained on."""
+  for what, c, d in (('validation', val.cell, val.drug), ('requested', cell, drug)):
+    for name, idx, seen in (('cell line', c, train.cell), ('drug', d, train.drug)):
+      bad = np.flatnonzero(~np.isin(idx, seen))
+      if len(bad):
+        raise ValueError(f'seen_pairs split: {what} pair {bad[0]} has {name} {idx[bad[0]]} with no '
+                         f'training pairs ({len(bad)} such pairs); use kind unseen_cells or '
+                         'unseen_drugs')
+
+
+_WHY_NOT_IDENTITY = {
+    'unseen_cells': 'learns a code per cell line: a held-out line has no training pairs, no code',
+    'unseen_drugs': 'learns a code per drug: a held-out drug has no training pairs, so no code',
+}
+_WHY_NOT_PER_DRUG = 'fitted per drug: a held-out drug has no training pairs, so no fit'
+_ABOUT = {
+    'additive': 'line and drug effects; every line and drug to score has training pairs',
+    'matrix_factorization': 'line and drug codes; every line and drug to score has training pairs',
+    'item_knn': 'matrix factorisation + its residuals on similar drugs',
+    'user_knn': 'matrix factorisation + its residuals on similar lines',
+    'item_knn_additive': 'additive effects + their residuals on similar drugs',
+    'user_knn_additive': 'additive effects + their residuals on similar lines',
+    'ridge_per_drug': 'per-drug model of the cell features: scores any line with features',
+    'kernel_ridge': 'per-drug model of the cell features: scores any line with features',
+    'blend': 'weights fitted on the validation pairs',
+}

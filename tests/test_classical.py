@@ -1,0 +1,285 @@
+"""Classical predictors on tiny matrices, checked by hand; selection never reads test labels."""
+
+import numpy as np
+import pytest
+
+from cdr_jax.errors import DataError
+from cdr_jax.eval import classical as cl
+
+
+def _pairs(mask: np.ndarray, ymat: np.ndarray) -> cl.Pairs:
+  cell, drug = np.nonzero(mask)
+  return cl.Pairs(cell, drug, ymat[cell, drug].astype(np.float64))
+
+
+def _synthetic(n_cells: int = 40, n_drugs: int = 12, dim: int = 6, seed: int = 0):
+  """Features, low-rank + feature signal, 85% of pairs observed, noisy labels."""
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((n_cells, dim))
+  truth = (0.5 * rng.standard_normal(n_drugs) + 0.3 * x @ rng.standard_normal((dim, n_drugs))
+           + rng.standard_normal((n_cells, 2)) @ rng.standard_normal((2, n_drugs)))
+  cell, drug = np.nonzero(rng.random((n_cells, n_drugs)) < 0.85)
+  return x, cell, drug, truth[cell, drug] + 0.3 * rng.standard_normal(len(cell))
+
+
+def test_response_matrix_averages_duplicates():
+  pairs = cl.Pairs(np.array([0, 0, 1]), np.array([1, 1, 0]), np.array([2.0, 4.0, -1.0]))
+  ymat, mask = cl.response_matrix(pairs, 2, 2)
+  np.testing.assert_array_equal(mask, [[False, True], [True, False]])
+  assert ymat[0, 1] == 3.0 and ymat[1, 0] == -1.0
+
+
+def test_mean_drug_pcc_matches_per_drug_correlations():
+  rng = np.random.default_rng(0)
+  drug = np.repeat([0, 1, 2, 3], [5, 6, 2, 4])  # drug 2 has too few pairs
+  y, pred = rng.standard_normal(len(drug)), rng.standard_normal(len(drug))
+  pred[drug == 3] = 1.5                          # constant predictions: no correlation
+  expected = np.mean([np.corrcoef(pred[drug == d], y[drug == d])[0, 1] for d in (0, 1)])
+  assert cl.mean_drug_pcc(pred, y, drug) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ridge_per_drug_is_each_drugs_closed_form_on_its_own_lines():
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((14, 3))
+  ymat = x @ rng.standard_normal((3, 2)) + rng.standard_normal((14, 2))
+  mask = np.ones((14, 2), bool)
+  mask[[1, 4, 5, 9], 1] = False  # drug 1 misses four lines: fitted on the other ten
+  fit = cl.ridge_per_drug(x, _pairs(mask, ymat), 2, lambdas=(0.5,))
+  xc = x - x.mean(0)
+  assert fit.params['lambda'] == pytest.approx(0.5 * np.trace(xc @ xc.T) / 14)
+  for d in range(2):
+    xo, yo = x[mask[:, d]], ymat[mask[:, d], d]
+    w = np.linalg.solve((xo - xo.mean(0)).T @ (xo - xo.mean(0)) + fit.params['lambda'] * np.eye(3),
+                        (xo - xo.mean(0)).T @ (yo - yo.mean()))
+    np.testing.assert_allclose(fit.scores[:, d], yo.mean() + (x - xo.mean(0)) @ w, atol=1e-6)
+
+
+def test_kernel_ridge_is_the_direct_solve_per_drug():
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((15, 4))
+  ymat = np.sin(x[:, :2]) + 0.1 * rng.standard_normal((15, 2))
+  mask = np.ones((15, 2), bool)
+  mask[[0, 7, 8], 0] = False
+  fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3)
+  width, lam = fit.params['width'], fit.params['lambda']
+  assert fit.params['width_rel'] in cl.WIDTHS and fit.params['lambda_rel'] in cl.LAMBDAS
+  d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
+  distances = np.sqrt(d2[np.triu_indices(15, 1)])
+  assert fit.params['median_distance'] == pytest.approx(np.median(distances))
+  k = np.exp(-d2 / (2 * width ** 2))
+  for d in range(2):
+    o = mask[:, d]
+    ko = k[np.ix_(o, o)]
+    col = ko.mean(0)
+    kc = ko - col[None] - col[:, None] + col.mean()
+    cross = k[:, o] - k[:, o].mean(1, keepdims=True) - col[None] + col.mean()
+    alpha = np.linalg.solve(kc + lam * np.eye(o.sum()), ymat[o, d] - ymat[o, d].mean())
+    np.testing.assert_allclose(fit.scores[:, d], ymat[o, d].mean() + cross @ alpha, atol=1e-6)
+
+
+def test_inner_cv_picks_the_lambda_that_predicts_held_out_lines():
+  x, cell, drug, y = _synthetic()
+  fit = cl.ridge_per_drug(x, cl.Pairs(cell, drug, y), 12, lambdas=(1e-3, 1.0, 1e3))
+  cv = fit.params['cv']
+  assert fit.params['lambda_rel'] == 1.0, cv  # the signal is linear: neither extreme wins
+  assert cv['lambda_rel=1'] > max(cv['lambda_rel=0.001'], cv['lambda_rel=1000'])
+
+
+def _low_rank(seed: int = 0):
+  rng = np.random.default_rng(seed)
+  ymat = (1.0 + rng.standard_normal((30, 1)) + rng.standard_normal(20)
+          + rng.standard_normal((30, 2)) @ rng.standard_normal((2, 20)))
+  mask = rng.random((30, 20)) < 0.7
+  return ymat, mask
+
+
+def test_matrix_factorization_recovers_an_exact_low_rank_matrix():
+  ymat, mask = _low_rank()  # biases + rank 2, entries of sd ~2, 30% of them held out
+  fit = cl.matrix_factorization(_pairs(mask, ymat), 30, 20, rank=2, l2=0.01, seed=0, tol=1e-5,
+                                max_iters=3000)
+  assert fit.params['converged']
+  np.testing.assert_allclose(fit.scores[~mask], ymat[~mask], atol=0.02)  # L2 shrinks a little
+
+
+def test_matrix_factorization_stops_by_tolerance():
+  ymat, mask = _low_rank()
+  pairs = _pairs(mask, ymat)
+  tol = 1e-4
+  full = cl.matrix_factorization(pairs, 30, 20, rank=3, l2=1.0, seed=0, tol=tol)
+  n = full.params['iterations']
+  assert full.params['converged'] and 3 < n < cl.MF_MAX_ITERS
+  stopped = [cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol, max_iters=i)
+             for i in (n - 2, n - 1)]
+  objective = [f.params['objective'] for f in stopped] + [full.params['objective']]
+  assert abs(objective[1] - objective[2]) <= tol * objective[2]     # stopped at the first step
+  assert abs(objective[0] - objective[1]) > tol * objective[1]      # that changed by < tol
+  guard = cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol, max_iters=n - 1)
+  assert not guard.params['converged'] and guard.params['iterations'] == n - 1
+  tight = cl.matrix_factorization(pairs, 30, 20, 3, 1.0, 0, tol=1e-9)
+  assert tight.params['iterations'] > n
+
+
+def test_matrix_factorization_depends_on_the_seed():
+  ymat, mask = _low_rank()
+  pairs = _pairs(mask, ymat)
+  fit = lambda seed: cl.matrix_factorization(pairs, 30, 20, 3, 1.0, seed, tol=1e-3).scores
+  np.testing.assert_array_equal(fit(0), fit(0))
+  assert np.abs(fit(0) - fit(1)).max() > 1e-6
+
+
+def test_matrix_factorization_cannot_score_unseen_lines():
+  ymat, mask = _low_rank()
+  mask[5] = False  # line 5 has no training pairs
+  fit = cl.matrix_factorization(_pairs(mask, ymat), 30, 20, 2, 1.0, 0)
+  np.testing.assert_array_equal(fit.covers(np.array([4, 5]), np.array([0, 0])), [True, False])
+  with pytest.raises(cl.UnseenEntityError, match=r'pair 1 \(cell line 5, drug 0\)'):
+    fit.predict(np.array([4, 5]), np.array([0, 0]))
+
+
+def _knn_case():
+  """4 lines x 3 drugs; line 3 was not screened with drug 0 (nan)."""
+  ymat = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 1.0], [3.0, 6.0, 2.0], [np.nan, 5.0, 0.0]])
+  mask = np.isfinite(ymat)
+  zero = cl.Predictor('zero', np.zeros((4, 3)), {})
+  return np.nan_to_num(ymat), mask, zero
+
+
+def test_column_similarity_by_hand():
+  ymat, mask, _ = _knn_case()
+  sim = cl.column_similarity(ymat, mask)
+  # Drugs 0, 1 over lines 0-2: (1, 2, 3) and (2, 4, 6); drugs 0, 2: (1, 2, 3) and (3, 1, 2);
+  # drugs 1, 2 over all four lines: (2, 4, 6, 5) and (3, 1, 2, 0): cov -3.5, variances 8.75 and 5.
+  np.testing.assert_allclose(sim, [[0, 1, -0.5], [1, 0, -3.5 / np.sqrt(43.75)],
+                                   [-0.5, -3.5 / np.sqrt(43.75), 0]], atol=1e-12)
+
+
+def test_item_knn_by_hand_and_user_knn_is_its_transpose():
+  ymat, mask, zero = _knn_case()
+  train = _pairs(mask, ymat)
+  knn = cl.knn_residual(zero, zero, train, None, 'drug', ks=(2,))
+  # Line 3, drug 0: drug 1 is the only positively similar drug line 3 has (residual 5); drug 2
+  # (similarity -0.5) is not a neighbour. Line 0, drug 1: drug 0 (similarity 1, residual 1).
+  np.testing.assert_allclose(knn.predict(np.array([3, 0]), np.array([0, 1])), [5.0, 1.0])
+  zero_t = cl.Predictor('zero', np.zeros((3, 4)), {})
+  swapped = cl.Pairs(train.drug, train.cell, train.y)
+  user = cl.knn_residual(zero_t, zero_t, swapped, None, 'cell', ks=(2,))
+  np.testing.assert_allclose(user.predict(np.array([0, 1]), np.array([3, 0])), [5.0, 1.0])
+
+
+def test_knn_weights_neighbours_by_similarity_and_picks_k_on_validation():
+  # Drug 0's neighbours: drug 1 (similarity 1) and drug 2 (similarity 0.5); line 4 lacks drug 0.
+  ymat = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 3.0], [3.0, 3.0, 2.0], [4.0, 4.0, 4.0],
+                   [0.0, 3.0, 6.0]])
+  mask = np.ones_like(ymat, bool)
+  mask[4, 0] = False
+  zero = cl.Predictor('zero', np.zeros((5, 3)), {})
+  knn = cl.knn_residual(zero, zero, _pairs(mask, ymat), None, 'drug', ks=(1,))
+  sim = cl.column_similarity(ymat, mask)
+  assert sim[0, 1] == pytest.approx(1.0) and sim[0, 2] == pytest.approx(0.8)
+  corr = knn.corrections(np.array([4]), np.array([0]), (1, 2))
+  np.testing.assert_allclose(corr[:, 0], [3.0, (1.0 * 3 + 0.8 * 6) / 1.8])
+
+
+def test_blend_gives_an_exact_predictor_all_the_weight():
+  rng = np.random.default_rng(4)
+  cell, drug = np.arange(60) % 20, np.arange(60) // 20
+  truth = rng.standard_normal((20, 3))
+  val = cl.Pairs(cell, drug, truth[cell, drug])
+  exact = cl.Predictor('exact', 2 * truth + 1.0, {})           # exact up to scale and shift
+  noise = cl.Predictor('noise', rng.standard_normal((20, 3)), {})
+  fit = cl.blend([noise, exact], val)
+  np.testing.assert_allclose(fit.weights, [0.0, 0.5], atol=1e-12)
+  assert fit.intercept == pytest.approx(-0.5)
+  np.testing.assert_allclose(fit.predict(cell, drug), val.y, atol=1e-12)
+
+
+def _split(n: int, seed: int = 1):
+  perm = np.random.default_rng(seed).permutation(n)
+  return np.sort(perm[n // 5:]), np.sort(perm[n // 10:n // 5]), np.sort(perm[:n // 10])
+
+
+def test_scrambled_test_labels_change_no_choice_and_no_prediction():
+  x, cell, drug, y = _synthetic()
+  train, val, test = _split(len(y))
+  scrambled = y.copy()
+  scrambled[test] = np.random.default_rng(5).permutation(y[test]) * 3 + 7
+  pred_a, info_a = cl.fit_classical('legacy', cell, drug, y, train, val, test, 40, 12, x, seed=0)
+  pred_b, info_b = cl.fit_classical('legacy', cell, drug, scrambled, train, val, test, 40, 12, x,
+                                    seed=0)
+  assert set(pred_a) == {'additive', 'matrix_factorization', 'item_knn', 'user_knn',
+                         'item_knn_additive', 'user_knn_additive', 'ridge_per_drug',
+                         'kernel_ridge', 'blend'}
+  for name in pred_a:
+    np.testing.assert_array_equal(pred_a[name], pred_b[name])
+    assert _choices(info_a[name]) == _choices(info_b[name])
+  scrambled[test] = np.nan  # not even read
+  pred_c, _ = cl.fit_classical('legacy', cell, drug, scrambled, train, val, test, 40, 12, x, 0)
+  np.testing.assert_array_equal(pred_a['blend'], pred_c['blend'])
+
+
+def _choices(info: dict) -> dict:
+  return {k: v for k, v in info['params'].items()
+          if k in ('rank', 'l2', 'k', 'lambda_rel', 'width_rel', 'weights', 'val', 'cv')}
+
+
+def test_blend_beats_its_parts_on_seen_pairs():
+  x, cell, drug, y = _synthetic(seed=6)
+  train, val, test = _split(len(y), seed=6)
+  pred, _ = cl.fit_classical('seen_pairs', cell, drug, y, train, val, test, 40, 12, x, seed=0)
+  error = {k: np.mean((p - y[test]) ** 2) for k, p in pred.items()}
+  assert error['blend'] < error['matrix_factorization'] < error['additive'], error
+
+
+def test_unseen_lines_get_only_feature_models_and_say_why():
+  x, cell, drug, y = _synthetic()
+  lines = np.random.default_rng(7).permutation(40)
+  test, val = np.flatnonzero(np.isin(cell, lines[:6])), np.flatnonzero(np.isin(cell, lines[6:10]))
+  train = np.flatnonzero(np.isin(cell, lines[10:]))
+  pred, info = cl.fit_classical('leave_cell_out', cell, drug, y, train, val, test, 40, 12, x, 0)
+  assert set(pred) == {'ridge_per_drug', 'kernel_ridge', 'blend'}
+  assert not info['matrix_factorization']['applies']
+  assert 'cell line' in info['matrix_factorization']['why']
+  assert set(info['blend']['params']['weights']) == {'ridge_per_drug', 'kernel_ridge'}
+  assert cl.mean_drug_pcc(pred['kernel_ridge'], y[test], drug[test]) > 0.3  # 0.40 measured
+
+
+def test_unseen_drugs_get_no_predictor():
+  x, cell, drug, y = _synthetic()
+  test, val = np.flatnonzero(drug == 0), np.flatnonzero(drug == 1)
+  train = np.flatnonzero(drug > 1)
+  pred, info = cl.fit_classical('leave_drug_out', cell, drug, y, train, val, test, 40, 12, x, 0)
+  assert pred == {}
+  assert not any(v['applies'] for v in info.values())
+  assert 'per drug' in info['ridge_per_drug']['why'] and 'code per drug' in info['item_knn']['why']
+
+
+def test_refit_keeps_every_choice_and_uses_validation_pairs():
+  x, cell, drug, y = _synthetic()
+  train, val, test = _split(len(y))
+  pred, info = cl.fit_classical('seen_pairs', cell, drug, y, train, val, test, 40, 12, x, 0)
+  pred_r, info_r = cl.fit_classical('seen_pairs', cell, drug, y, train, val, test, 40, 12, x, 0,
+                                    refit=True)
+  assert info_r['matrix_factorization']['refit']['pairs'] == len(train) + len(val)
+  for name in ('matrix_factorization', 'kernel_ridge', 'item_knn'):
+    chosen = {k: v for k, v in info_r[name]['refit']['params'].items()
+              if k in ('rank', 'l2', 'k', 'lambda_rel', 'width_rel')}
+    assert chosen and chosen.items() <= info[name]['params'].items()
+    assert not np.allclose(pred[name], pred_r[name])
+  assert info_r['blend']['params']['weights'] == info['blend']['params']['weights']
+
+
+def test_bad_input_is_named():
+  x, cell, drug, y = _synthetic()
+  train, val, test = _split(len(y))
+  bad = y.copy()
+  bad[train[3]] = np.inf
+  with pytest.raises(DataError, match='training pairs: pair 3 has ln IC50 inf'):
+    cl.fit_classical('legacy', cell, drug, bad, train, val, test, 40, 12, x)
+  with pytest.raises(ValueError, match='unknown split kind'):
+    cl.fit_classical('sideways', cell, drug, y, train, val, test, 40, 12, x)
+  with pytest.raises(ValueError, match='needs validation pairs'):
+    cl.fit_classical('legacy', cell, drug, y, train, val[:0], test, 40, 12, x)
+  line = cell[test[0]]
+  with pytest.raises(ValueError, match=f'requested pair 0 has cell line {line} with no training'):
+    cl.fit_classical('legacy', cell, drug, y, train[cell[train] != line], val[cell[val] != line],
+                     test[:1], 40, 12, x)
