@@ -167,3 +167,12 @@ def test_drug_linear_trains_and_predicts_new_drugs(tmp_path):
   params = predict._pad_per_drug_params(  # pylint: disable=protected-access
       {'drug_linear_term': {'kernel': np.ones((3, 2), np.float32)}}, 2)
   np.testing.assert_array_equal(params['drug_linear_term']['kernel'][:, 2:], 0.0)
+
+
+def test_full_batch_takes_one_step_per_epoch(tmp_path):
+  c = config(num_epochs=2, batch_size=0)
+  c.optimizer.lr_scaling, c.optimizer.warmup_epochs = 'sqrt', 1.0
+  summary = experiment.train_and_evaluate(c, tmp_path)
+  steps = [int(line.split(',')[1]) for line in
+           (tmp_path / 'history.csv').read_text().splitlines()[1:]]
+  assert steps == [1, 2] and np.isfinite(summary['test']['model']['pcc'])
