@@ -12,6 +12,7 @@ import pathlib
 import jax
 import ml_collections
 import numpy as np
+import threadpoolctl
 
 from cdr_jax import data as data_lib
 from cdr_jax import runs
@@ -20,6 +21,7 @@ from cdr_jax.data import drugs
 from cdr_jax.data import splits
 from cdr_jax.data.dataset import Dataset
 from cdr_jax.eval import baselines
+from cdr_jax.eval import classical
 from cdr_jax.eval import evaluate
 from cdr_jax.train import checkpoint
 from cdr_jax.train import engine as engine_lib
@@ -145,7 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   ckpts.close()
   if not progress.done:
     return {'interrupted': True, 'epoch': progress.epoch}
-  pred = run.predict(best, [split.test])[0]
+  pred, val_pred = (run.predict(best, [pairs])[0] for pairs in (split.test, split.val))
   extra = {'split': {'name': split.name, 'description': split.description, **split.sizes()},
            'selection': {'select_on': cfg.select_on, 'metric': cfg.select_metric,
                          'leaky': cfg.select_on == 'test', 'best_epoch': progress.best_epoch[0],
@@ -154,7 +156,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
            'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
            'devices': jax.device_count()}
   preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}
+  tuned, extra['classical'] = classical_predictions(ds, split, run.host.cell_x, config, val_pred,
+                                                    pred)
+  preds.update(tuned)
   return runs.write_results(workdir, ds, split.test, preds, config, extra, write=writer)
+
+
+def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
+                          config: ml_collections.ConfigDict, model_val: np.ndarray,
+                          model_test: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+  """The tuned classical predictors that apply to the split (eval/classical.py) and the `stack`:
+  the network and those predictors blended with weights fitted on the validation pairs.
+
+  Every hyperparameter and weight is chosen on training and validation pairs; test labels are
+  never read. Returns test predictions ('tuned_<name>', 'stack') and what each chose.
+  """
+  if not config.eval.classical or config.model.task != 'regression':
+    return {}, {}
+  n_c, n_d, nv = len(ds.cell_ids), len(ds.drug_ids), len(split.val)
+  pairs = np.concatenate([split.val, split.test])
+  with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
+    preds, info = classical.fit_classical(
+        split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs, n_c,
+        n_d, x=np.asarray(cell_x, np.float64), seed=config.train.seed)
+    parts = {'model': np.concatenate([model_val, model_test]),
+             **{k: v for k, v in preds.items() if k != 'blend'}}
+    stacked, info['stack'] = classical.stack(parts, ds.pair_cell, ds.pair_drug, ds.pair_y,
+                                             split.val, split.test, n_c, n_d)
+  out = {f'tuned_{k}': v[nv:].astype(np.float32) for k, v in preds.items()}
+  out['stack'] = stacked.astype(np.float32)
+  return out, info
 
 
 def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray,

@@ -86,6 +86,50 @@ def classification_markdown(results: dict, title: str) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def classical_markdown(info: dict) -> str:
+  """What each tuned classical predictor chose (on training and validation pairs), or why it does
+  not apply to the split; the stack's weights."""
+  if not info:
+    return ''
+  lines = ['', '## Tuned classical predictors and the stack', '',
+           '| predictor | applies | chosen on training / validation pairs |', '|---|---|---|']
+  for name, entry in info.items():
+    if name == 'stack':
+      weights = ', '.join(f'{k} {v:.2f}' for k, v in entry['weights'].items() if v)
+      lines.append(f'| stack | yes | weights (validation pairs, within drugs): {weights} |')
+      continue
+    what = _chosen(entry['params']) if entry['applies'] else entry['why']
+    lines.append(f"| tuned_{name} | {'yes' if entry['applies'] else 'no'} | {what} |")
+  return '\n'.join(lines) + '\n'
+
+
+def _chosen(params: dict) -> str:
+  """The chosen hyperparameters (scalars; nonzero blend weights), not the grids' scores."""
+  shown = [f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in params.items()
+           if not isinstance(v, dict) and k not in ('objective', 'note', 'val_score', 'cv_score',
+                                                    'intercept')]
+  shown += [f'{k} {v:.2f}' for k, v in params.get('weights', {}).items() if v]
+  return ', '.join(shown)
+
+
+def short_table(summary: dict, strongest: int = 3) -> str:
+  """The lines `launch/train.py` prints: the model, the stack and the strongest other predictors
+  (by per-drug PCC) with PCC, Spearman, RMSE and per-drug PCC; regression runs only."""
+  test = summary['test']
+  if 'pcc' not in test['model']:
+    return '\n'.join(f'{k}: AUROC {v["auroc"]:.4f}' for k, v in test.items())
+  per_drug = lambda k: test[k]['per_drug_pcc']['mean']
+  others = sorted((k for k in test if k not in ('model', 'stack') and per_drug(k) == per_drug(k)),
+                  key=per_drug, reverse=True)[:strongest]
+  rows = [k for k in ('model', 'stack') if k in test] + others
+  lines = [f'{"predictor":<28} {"PCC":>7} {"Spearman":>9} {"RMSE":>7} {"per-drug PCC":>13}']
+  for k in rows:
+    m = test[k]
+    lines.append(f'{k:<28} {m["pcc"]:7.4f} {m["spearman"]:9.4f} {m["rmse"]:7.3f} '
+                 f'{per_drug(k):13.3f}')
+  return '\n'.join(lines)
+
+
 def write_history(workdir: pathlib.Path, rows: list[dict]) -> None:
   """history.csv: one row per epoch (train loss, validation metrics, seconds)."""
   write_csv(workdir / HISTORY_FILE, rows, HISTORY_FIELDS)
@@ -115,6 +159,7 @@ def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: d
       write_csv(workdir / f'per_{name}.csv', table)
   title = f"Test results ({extra.get('split', {}).get('name', '')} split, {config.data.cell_repr})"
   md = (summary_markdown if task == 'regression' else classification_markdown)(results, title)
+  md += classical_markdown(extra.get('classical', {}))
   if extra.get('selection', {}).get('leaky'):
     md += '\n**Leaky:** the model was selected on the test set (published protocol).\n'
   io.atomic_write_text(workdir / SUMMARY_FILE, md)

@@ -71,7 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
       max_epochs_this_run=0))  # > 0: stop (resumably) after this many epochs in one invocation
   # Evaluation
   c.eval = ml_collections.ConfigDict(dict(
-      batch_size=8192, baselines=True, mf_rank=20, mf_l2=5.0, mf_iters=15, ridge_lambda=1000.0))
+      batch_size=8192, baselines=True, mf_rank=20, mf_l2=5.0, mf_iters=15, ridge_lambda=1000.0,
+      classical=True))         # tuned classical predictors and the stack (eval/classical.py)
   # LODO sweep (launch/lodo.py)
   c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=32, val_fraction=0.05))
   return c

@@ -41,8 +41,11 @@ def main(argv):
   logging.info('config:\n%s', _CONFIG.value)
   logging.info('workdir: %s; devices: %s', workdir, jax.devices())
   summary = experiment.train_and_evaluate(_CONFIG.value, workdir)
-  print(runs.json_dumps({'workdir': workdir, **{k: v for k, v in summary.items()
-                                                         if k in ('test', 'interrupted', 'epoch')}}))
+  if summary.get('interrupted'):
+    print(f'{workdir}: stopped after epoch {summary["epoch"]}; the same command resumes')
+    return
+  print(f'test results ({workdir}/summary.md; every number in metrics.json):')
+  print(runs.short_table(summary))
 
 
 if __name__ == '__main__':

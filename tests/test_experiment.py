@@ -61,8 +61,14 @@ def test_outputs_beside_baselines(reference):
   assert list((workdir / 'tb').iterdir()), 'no TensorBoard event file'
   assert (workdir / 'checkpoints/latest').is_dir() and (workdir / 'checkpoints/best').is_dir()
   test = summary['test']
+  tuned = {f'tuned_{k}' for k in ('additive', 'matrix_factorization', 'item_knn', 'user_knn',
+                                  'item_knn_additive', 'user_knn_additive', 'ridge_per_drug',
+                                  'kernel_ridge', 'blend')}
   assert set(test) == {'model', 'global_mean', 'drug_mean', 'cell_mean', 'additive',
-                       'type_drug_mean', 'matrix_factorization', 'ridge_per_drug'}
+                       'type_drug_mean', 'matrix_factorization', 'ridge_per_drug', 'stack',
+                       *tuned}
+  assert set(summary['classical']) == {k[6:] for k in tuned} | {'stack'}
+  assert summary['classical']['stack']['weights'].keys() >= {'model', 'matrix_factorization'}
   for m in test.values():
     assert {'pcc', 'spearman', 'rmse', 'r2', 'per_drug_pcc', 'per_cell_pcc', 'per_type_pcc'} <= set(m)
   assert summary['selection'] == {'select_on': 'val', 'metric': 'pcc', 'leaky': False,

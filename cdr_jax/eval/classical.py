@@ -752,3 +752,22 @@ _ABOUT = {
     'kernel_ridge': 'per-drug model of the cell features: scores any line with features',
     'blend': 'weights fitted on the validation pairs',
 }
+
+
+def stack(predictions: dict[str, np.ndarray], cell: np.ndarray, drug: np.ndarray, y: np.ndarray,
+          val: np.ndarray, pairs: np.ndarray, n_cells: int,
+          n_drugs: int) -> tuple[np.ndarray, dict]:
+  """The `blend` of any predictors given as predictions (name -> [len(val) + len(pairs)], the
+  validation pairs first), weights fitted on the validation labels only; predicts `pairs`.
+
+  This is how the network joins the classical predictors: its validation and test predictions
+  become one more part. Only y[val] is read.
+  """
+  both = np.concatenate([val, pairs])
+  parts = []
+  for name, p in predictions.items():
+    scores = np.full((n_cells, n_drugs), np.nan)
+    scores[cell[both], drug[both]] = p
+    parts.append(Predictor(name, scores, {}))
+  fit = blend(parts, Pairs(cell[val], drug[val], y[val]))
+  return fit.predict(cell[pairs], drug[pairs]), fit.params
