@@ -392,9 +392,19 @@ def summary_table(groups: list[list[run_io.Run]], columns) -> list[str]:
       if name != 'model':
         baselines.setdefault((name, len(members), *cells(members, name, columns)), []).append(g)
   for (name, n, *values), ids in baselines.items():
-    lines.append(f"| {', '.join(f'R{i}' for i in ids)} | naive: {name} | {n} | "
+    lines.append(f"| {', '.join(f'R{i}' for i in ids)} | {predictor_label(name)} | {n} | "
                  + ' | '.join(values) + ' |')
   return lines
+
+
+def predictor_label(name: str) -> str:
+  """How the tables name a predictor beside the model: the stack, a tuned classical predictor
+  (eval/classical.py), or a naive baseline (eval/baselines.py)."""
+  if name == 'stack':
+    return 'stack: network + classical (weights on validation)'
+  if name.startswith('tuned_'):
+    return f'classical: {name[6:]}'
+  return f'naive: {name}'
 
 
 def runs_table(runs: list[run_io.Run]) -> list[str]:

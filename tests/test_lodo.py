@@ -122,3 +122,37 @@ def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path
                                                          'descriptors'}
   header = (tmp_path / 'lodo_per_drug.csv').read_text().splitlines()[0].split(',')
   assert 'kernel_pcc' in header
+
+
+def test_killed_sweep_resumes_inside_its_chunk(tmp_path):
+  """SIGKILL after an epoch of the (only) chunk has been checkpointed: the same command resumes at
+  that epoch, not at the chunk's start, and ends as an uninterrupted sweep does."""
+  import os  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  args = [sys.executable, 'launch/lodo.py', '--config=configs/test.py:lodo', '--drugs=random:3:0',
+          '--config.train.num_epochs=4', '--config.train.patience=4']
+  run = lambda workdir, **kw: subprocess.Popen([*args, f'--workdir={workdir}'], env=dict(os.environ),
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                               text=True, **kw)
+  ref = run(tmp_path / 'ref')
+  assert ref.wait(600) == 0, ref.stderr.read()[-3000:]
+  proc = run(tmp_path / 'killed')
+  latest = tmp_path / 'killed' / 'checkpoints'
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    steps = [int(p.name) for p in latest.glob('chunk_*/latest/*') if p.name.isdigit()]
+    if steps and max(steps) >= 1:   # epoch 1 of the chunk is on disk
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (tmp_path / 'killed/lodo_per_drug.csv').exists(), 'finished before it was killed'
+  again = run(tmp_path / 'killed')
+  _, err = again.communicate(timeout=600)
+  assert again.returncode == 0, err[-3000:]
+  assert 'resumed at epoch' in err and 'resumed at epoch 0' not in err
+  assert ((tmp_path / 'killed/lodo_per_drug.csv').read_text()
+          == (tmp_path / 'ref/lodo_per_drug.csv').read_text())

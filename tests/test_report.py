@@ -19,6 +19,9 @@ from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+TUNED = tuple(f'tuned_{k}' for k in ('additive', 'matrix_factorization', 'item_knn', 'user_knn',
+                                        'item_knn_additive', 'user_knn_additive',
+                                        'ridge_per_drug', 'kernel_ridge', 'blend')) + ('stack',)
 BASELINES = ('global_mean', 'drug_mean', 'cell_mean', 'additive', 'type_drug_mean',
              'matrix_factorization', 'ridge_per_drug')
 
@@ -98,7 +101,9 @@ def test_summary_table_groups_seeds_beside_baselines(runs, full_report):
   assert (f"| R2 | expression shuffled · random · seed | 1 | {shuffled['pcc']:.4f} | "
           f"{shuffled['spearman']:.4f} | {shuffled['rmse']:.3f} |") in md
   tested = json.loads((runs['a0'] / 'metrics.json').read_text())['test']
-  assert set(tested) == {'model', *BASELINES}
+  assert set(tested) == {'model', *BASELINES, *TUNED}
+  assert '| R1 | stack: network + classical (weights on validation) | 2 |' in md
+  assert '| R1 | classical: blend | 2 |' in md
   for b in BASELINES:
     assert f'| R1 | naive: {b} | 2 |' in md and f'| R2 | naive: {b} | 1 |' in md
   # The global mean is constant, so its PCC is undefined in both seeds.

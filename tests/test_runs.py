@@ -54,8 +54,8 @@ def test_load_run_reads_a_training_run(trained):
   assert run.path == trained and run.lodo is None
   assert run.metrics == json.loads((trained / 'metrics.json').read_text())
   assert run.metrics['task'] == 'regression'
-  assert set(run.metrics['test']) == {'model', 'global_mean', 'drug_mean', 'cell_mean', 'additive',
-                                      'type_drug_mean', 'matrix_factorization', 'ridge_per_drug'}
+  assert {'model', 'global_mean', 'drug_mean', 'cell_mean', 'additive', 'type_drug_mean',
+          'matrix_factorization', 'ridge_per_drug', 'tuned_blend', 'stack'} <= set(run.metrics['test'])
   # config.json flattened to 'section.key'.
   assert run.config['data.source'] == 'synthetic' and run.config['split.name'] == 'random'
   assert run.config['train.num_epochs'] == RUN_EPOCHS
