@@ -34,7 +34,7 @@ def measure(config, epochs: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cdr_jax import data, experiment  # pylint: disable=g-import-not-at-top
   from cdr_jax.data import splits  # pylint: disable=g-import-not-at-top
-  from cdr_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from cdr_jax.train import loop, sharding  # pylint: disable=g-import-not-at-top
   t0 = time.time()
   ds = data.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
@@ -43,7 +43,8 @@ def measure(config, epochs: int) -> dict:
   states = run.init()
   rng = jax.device_put(jax.random.key(0), run.engine.replicated)
   t0 = time.time()
-  run.engine.step.lower(states, run.data, np.ones(1, bool), run.stream(0)[0], rng).compile()
+  active = sharding.put(np.ones(1, bool), run.engine.by_model)  # as the loop passes it
+  run.engine.step.lower(states, run.data, active, run.stream(0)[0], rng).compile()
   compile_s = time.time() - t0
   no_selection = lambda s: (np.zeros(1), [{}])  # time training alone
   states, progress = loop.fit(run.step(rng), states, run.stream, no_selection, None,
