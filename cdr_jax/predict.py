@@ -6,7 +6,6 @@ model (learned per-drug codes) a new drug gets a zero code and bias, i.e. the gr
 
 import dataclasses
 import logging
-import json
 import pathlib
 
 import jax

@@ -7,7 +7,6 @@ Figure 5: validation PCC per epoch of every run (training stability).
 Tables: every run grouped over seeds (mean ± sd) beside the naive baselines on the same test sets.
 """
 
-import dataclasses
 import io as std_io
 import json
 import logging
@@ -22,7 +21,6 @@ import numpy as np
 
 from cdr_jax import runs as run_io
 from cdr_jax.data import io
-from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
 
 # Fields that change between repeats of one experiment without changing the experiment: seeds, and

@@ -2,7 +2,9 @@
 real tiny run directories (training runs and LODO sweeps of configs/test.py)."""
 
 import os
+import csv
 import pathlib
+import shutil
 import tempfile
 
 # Share XLA compilations between the tests and the launcher subprocesses they start (set before
@@ -170,3 +172,15 @@ def hand_dataset(pair_cell, pair_drug, pair_y, cell_features=None, cell_type=Non
       drug_names=tuple(f'drug {i}' for i in range(num_drugs)), drug_graphs=None,
       pair_cell=pair_cell, pair_drug=pair_drug, pair_y=np.asarray(pair_y, np.float32),
       pair_label=np.asarray(labels, np.int8))
+
+
+def read_csv(path: pathlib.Path) -> list[dict]:
+  """CSV rows as dicts of strings."""
+  with open(path, newline='', encoding='utf-8') as f:
+    return list(csv.DictReader(f))
+
+
+def copy_run(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+  """A private copy of a shared run directory, for a test to corrupt."""
+  return pathlib.Path(shutil.copytree(run, tmp_path / run.name,
+                                      ignore=shutil.ignore_patterns('checkpoints', 'tb')))

@@ -5,7 +5,6 @@ import csv
 import json
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -17,6 +16,8 @@ from cdr_jax import report
 from cdr_jax import runs as run_io
 from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
+from tests.conftest import copy_run
+from tests.conftest import read_csv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TUNED = tuple(f'tuned_{k}' for k in ('additive', 'matrix_factorization', 'item_knn', 'user_knn',
@@ -42,17 +43,6 @@ def folds(tiny_runs) -> list[pathlib.Path]:
 
 def model_metrics(run: pathlib.Path) -> dict:
   return json.loads((run / 'metrics.json').read_text())['test']['model']
-
-
-def read_csv(path: pathlib.Path) -> list[dict]:
-  with open(path, newline='', encoding='utf-8') as f:
-    return list(csv.DictReader(f))
-
-
-def copy_run(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
-  """A private copy of a shared run directory, for a test to corrupt."""
-  return pathlib.Path(shutil.copytree(run, tmp_path / run.name,
-                                      ignore=shutil.ignore_patterns('checkpoints', 'tb')))
 
 
 def assert_image(path: pathlib.Path) -> None:

@@ -16,7 +16,9 @@ from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
 from configs import test as test_config
 from tests.conftest import RUN_EPOCHS
+from tests.conftest import copy_run
 from tests.conftest import hand_dataset
+from tests.conftest import read_csv
 
 
 @pytest.fixture(scope='module')
@@ -27,17 +29,6 @@ def trained(tiny_runs) -> pathlib.Path:
 @pytest.fixture(scope='module')
 def sweep(tiny_runs) -> pathlib.Path:
   return tiny_runs.sweep()
-
-
-def read_csv(path: pathlib.Path) -> list[dict]:
-  with open(path, newline='', encoding='utf-8') as f:
-    return list(csv.DictReader(f))
-
-
-def copy_run(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
-  """A private copy of a shared run directory, for a test to corrupt."""
-  return pathlib.Path(shutil.copytree(run, tmp_path / run.name,
-                                      ignore=shutil.ignore_patterns('checkpoints', 'tb')))
 
 
 def drop_column(path: pathlib.Path, column: str) -> None:

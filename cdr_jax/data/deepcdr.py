@@ -7,12 +7,10 @@ docs/DEEPCDR.md §2 exactly; nothing per pair is copied (the paper's 90,000-inst
 
 import dataclasses
 import logging
-import os
 import pathlib
 import re
 from collections.abc import Sequence
 
-import jraph
 import ml_collections
 import numpy as np
 

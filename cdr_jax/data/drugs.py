@@ -316,7 +316,7 @@ def new_drug_features(config, columns: Sequence[str], smiles: Mapping[str, str],
   (its prediction then uses structure only: returned as a note); targets and pathways the
   training drugs never had have no column and are named in a note. ChemNet needs the sidecar.
   """
-  ids, notes, rows = list(smiles), [], []
+  ids, notes = list(smiles), []
   parts = parse_repr(config.drug_repr)
   for name in parts:
     if name == 'chemnet':
