@@ -24,7 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       source='deepcdr',        # 'deepcdr' (a data root) or 'synthetic'
       root='',                 # '' -> $CDR_DATA_DIR -> ./data
-      cell_repr='expression',  # see cdr_jax/cells.py; '+' joins several
+      cell_repr='expression',  # see cdr_jax/data/cells.py; '+' joins several
       embeddings={'scfoundation': 'scfoundation/50M-0.1B-res_embedding.npy',
                   'scgpt': 'scgpt/scgpt_embedding.npy'},
       shuffle_cells=False, repr_seed=0, random_dim=256,
