@@ -71,3 +71,9 @@ python launch/report.py --runs "$out"/legacy_{expr,multi,scf3,shuf}_s{0,1,2} "$o
   "$out"/legacy_onehot_s{1,2} --pair "$out/legacy_scf3_s0,$out/legacy_shuf_s0" --out docs/report_legacy
 python launch/report.py --runs "$out"/lco_expr_noid_f{0..4} "$out"/lco_{multi,scf,shuf,onehot}_f{0..4} \
   --pair "$out/lco_expr_noid_f0,$out/lco_scf_f0" --out docs/report_lco
+
+# Session 4 (issues 11-14): classical predictors, the stack, benchmarks.
+python bench/classical.py --config=configs/baseline.py                # legacy seed 0 + 5 LCO folds
+python bench/lodo_kernel.py --config=configs/scfoundation.py          # all 223 LODO folds
+bash run.sh launch/train.py --config=configs/baseline.py              # the stack (main command)
+python bench/time_to_quality.py --config=configs/scfoundation.py --settings=16384:sqrt:2,0:sqrt:5 --max_epochs=80
