@@ -16,12 +16,10 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from ml_collections import config_flags
 import numpy as np
-import threadpoolctl
 
 from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax.data import splits
-from cdr_jax.eval import classical
 from cdr_jax.eval import evaluate
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Data config.')
@@ -31,11 +29,7 @@ _FOLDS = flags.DEFINE_list('folds', ['0', '1', '2', '3', '4'], 'leave_cell_out f
 def score(ds, config, split) -> dict:
   cell_x, _ = experiment.standardized_features(ds, np.unique(ds.pair_cell[split.train]),
                                                np.unique(ds.pair_drug[split.train]), config)
-  with threadpoolctl.threadpool_limits(1):
-    preds, info = classical.fit_classical(split.name, ds.pair_cell, ds.pair_drug, ds.pair_y,
-                                          split.train, split.val, split.test, len(ds.cell_ids),
-                                          len(ds.drug_ids), x=np.asarray(cell_x, np.float64),
-                                          seed=config.train.seed)
+  preds, info = experiment.fit_classical(ds, split, cell_x, config, split.test)
   out = {}
   for name, p in preds.items():
     m = evaluate.evaluate(p, ds, split.test, 'regression')

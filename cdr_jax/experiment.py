@@ -92,9 +92,9 @@ def setup(config: ml_collections.ConfigDict, ds: Dataset, train_sets: list[np.nd
 
 def batch_size(config: ml_collections.ConfigDict, pool: np.ndarray) -> int:
   """Pairs per step: `train.batch_size`, or (0) the whole pool rounded up to the data devices."""
-  size = config.train.batch_size or len(pool)
-  devices = engine_lib.model_mesh(1).shape['data'] if not config.train.batch_size else 1
-  return -(-size // devices) * devices
+  if config.train.batch_size:
+    return config.train.batch_size
+  return -(-len(pool) // jax.device_count()) * jax.device_count()
 
 
 def standardized_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
@@ -173,19 +173,29 @@ def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
   """
   if not config.eval.classical or config.model.task != 'regression':
     return {}, {}
-  n_c, n_d, nv = len(ds.cell_ids), len(ds.drug_ids), len(split.val)
-  pairs = np.concatenate([split.val, split.test])
-  with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
-    preds, info = classical.fit_classical(
-        split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs, n_c,
-        n_d, x=np.asarray(cell_x, np.float64), seed=config.train.seed)
-    parts = {'model': np.concatenate([model_val, model_test]),
-             **{k: v for k, v in preds.items() if k != 'blend'}}
+  nv = len(split.val)
+  preds, info = fit_classical(ds, split, cell_x, config, np.concatenate([split.val, split.test]))
+  parts = {'model': np.concatenate([model_val, model_test]),
+           **{k: v for k, v in preds.items() if k != 'blend'}}
+  with threadpoolctl.threadpool_limits(1):
     stacked, info['stack'] = classical.stack(parts, ds.pair_cell, ds.pair_drug, ds.pair_y,
-                                             split.val, split.test, n_c, n_d)
+                                             split.val, split.test, len(ds.cell_ids),
+                                             len(ds.drug_ids))
   out = {f'tuned_{k}': v[nv:].astype(np.float32) for k, v in preds.items()}
   out['stack'] = stacked.astype(np.float32)
   return out, info
+
+
+def fit_classical(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
+                  config: ml_collections.ConfigDict,
+                  pairs: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+  """`classical.fit_classical` on the split's training and validation pairs, predicting `pairs`
+  (cell features as the network sees them; the run's seed)."""
+  with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
+    return classical.fit_classical(
+        split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs,
+        len(ds.cell_ids), len(ds.drug_ids), x=np.asarray(cell_x, np.float64),
+        seed=config.train.seed)
 
 
 def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray,
