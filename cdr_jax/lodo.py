@@ -17,6 +17,7 @@ import pathlib
 import shutil
 import time
 
+import jax
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
@@ -131,7 +132,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
   kernel, kernel_info = lodo_kernel.held_out_drug_predictions(ds, root)
-  size = config.lodo.folds_per_chunk
+  size = folds_per_chunk(config)
   rows = []
   for k in range(0, len(folds), size):
     chunk = folds[k:k + size]
@@ -151,6 +152,16 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     rows += [_with_kernel(r, ds, kernel) for r in chunk_rows]
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
   return write_outputs(workdir, ds, rows, config, kernel_info)
+
+
+def folds_per_chunk(config: ml_collections.ConfigDict) -> int:
+  """`config.lodo.folds_per_chunk`, or for 0 the platform's choice: 1 on CPU, where vmapped folds
+  run slower than the same folds one after another (their K-fold working set leaves the cache;
+  `bench/lodo_throughput.py`), and 32 on an accelerator, where one small fold leaves it idle."""
+  size = config.lodo.folds_per_chunk
+  if size < 0:
+    raise ValueError(f'lodo.folds_per_chunk must be >= 0 (0 = by platform), got {size}')
+  return size or (1 if jax.default_backend() == 'cpu' else 32)
 
 
 def _with_kernel(row: dict, ds: Dataset, kernel: np.ndarray) -> dict:

@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -155,3 +156,14 @@ def test_killed_sweep_resumes_inside_its_chunk(tmp_path):
   assert 'resumed at epoch' in err and 'resumed at epoch 0' not in err
   assert ((tmp_path / 'killed/lodo_per_drug.csv').read_text()
           == (tmp_path / 'ref/lodo_per_drug.csv').read_text())
+
+
+def test_folds_per_chunk_by_platform():
+  c = config()
+  c.lodo.folds_per_chunk = 0
+  assert lodo.folds_per_chunk(c) == (1 if jax.default_backend() == 'cpu' else 32)
+  c.lodo.folds_per_chunk = 5
+  assert lodo.folds_per_chunk(c) == 5
+  c.lodo.folds_per_chunk = -1
+  with pytest.raises(ValueError, match='folds_per_chunk'):
+    lodo.folds_per_chunk(c)
