@@ -91,7 +91,7 @@ def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
   run = experiment.setup(config, ds, [f.train for f in folds], np.arange(ds.num_pairs))
   rng = run.engine.key(cfg.seed + 1)
   ckpts = checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir else None
-  schedule = loop.Schedule(cfg.num_epochs, cfg.patience, 0, False)
+  schedule = loop.Schedule(cfg.num_epochs, cfg.patience, 0, False, cfg.checkpoint_every_s)
   best, progress = loop.fit(run.step(rng), run.init(), run.stream,
                             run.selector([f.val for f in folds]), ckpts, schedule,
                             names=[ds.drug_ids[f.drug] for f in folds])

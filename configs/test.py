@@ -28,6 +28,7 @@ def get_config(arg: str | None = None):
   c.train.num_epochs = 3
   c.train.patience = 2
   c.train.progress = False
+  c.train.checkpoint_every_s = 0.0  # every epoch: the resume tests kill runs between epochs
   # Evaluation
   c.eval.batch_size = 256
   c.eval.mf_rank = 4

@@ -81,3 +81,30 @@ def test_stopped_model_with_non_finite_loss_is_ignored():
     return new, {**m, 'loss': jnp.where(active, 1.0, jnp.nan)}
   _, progress = loop.fit(step, toy_states(), stream, toy_select, None, loop.Schedule(6, 2))
   assert progress.done
+
+
+class CountingCheckpoints:
+  """Records which (kind, epoch) the loop saves, and restores nothing."""
+
+  def __init__(self):
+    self.saved = []
+
+  def save(self, which, step, state, meta):
+    self.saved.append((which, step))
+
+  def restore(self, which, like):
+    return None
+
+
+@pytest.mark.parametrize('every, budget, expected', [
+    # model 1 improves every epoch, so every epoch has a new best
+    (0.0, 0, [(kind, e) for e in range(6) for kind in ('best', 'latest')]),
+    (3600.0, 0, [('best', 5), ('latest', 5)]),     # on the clock: only when the loop ends
+    (3600.0, 3, [('best', 2), ('latest', 2)]),     # or when this invocation's budget is spent
+])
+def test_checkpoints_saved_on_the_clock_and_when_stopping(every, budget, expected):
+  ckpts = CountingCheckpoints()
+  loop.fit(toy_step, toy_states(), stream, toy_select, ckpts,
+           loop.Schedule(num_epochs=6, patience=2, max_epochs_this_run=budget,
+                         checkpoint_every_s=every))
+  assert ckpts.saved == expected

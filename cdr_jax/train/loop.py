@@ -3,9 +3,10 @@
 `fit` runs epochs of a shared stream of batches through the stacked step. After each epoch every
 model is scored on its own validation pairs; a model that improved becomes its best state, a model
 that has not improved for `patience` epochs stops (its state no longer changes) and the loop ends
-when all have stopped or `num_epochs` is reached. Every epoch the states, best states and progress
-are checkpointed, so a killed run resumes at its last finished epoch and ends as an uninterrupted
-run would.
+when all have stopped or `num_epochs` is reached. The states, best states and progress are
+checkpointed after an epoch once `checkpoint_every_s` seconds have passed since the last save (0:
+every epoch) and always when the loop stops, so a killed run resumes at its last saved epoch and
+ends as an uninterrupted run would.
 """
 
 import dataclasses
@@ -63,10 +64,12 @@ class Schedule:
   patience: int
   max_epochs_this_run: int = 0   # > 0: stop (resumably) after this many epochs in one invocation
   progress: bool = False         # a tqdm bar per epoch
+  checkpoint_every_s: float = 0.0  # > 0: save at most this often (and when stopping); 0: every epoch
 
   @classmethod
   def from_config(cls, cfg) -> 'Schedule':
-    return cls(cfg.num_epochs, cfg.patience, cfg.max_epochs_this_run, cfg.progress)
+    return cls(cfg.num_epochs, cfg.patience, cfg.max_epochs_this_run, cfg.progress,
+               cfg.checkpoint_every_s)
 
 
 def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
@@ -97,7 +100,7 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
     best = checkpoints.restore('best', states)[0]
     logging.info('resumed at epoch %d', progress.epoch)
   where = jax.jit(step_lib.per_model_where)
-  epochs_run = 0
+  epochs_run, last_save, best_unsaved = 0, time.time(), False
   while not progress.done:
     epoch, t0 = progress.epoch, time.time()
     states, loss, last_step = _run_epoch(step, states, stream(epoch), np.array(progress.active),
@@ -109,17 +112,21 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
       best = where(sharding.put(improved, _sharding(states)), states, best)
     progress.epoch = epoch + 1
     progress.done = not any(progress.active) or progress.epoch >= schedule.num_epochs
-    if checkpoints:
-      if improved.any():
+    epochs_run += 1
+    stopping = progress.done or epochs_run == schedule.max_epochs_this_run
+    best_unsaved |= bool(improved.any())
+    # A save costs about as much as a small model's epoch: save on a clock, not every epoch.
+    if checkpoints and (stopping or time.time() - last_save >= schedule.checkpoint_every_s):
+      if best_unsaved:
         checkpoints.save('best', epoch, best, {'epoch': epoch})
       checkpoints.save('latest', epoch, states, dataclasses.asdict(progress))
+      last_save, best_unsaved = time.time(), False
     if on_epoch:
       on_epoch(progress)
     logging.info('epoch %d: %d/%d models active, loss %.4f, mean validation score %.4f (%.1fs)',
                  epoch, sum(progress.active), n, float(np.nanmean(loss)),
                  float(np.nanmean(np.where(np.isfinite(scores), scores, np.nan))), time.time() - t0)
-    epochs_run += 1
-    if schedule.max_epochs_this_run and epochs_run >= schedule.max_epochs_this_run:
+    if epochs_run == schedule.max_epochs_this_run:
       break
   return best, progress
 
