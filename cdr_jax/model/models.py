@@ -6,6 +6,7 @@ BatchNorm statistics, pooling and messages.
 """
 
 from collections.abc import Sequence
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -250,8 +251,25 @@ class EntityModel(nn.Module):
   """Shared shape of the models: `encode` every entity once, `fuse` per pair, optional extras.
 
   `encode` returns (drug codes, cell codes), plus the [C, D] DrugLinear scores when the model has
-  that term; `fuse` gathers from them per pair.
+  that term; `fuse` gathers from them per pair. The fields below are keyword-only (each model
+  adds its own architecture fields before them).
   """
+  num_cells: int = dataclasses.field(kw_only=True)
+  num_drugs: int = dataclasses.field(kw_only=True)
+  dropout: float = dataclasses.field(default=0.1, kw_only=True)
+  id_embed_dim: int = dataclasses.field(default=0, kw_only=True)   # > 0: IdentityCodes of this dim
+  bilinear_dim: int = dataclasses.field(default=0, kw_only=True)   # > 0: CodeBilinear of this rank
+  drug_linear: bool = dataclasses.field(default=False, kw_only=True)  # DrugLinear on cell features
+  node_sharding: Any = dataclasses.field(default=None, kw_only=True)  # see DrugGCN
+
+  def setup_extras(self):
+    """The optional terms this model has (identity codes, code bilinear, per-drug linear)."""
+    if self.id_embed_dim:
+      self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
+    if self.bilinear_dim:
+      self.bilinear = CodeBilinear(self.bilinear_dim)
+    if self.drug_linear:
+      self.drug_linear_term = DrugLinear(self.num_drugs)
 
   def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
                cell_active=None, drug_active=None, drug_x=None):
@@ -277,14 +295,7 @@ class SeedModel(EntityModel):
   gcn_units: Sequence[int]
   cell_units: Sequence[int]
   head_units: Sequence[int]
-  num_cells: int
-  num_drugs: int
   gcn_pool: str = 'max'
-  dropout: float = 0.1
-  id_embed_dim: int = 0
-  bilinear_dim: int = 0        # > 0: add CodeBilinear of this rank
-  drug_linear: bool = False    # add DrugLinear on the cell features
-  node_sharding: Any = None    # see DrugGCN
   drug_graph: bool = True      # encode the molecular graph (GCN)
   drug_units: Sequence[int] = ()   # non-empty: an MLP over the vector drug features
 
@@ -299,12 +310,7 @@ class SeedModel(EntityModel):
     self.head_bn = [MaskedBatchNorm() for _ in self.head_units]
     self.head_dropout = Dropout(self.dropout)
     self.out = nn.Dense(1)
-    if self.id_embed_dim:
-      self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
-    if self.bilinear_dim:
-      self.bilinear = CodeBilinear(self.bilinear_dim)
-    if self.drug_linear:
-      self.drug_linear_term = DrugLinear(self.num_drugs)
+    self.setup_extras()
 
   def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None):
     """Codes of every drug [D, k] (its graph's GCN code beside its vector features' MLP code)
@@ -335,14 +341,7 @@ class DeepCDRModel(EntityModel):
   """docs/DEEPCDR.md §4: GCN 256-256-256-100 (mean pool), per-omics branches, Dense 300 + Conv1D fusion."""
   gcn_units: Sequence[int]
   cell_blocks: Sequence[int]   # feature widths of the omics blocks, one branch each
-  num_cells: int
-  num_drugs: int
   gcn_pool: str = 'mean'
-  dropout: float = 0.1
-  id_embed_dim: int = 0
-  bilinear_dim: int = 0        # > 0: add CodeBilinear of this rank
-  drug_linear: bool = False    # add DrugLinear on the cell features
-  node_sharding: Any = None    # see DrugGCN
 
   def setup(self):
     self.drug_encoder = DrugGCN(self.gcn_units, self.gcn_pool, self.dropout, self.node_sharding)
@@ -354,12 +353,7 @@ class DeepCDRModel(EntityModel):
     self.out = nn.Dense(1)
     self.drop = Dropout(self.dropout)
     self.drop_flat = Dropout(0.2)
-    if self.id_embed_dim:
-      self.ids = IdentityCodes(self.num_cells, self.num_drugs, self.id_embed_dim)
-    if self.bilinear_dim:
-      self.bilinear = CodeBilinear(self.bilinear_dim)
-    if self.drug_linear:
-      self.drug_linear_term = DrugLinear(self.num_drugs)
+    self.setup_extras()
 
   def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None):
     """Drug codes [D, 100]; cell codes: each omics block through its branch, concatenated."""
@@ -390,14 +384,14 @@ def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: i
   drug representations the data has (the molecular graph; vector features)."""
   if config.name not in ('seed', 'deepcdr'):
     raise ValueError(f'unknown model {config.name!r}; choose one of: seed, deepcdr')
+  shared = dict(num_cells=num_cells, num_drugs=num_drugs, dropout=config.dropout,
+                id_embed_dim=config.id_embed_dim, bilinear_dim=config.bilinear_dim,
+                drug_linear=config.drug_linear > 0)
   if config.name == 'seed':
     return SeedModel(tuple(config.gcn_units), tuple(config.cell_units), tuple(config.head_units),
-                     num_cells, num_drugs, config.gcn_pool, config.dropout, config.id_embed_dim,
-                     config.bilinear_dim, config.drug_linear > 0, drug_graph=drug_graph,
-                     drug_units=tuple(config.drug_units) if drug_vector else ())
+                     config.gcn_pool, drug_graph=drug_graph,
+                     drug_units=tuple(config.drug_units) if drug_vector else (), **shared)
   if not drug_graph or drug_vector:
     raise ValueError(f'model {config.name!r} encodes the molecular graph only; use the seed '
                      'model for other drug representations (data.drug_repr)')
-  return DeepCDRModel(tuple(config.gcn_units), tuple(cell_blocks), num_cells, num_drugs,
-                      config.gcn_pool, config.dropout, config.id_embed_dim, config.bilinear_dim,
-                      config.drug_linear > 0)
+  return DeepCDRModel(tuple(config.gcn_units), tuple(cell_blocks), config.gcn_pool, **shared)
