@@ -26,6 +26,7 @@ from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax import runs
 from cdr_jax.data import dataset
+from cdr_jax.data import drugs as drug_lib
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset
 from cdr_jax.eval import baselines
@@ -132,6 +133,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
   kernel, kernel_info = lodo_kernel.held_out_drug_predictions(ds, root)
+  pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []
   for k in range(0, len(folds), size):
@@ -139,7 +141,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk)}'
     path = workdir / 'chunks' / f'{name}.json'
     if path.exists():
-      rows += [_with_kernel(r, ds, kernel) for r in json.loads(path.read_text())]
+      rows += [_with_classical(r, ds, kernel, pathway) for r in json.loads(path.read_text())]
       logging.info('chunk %d: already done, %d folds read', k // size, len(chunk))
       continue
     t0 = time.time()
@@ -149,7 +151,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       io.atomic_write_json(path, chunk_rows)
       shutil.rmtree(ckpt_dir, ignore_errors=True)  # the chunk's results are written: not needed
     multihost_utils.sync_global_devices(name)  # every process sees the chunk done
-    rows += [_with_kernel(r, ds, kernel) for r in chunk_rows]
+    rows += [_with_classical(r, ds, kernel, pathway) for r in chunk_rows]
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
   return write_outputs(workdir, ds, rows, config, kernel_info)
 
@@ -164,12 +166,14 @@ def folds_per_chunk(config: ml_collections.ConfigDict) -> int:
   return size or (1 if jax.default_backend() == 'cpu' else 32)
 
 
-def _with_kernel(row: dict, ds: Dataset, kernel: np.ndarray) -> dict:
-  """A fold's row with the classical kernel baseline's PCC on its held-out drug."""
+def _with_classical(row: dict, ds: Dataset, kernel: np.ndarray, pathway: dict[str, str]) -> dict:
+  """A fold's row with the classical kernel baseline's PCC on its held-out drug and the drug's
+  GDSC target pathway ('' without a drug list)."""
   test = np.flatnonzero(ds.pair_drug == ds.drug_ids.index(row['drug_id']))
   kernel_pcc = metrics.pcc(kernel[test], ds.pair_y[test])
   out = {k: v for k, v in row.items() if k not in ('curve', 'predictions')}
-  out.update(kernel_pcc=kernel_pcc, curve=row['curve'], predictions=row['predictions'])
+  out.update(kernel_pcc=kernel_pcc, pathway=pathway.get(row['drug_id'], ''), curve=row['curve'],
+             predictions=row['predictions'])
   return out
 
 

@@ -327,6 +327,13 @@ def lookup(m: dict, keys: tuple[str, ...]) -> float:
   return float(m) if m is not None else float('nan')
 
 
+def finite_median(x: np.ndarray) -> float:
+  """Median of the finite entries (nan when there are none)."""
+  x = np.asarray(x, np.float64)
+  x = x[np.isfinite(x)]
+  return float(np.median(x)) if len(x) else float('nan')
+
+
 def finite_mean(x: np.ndarray) -> float:
   """Mean of the finite entries (nan when there are none), without warnings."""
   x = np.asarray(x, np.float64)
@@ -423,23 +430,53 @@ def runs_table(runs: list[run_io.Run]) -> list[str]:
 
 
 def lodo_table(sweeps: list[run_io.Run]) -> list[str]:
-  """Per sweep: drugs, mean LODO and naive PCC, mean gain; lodo_summary.json when present."""
-  lines = ['| sweep | drugs | LODO per-drug PCC mean | naive per-drug PCC mean | mean gain | '
-           'drugs with gain > 0 |', '|---|---|---|---|---|---|']
+  """Per sweep: drugs, mean and median per-drug PCC beside the naive mean and the classical kernel
+  baseline (when the sweep has its column), drugs beating each; then per-pathway means."""
+  lines = ['| sweep | drugs | per-drug PCC mean | median | naive mean | kernel baseline mean | '
+           'drugs beating naive | drugs beating kernel |', '|---|---|---|---|---|---|---|---|']
   notes = []
   for r in sweeps:
-    pcc = np.array([run_io.to_float(x['pcc']) for x in r.lodo])
-    naive = np.array([run_io.to_float(x['naive_pcc']) for x in r.lodo])
-    gain = drug_gains(r)[1]
+    pcc, naive, kernel = (lodo_column(r, c) for c in ('pcc', 'naive_pcc', 'kernel_pcc'))
+    beats_kernel = (f'{int((pcc > kernel).sum())} / {int(np.isfinite(pcc - kernel).sum())}'
+                    if np.isfinite(kernel).any() else 'n/a')
     lines.append(f'| `{r.path}` ({r.label}) | {len(r.lodo)} | {finite_mean(pcc):.3f} | '
-                 f'{finite_mean(naive):.3f} | {finite_mean(gain):+.3f} | {int((gain > 0).sum())} |')
+                 f'{finite_median(pcc):.3f} | {finite_mean(naive):.3f} | '
+                 f'{finite_mean(kernel):.3f} | {int((pcc > naive).sum())} / '
+                 f'{int(np.isfinite(pcc - naive).sum())} | {beats_kernel} |')
     summary = r.path / run_io.LODO_SUMMARY_FILE
     if summary.is_file():
       flat = run_io.flatten(run_io.read_json(summary, 'LODO sweep summary'))
       notes.append(f'`{summary}`: ' + ', '.join(
           f'{k} = {v:.4g}' if isinstance(v, float) else f'{k} = {v}' for k, v in flat.items()
           if isinstance(v, (int, float, str)))[:600])
-  return lines + [''] + notes
+  return lines + [''] + pathway_table(sweeps) + notes
+
+
+def lodo_column(run: run_io.Run, column: str) -> np.ndarray:
+  """A numeric column of a sweep's lodo_per_drug.csv (nan where absent, e.g. older sweeps)."""
+  return np.array([run_io.to_float(x.get(column, 'nan')) for x in run.lodo])
+
+
+def pathway_table(sweeps: list[run_io.Run]) -> list[str]:
+  """Mean per-drug PCC per GDSC target pathway: each sweep, then the naive mean and the kernel
+  baseline of the first sweep; [] when no sweep has the pathway column."""
+  with_pathway = [r for r in sweeps if r.lodo and r.lodo[0].get('pathway')]
+  if not with_pathway:
+    return []
+  first = with_pathway[0]
+  columns = [(f'S{i}', r, 'pcc') for i, r in enumerate(with_pathway, start=1)]
+  columns += [('naive', first, 'naive_pcc'), ('kernel', first, 'kernel_pcc')]
+  pathways = sorted({x['pathway'] for r in with_pathway for x in r.lodo})
+  lines = ['Mean per-drug PCC by target pathway (GDSC drug list). ' + '; '.join(
+      f'S{i} = `{r.path}`' for i, r in enumerate(with_pathway, start=1)) + '.', '',
+           '| pathway | drugs | ' + ' | '.join(c[0] for c in columns) + ' |',
+           '|---|---|' + '---|' * len(columns)]
+  for p in pathways:
+    n = sum(x['pathway'] == p for x in first.lodo)
+    means = [finite_mean(lodo_column(r, col)[[x['pathway'] == p for x in r.lodo]])
+             for _, r, col in columns]
+    lines.append(f'| {p} | {n} | ' + ' | '.join(f'{m:.3f}' for m in means) + ' |')
+  return lines + ['']
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ import pytest
 
 from cdr_jax import data
 from cdr_jax import lodo
+from cdr_jax.data import drugs
 from cdr_jax.eval import baselines
 from configs import test as test_config
+from tests.conftest import read_csv
 
 
 def config(arg='lodo'):
@@ -120,8 +122,10 @@ def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path
   assert summary['folds'] == len(ds.drug_ids) and summary['drug_repr'] == c.data.drug_repr
   assert set(summary['classical_kernel']['kernels']) == {'pathway', 'target', 'morgan',
                                                          'descriptors'}
-  header = (tmp_path / 'lodo_per_drug.csv').read_text().splitlines()[0].split(',')
-  assert 'kernel_pcc' in header
+  rows = read_csv(tmp_path / 'lodo_per_drug.csv')
+  assert 'kernel_pcc' in rows[0]
+  pathway = drugs.read_drug_list_annotations(tiny_root).pathway
+  assert [r['pathway'] for r in rows] == [pathway[r['drug_id']] for r in rows]
 
 
 def test_killed_sweep_resumes_inside_its_chunk(tmp_path):

@@ -116,16 +116,37 @@ def test_lodo_table_matches_the_sweep_summary(runs, full_report):
   _, md = full_report
   s = json.loads((runs['lodo'] / 'lodo_summary.json').read_text())
   assert s['folds'] == 3 and s['drugs_compared'] == 3
-  gain = s['per_drug_pcc_mean'] - s['naive_cell_mean_pcc_mean']
+  rows = read_csv(runs['lodo'] / 'lodo_per_drug.csv')
+  kernel = [float(r['kernel_pcc']) for r in rows]
+  beats_kernel = sum(float(r['pcc']) > float(r['kernel_pcc']) for r in rows)
   assert (f"| `{runs['lodo']}` (expression · leave_drug_out · seed) | 3 | "
-          f"{s['per_drug_pcc_mean']:.3f} | {s['naive_cell_mean_pcc_mean']:.3f} | {gain:+.3f} | "
-          f"{s['drugs_beating_naive']} |") in md
+          f"{s['per_drug_pcc_mean']:.3f} | {s['per_drug_pcc_median']:.3f} | "
+          f"{s['naive_cell_mean_pcc_mean']:.3f} | {np.mean(kernel):.3f} | "
+          f"{s['drugs_beating_naive']} / 3 | {beats_kernel} / 3 |") in md
+  assert np.mean(kernel) == pytest.approx(s['classical_kernel_pcc_mean'])
   assert 'leave-one-drug-out sweep' in md and 'lodo_summary.json' in md
   # Figure 4 lists every drug of the sweep with its gain, largest first.
   rows = read_csv(runs['lodo'] / 'lodo_per_drug.csv')
   ranked = sorted(rows, key=lambda r: -float(r['gain']))
   listed = ', '.join(f"{r['drug_name']} ({float(r['gain']):+.3f})" for r in ranked)
   assert f'All drugs by gain: {listed}.' in md
+
+
+def test_pathway_table_means_per_pathway(tmp_path):
+  """Hand-made sweeps: per pathway, each sweep's mean per-drug PCC, then naive and kernel."""
+  def sweep(name, pccs):
+    path = tmp_path / name
+    path.mkdir()
+    lines = ['drug_id,drug_name,pcc,naive_pcc,gain,kernel_pcc,pathway']
+    for i, (p, pathway) in enumerate(zip(pccs, ['ERK MAPK signaling', 'Other', 'Other'])):
+      lines.append(f'{i},d{i},{p},0.5,{p - 0.5},{0.4 + 0.1 * i},{pathway}')
+    (path / 'lodo_per_drug.csv').write_text('\n'.join(lines) + '\n')
+    return run_io.load_run(path)
+  a, b = sweep('a', [0.7, 0.2, 0.4]), sweep('b', [0.6, 0.6, 0.8])
+  md = '\n'.join(report.lodo_table([a, b]))
+  assert '| ERK MAPK signaling | 1 | 0.700 | 0.600 | 0.500 | 0.400 |' in md
+  assert '| Other | 2 | 0.300 | 0.700 | 0.500 | 0.550 |' in md
+  assert f'| `{a.path}` () | 3 | 0.433 | 0.400 | 0.500 | 0.500 | 1 / 3 | 1 / 3 |' in md
 
 
 def test_seed_ensemble_row_when_test_pairs_match(runs, full_report):
