@@ -32,7 +32,7 @@ def main(argv):
   config = _CONFIG.value
   ds = data.load_dataset(config.data)
   with threadpoolctl.threadpool_limits(1):
-    kernel, info = lodo_kernel.held_out_drug_predictions(
+    kernel, info, _ = lodo_kernel.held_out_drug_predictions(
         ds, dataset.resolve_data_root(config.data.root))
   naive, model = [], []
   for d in range(len(ds.drug_ids)):

@@ -99,12 +99,13 @@ def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
   if ckpts:
     ckpts.close()
   test_pred = run.predict(best, [f.test for f in folds])
-  return [_fold_row(ds, f, p, progress.best_epoch[i], progress.best_score[i],
+  val_pred = run.predict(best, [f.val for f in folds])
+  return [_fold_row(ds, f, p, v, progress.best_epoch[i], progress.best_score[i],
                     progress.history[i], config)
-          for i, (f, p) in enumerate(zip(folds, test_pred))]
+          for i, (f, p, v) in enumerate(zip(folds, test_pred, val_pred))]
 
 
-def _fold_row(ds, fold, pred, best_epoch, best_score, curve, config) -> dict:
+def _fold_row(ds, fold, pred, val_pred, best_epoch, best_score, curve, config) -> dict:
   obs = ds.pair_y[fold.test]
   naive = metrics.pcc(baselines.naive_cell_mean(ds, fold.drug, fold.test), obs)
   row = {'drug_id': ds.drug_ids[fold.drug], 'drug_name': ds.drug_names[fold.drug],
@@ -117,6 +118,7 @@ def _fold_row(ds, fold, pred, best_epoch, best_score, curve, config) -> dict:
     row.update(metrics.classification(pred, ds.pair_label[fold.test]))
   row['curve'] = [{k: c[k] for k in runs.LODO_CURVE_FIELDS[1:]} for c in curve]
   row['predictions'] = [float(x) for x in pred]
+  row['val_predictions'] = [float(x) for x in val_pred]   # for the stack (`_with_classical`)
   return row
 
 
@@ -132,16 +134,17 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   chosen = parse_drugs(drugs or config.lodo.drugs, ds)
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
-  kernel, kernel_info = lodo_kernel.held_out_drug_predictions(ds, root)
+  kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(ds, root)
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []
+  classical = lambda r, f: _with_classical(r, ds, f, kernel, kernel_matrix, pathway)
   for k in range(0, len(folds), size):
     chunk = folds[k:k + size]
     name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk)}'
     path = workdir / 'chunks' / f'{name}.json'
     if path.exists():
-      rows += [_with_classical(r, ds, kernel, pathway) for r in json.loads(path.read_text())]
+      rows += [classical(r, f) for r, f in zip(json.loads(path.read_text()), chunk)]
       logging.info('chunk %d: already done, %d folds read', k // size, len(chunk))
       continue
     t0 = time.time()
@@ -151,7 +154,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       io.atomic_write_json(path, chunk_rows)
       shutil.rmtree(ckpt_dir, ignore_errors=True)  # the chunk's results are written: not needed
     multihost_utils.sync_global_devices(name)  # every process sees the chunk done
-    rows += [_with_classical(r, ds, kernel, pathway) for r in chunk_rows]
+    rows += [classical(r, f) for r, f in zip(chunk_rows, chunk)]
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
   return write_outputs(workdir, ds, rows, config, kernel_info)
 
@@ -166,15 +169,40 @@ def folds_per_chunk(config: ml_collections.ConfigDict) -> int:
   return size or (1 if jax.default_backend() == 'cpu' else 32)
 
 
-def _with_classical(row: dict, ds: Dataset, kernel: np.ndarray, pathway: dict[str, str]) -> dict:
-  """A fold's row with the classical kernel baseline's PCC on its held-out drug and the drug's
-  GDSC target pathway ('' without a drug list)."""
-  test = np.flatnonzero(ds.pair_drug == ds.drug_ids.index(row['drug_id']))
-  kernel_pcc = metrics.pcc(kernel[test], ds.pair_y[test])
-  out = {k: v for k, v in row.items() if k not in ('curve', 'predictions')}
-  out.update(kernel_pcc=kernel_pcc, pathway=pathway.get(row['drug_id'], ''), curve=row['curve'],
+# Candidate weights of the network in the stack (1 - w goes to the kernel baseline).
+STACK_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+
+
+def _with_classical(row: dict, ds: Dataset, fold: Fold, kernel: np.ndarray,
+                    kernel_matrix: np.ndarray, pathway: dict[str, str]) -> dict:
+  """A fold's row with the classical kernel baseline's PCC on its held-out drug, the stack's
+  (network and kernel baseline blended, `_stack_weight`) and the drug's GDSC target pathway
+  ('' without a drug list)."""
+  obs = ds.pair_y[fold.test]
+  out = {k: v for k, v in row.items() if k not in ('curve', 'predictions', 'val_predictions')}
+  out.update(kernel_pcc=metrics.pcc(kernel[fold.test], obs))
+  if 'pcc' in row:   # regression
+    w = _stack_weight(ds, fold, np.asarray(row.get('val_predictions', [])), kernel_matrix)
+    stack = w * np.asarray(row['predictions']) + (1 - w) * kernel[fold.test]
+    out.update(stack_pcc=metrics.pcc(stack, obs) if np.isfinite(w) else float('nan'),
+               stack_weight=w)
+  out.update(pathway=pathway.get(row['drug_id'], ''), curve=row['curve'],
              predictions=row['predictions'])
   return out
+
+
+def _stack_weight(ds: Dataset, fold: Fold, val_pred: np.ndarray, kernel_matrix) -> float:
+  """The network's weight in the stack: the `STACK_WEIGHTS` entry with the best mean per-drug PCC
+  on the fold's validation drugs, the kernel baseline scoring each of them without its labels nor
+  the held-out drug's (nan for rows of sweeps older than the validation predictions)."""
+  if len(val_pred) != len(fold.val):
+    return float('nan')
+  val_kernel = lodo_kernel.without_drug(ds, kernel_matrix, fold.drug, fold.val_drugs, fold.val)
+  obs, drug = ds.pair_y[fold.val], ds.pair_drug[fold.val]
+  scores = [np.nanmean(lodo_kernel.per_drug_pcc(w * val_pred + (1 - w) * val_kernel, obs, drug,
+                                                len(ds.drug_ids))[fold.val_drugs])
+            for w in STACK_WEIGHTS]
+  return float(STACK_WEIGHTS[int(np.nanargmax(scores))])
 
 
 def _chunk_key(ds: Dataset, chunk: list[Fold]) -> str:
@@ -186,8 +214,11 @@ def summarize(rows: list[dict]) -> dict:
   """Mean / median per-drug PCC, the naive predictor's, and how many drugs beat it."""
   pcc = np.array([r['pcc'] for r in rows], float)
   naive = np.array([r['naive_pcc'] for r in rows], float)
+  stack = np.array([r.get('stack_pcc', np.nan) for r in rows], float)
   ok = np.isfinite(pcc) & np.isfinite(naive)
   return {'folds': len(rows), 'per_drug_pcc_mean': float(np.nanmean(pcc)),
+          'stack_pcc_mean': float(np.nanmean(stack)) if np.isfinite(stack).any() else None,
+          'stack_folds': int(np.isfinite(stack).sum()),
           'per_drug_pcc_median': float(np.nanmedian(pcc)),
           'naive_cell_mean_pcc_mean': float(np.nanmean(naive)),
           'naive_cell_mean_pcc_median': float(np.nanmedian(naive)),

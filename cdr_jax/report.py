@@ -430,18 +430,22 @@ def runs_table(runs: list[run_io.Run]) -> list[str]:
 
 
 def lodo_table(sweeps: list[run_io.Run]) -> list[str]:
-  """Per sweep: drugs, mean and median per-drug PCC beside the naive mean and the classical kernel
-  baseline (when the sweep has its column), drugs beating each; then per-pathway means."""
+  """Per sweep: drugs, mean and median per-drug PCC beside the naive mean, the classical kernel
+  baseline and the stack (when the sweep has their columns), drugs beating each; then per-pathway
+  means."""
   lines = ['| sweep | drugs | per-drug PCC mean | median | naive mean | kernel baseline mean | '
-           'drugs beating naive | drugs beating kernel |', '|---|---|---|---|---|---|---|---|']
+           'stack mean (folds) | drugs beating naive | drugs beating kernel |',
+           '|---|---|---|---|---|---|---|---|---|']
   notes = []
   for r in sweeps:
-    pcc, naive, kernel = (lodo_column(r, c) for c in ('pcc', 'naive_pcc', 'kernel_pcc'))
+    pcc, naive, kernel, stack = (lodo_column(r, c)
+                                 for c in ('pcc', 'naive_pcc', 'kernel_pcc', 'stack_pcc'))
     beats_kernel = (f'{int((pcc > kernel).sum())} / {int(np.isfinite(pcc - kernel).sum())}'
                     if np.isfinite(kernel).any() else 'n/a')
     lines.append(f'| `{r.path}` ({r.label}) | {len(r.lodo)} | {finite_mean(pcc):.3f} | '
                  f'{finite_median(pcc):.3f} | {finite_mean(naive):.3f} | '
-                 f'{finite_mean(kernel):.3f} | {int((pcc > naive).sum())} / '
+                 f'{finite_mean(kernel):.3f} | {finite_mean(stack):.3f} '
+                 f'({int(np.isfinite(stack).sum())}) | {int((pcc > naive).sum())} / '
                  f'{int(np.isfinite(pcc - naive).sum())} | {beats_kernel} |')
     summary = r.path / run_io.LODO_SUMMARY_FILE
     if summary.is_file():

@@ -124,6 +124,8 @@ def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path
                                                          'descriptors'}
   rows = read_csv(tmp_path / 'lodo_per_drug.csv')
   assert 'kernel_pcc' in rows[0]
+  assert all(float(r['stack_weight']) in lodo.STACK_WEIGHTS for r in rows)
+  assert summary['stack_folds'] == len(rows)
   pathway = drugs.read_drug_list_annotations(tiny_root).pathway
   assert [r['pathway'] for r in rows] == [pathway[r['drug_id']] for r in rows]
 
@@ -171,3 +173,24 @@ def test_folds_per_chunk_by_platform():
   c.lodo.folds_per_chunk = -1
   with pytest.raises(ValueError, match='folds_per_chunk'):
     lodo.folds_per_chunk(c)
+
+
+def test_stack_weight_chosen_on_validation_drugs_without_test_labels():
+  """A network exact on the validation drugs gets weight 1; the held-out drug's labels (scrambled)
+  change nothing; a sweep row without validation predictions gets nan."""
+  from tests.conftest import hand_dataset  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  y = rng.normal(size=(30, 12)) + rng.normal(size=(30, 1)) + rng.normal(size=(1, 12))
+  cell, drug = (a.ravel() for a in np.indices(y.shape))
+  ds = hand_dataset(cell, drug, y.ravel())
+  kernel = np.exp(-np.square(np.subtract.outer(np.arange(12.0), np.arange(12.0))) / 8)
+  fold = lodo.make_fold(ds, 3, 0.3, seed=0)
+  exact = ds.pair_y[fold.val]
+  assert lodo._stack_weight(ds, fold, exact, kernel) == 1.0
+  noisy = exact + rng.normal(0, 3.0, len(exact))
+  w = lodo._stack_weight(ds, fold, noisy, kernel)
+  scrambled = ds.pair_y.copy()
+  scrambled[fold.test] = rng.normal(size=len(fold.test))
+  other = hand_dataset(cell, drug, scrambled)
+  assert lodo._stack_weight(other, fold, noisy, kernel) == w < 1.0
+  assert np.isnan(lodo._stack_weight(ds, fold, np.array([]), kernel))

@@ -146,3 +146,30 @@ def test_bad_shapes_are_refused():
   with pytest.raises(ValueError, match='positive'):
     lk.lodo_kernel_ridge(np.zeros(2, int), np.zeros(2, int), np.zeros(2), 1, np.ones((1, 3, 3)),
                          [[1.0]], [0.0])
+
+
+def test_folds_subset_matches_all_folds():
+  (cell, drug, y), kernels = random_problem(seed=4)
+  full = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, np.ones((1, 2)), [0.1, 1.0])
+  some = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, np.ones((1, 2)), [0.1, 1.0],
+                              folds=[1, 5])
+  np.testing.assert_allclose(some.profiles[[1, 5]], full.profiles[[1, 5]])
+  assert np.isnan(some.profiles[[0, 2, 3, 4, 6]]).all()
+
+
+def test_without_drug_is_the_baseline_on_the_data_without_that_drug():
+  """Scores drugs 2 and 4 as held out from the data without drug 0; drug 0's labels are unread."""
+  from tests.conftest import hand_dataset  # pylint: disable=g-import-not-at-top
+  (cell, drug, y), kernels = random_problem(seed=5)
+  kernel = kernels.sum(0)
+  ds = hand_dataset(cell, drug, y)
+  pairs = np.flatnonzero(np.isin(drug, [2, 4]))
+  got = lk.without_drug(ds, kernel, 0, [2, 4], pairs)
+  keep = drug != 0   # drugs 1..6 become 0..5
+  ref = lk.lodo_kernel_ridge(cell[keep], drug[keep] - 1, y[keep], 9, kernel[1:, 1:][None],
+                             np.ones((1, 1)), lk.LAMBDAS)
+  np.testing.assert_allclose(got, ref.profiles[drug[pairs] - 1, cell[pairs]])
+  scrambled = y.copy()
+  scrambled[drug == 0] = 99.0
+  again = lk.without_drug(hand_dataset(cell, drug, scrambled), kernel, 0, [2, 4], pairs)
+  np.testing.assert_array_equal(again, got)

@@ -149,8 +149,10 @@ class KernelEigen:
 
 def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray,
                       n_cells: int, kernels: np.ndarray, weight_grid: np.ndarray,
-                      lambdas: Sequence[float]) -> LodoKernelResult:
-  """Predicts every drug's profile from the other drugs' labels (all leave-one-drug-out folds).
+                      lambdas: Sequence[float],
+                      folds: Sequence[int] | None = None) -> LodoKernelResult:
+  """Predicts every drug's profile from the other drugs' labels (all leave-one-drug-out folds, or
+  only the drugs in `folds`: the other rows of the result are nan).
 
   Args:
     pair_cell, pair_drug, pair_y: [P] the dataset's pairs (line index, drug index, ln IC50).
@@ -172,11 +174,14 @@ def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.n
     raise ValueError(f'lambdas must be positive ridges, got {list(lambdas)}')
   eigens = [KernelEigen(np.tensordot(w, kernels, 1)) for w in grid]
   ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, n_drugs)
-  naive = np.stack([naive_profile(pair_cell, pair_drug, pair_y, n_cells, d)
-                    for d in range(n_drugs)])
-  profiles = np.empty_like(naive)
-  weights, lam, loo_error = np.empty((n_drugs, len(kernels))), np.empty(n_drugs), np.empty(n_drugs)
-  for d in range(n_drugs):
+  folds = range(n_drugs) if folds is None else folds
+  naive = np.full((n_drugs, n_cells), np.nan)
+  for d in folds:
+    naive[d] = naive_profile(pair_cell, pair_drug, pair_y, n_cells, d)
+  profiles = np.full_like(naive, np.nan)
+  weights, lam = np.full((n_drugs, len(kernels)), np.nan), np.full(n_drugs, np.nan)
+  loo_error = np.full(n_drugs, np.nan)
+  for d in folds:
     z, spread = zscored_deviations(np.delete(ybar, d, axis=1), naive[d])
     gram = z @ z.T
     errors = np.stack([e.loo_errors(d, z, lambdas, gram) for e in eigens])  # [G, L]
@@ -224,15 +229,35 @@ def drug_kernels(ds, root=None) -> dict[str, np.ndarray]:
   return out
 
 
-def held_out_drug_predictions(ds, root=None) -> tuple[np.ndarray, dict]:
+def held_out_drug_predictions(ds, root=None) -> tuple[np.ndarray, dict, np.ndarray]:
   """[P] the classical baseline's prediction of every pair, its drug held out (every fold at
-  once), and what it used (kernels, weights, the ridge chosen per fold)."""
+  once); what it used (kernels, weights, the ridge chosen per fold); and the [D, D] weighted
+  kernel (for `without_drug`)."""
   kernels = drug_kernels(ds, root)
   names = list(kernels)
-  weights = np.array([[KERNEL_WEIGHTS[n] for n in names]])
-  res = lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids),
-                          np.stack([kernels[n] for n in names]), weights, LAMBDAS)
+  weights = np.array([KERNEL_WEIGHTS[n] for n in names])
+  kernel = np.tensordot(weights, np.stack([kernels[n] for n in names]), 1)
+  res = lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None],
+                          np.ones((1, 1)), LAMBDAS)
   lam, count = np.unique(res.lam, return_counts=True)
-  info = {'kernels': dict(zip(names, weights[0].tolist())),
+  info = {'kernels': dict(zip(names, weights.tolist())),
           'lambda_chosen': {f'{l:g}': int(c) for l, c in zip(lam, count)}}
-  return res.pair_predictions(ds.pair_cell, ds.pair_drug), info
+  return res.pair_predictions(ds.pair_cell, ds.pair_drug), info, kernel
+
+
+def without_drug(ds, kernel: np.ndarray, excluded: int, drugs: Sequence[int],
+                 pairs: np.ndarray) -> np.ndarray:
+  """The baseline's predictions of `pairs` (all of `drugs`' pairs among them), each drug of `drugs`
+  held out from the dataset with `excluded` removed as well: no label of `excluded` is read.
+
+  A fold's validation drugs scored this way let a blend with the network be chosen on them without
+  the fold's held-out drug (`cdr_jax.lodo`'s stack).
+  """
+  keep = ds.pair_drug != excluded
+  others = np.delete(np.arange(len(ds.drug_ids)), excluded)        # new index -> old drug
+  new_index = np.full(len(ds.drug_ids), -1)
+  new_index[others] = np.arange(len(others))
+  res = lodo_kernel_ridge(ds.pair_cell[keep], new_index[ds.pair_drug[keep]], ds.pair_y[keep],
+                          len(ds.cell_ids), kernel[np.ix_(others, others)][None], np.ones((1, 1)),
+                          LAMBDAS, folds=new_index[np.asarray(drugs)])
+  return res.profiles[new_index[ds.pair_drug[pairs]], ds.pair_cell[pairs]]
