@@ -1,5 +1,7 @@
 """Classical predictors on tiny matrices, checked by hand; selection never reads test labels."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -191,6 +193,27 @@ def test_blend_gives_an_exact_predictor_all_the_weight():
   np.testing.assert_allclose(fit.weights, [0.0, 0.5], atol=1e-12)
   assert fit.intercept == pytest.approx(-0.5)
   np.testing.assert_allclose(fit.predict(cell, drug), val.y, atol=1e-12)
+
+
+def test_blend_fits_drug_levels_apart_from_the_ranking_within_drugs():
+  """One part ranks lines within each drug and knows no drug level, the other knows only the
+  levels: the within-drug fit alone would drop the levels; the level fit restores them."""
+  rng = np.random.default_rng(8)
+  cell, drug = np.arange(80) % 20, np.arange(80) // 20
+  within = rng.standard_normal((20, 4))
+  within -= within.mean(0)
+  level = np.array([-2.0, 0.0, 1.0, 3.0])
+  val = cl.Pairs(cell, drug, (within + level)[cell, drug])
+  ranking = cl.Predictor('ranking', 3 * within, {})
+  levels = cl.Predictor('levels', np.tile(2 * level + 5, (20, 1)), {})
+  fit = cl.blend([ranking, levels], val)
+  np.testing.assert_allclose(fit.weights[0], 1 / 3)
+  assert fit.level_weights[1] == pytest.approx(0.5)   # the ranking part's levels are all 0
+  np.testing.assert_allclose(fit.predict(cell, drug), val.y, atol=1e-12)
+  # A drug without validation pairs keeps the within-drug formula.
+  other = cl.Predictor('ranking', np.zeros((20, 5)), {})
+  lonely = dataclasses.replace(fit, parts=(other, other))
+  assert lonely.predict(np.array([0]), np.array([4]))[0] == pytest.approx(fit.intercept)
 
 
 def _split(n: int, seed: int = 1):

@@ -560,41 +560,65 @@ _SUFFIX = {'additive': '_additive'}
 
 @dataclasses.dataclass(frozen=True)
 class Blend:
-  """intercept + sum_j weights[j] * parts[j] (non-negative weights fitted on validation pairs)."""
+  """Within a drug, intercept + sum_j weights[j] * parts[j]; across drugs, each drug's level is
+  sum_j level_weights[j] * (part j's mean on that drug's validation pairs). Both sets of weights are
+  non-negative and fitted on validation pairs (`blend`)."""
   name: str
   parts: tuple
   weights: np.ndarray
   intercept: float
   params: dict
+  level_weights: np.ndarray | None = None   # [J]
+  level_drugs: np.ndarray | None = None     # [G] sorted drugs with validation pairs
+  levels: np.ndarray | None = None          # [G, J] each part's mean on them
 
   def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
-    parts = zip(self.weights, self.parts)
-    return self.intercept + sum(w * p.predict(cell, drug) for w, p in parts)
+    p = np.stack([q.predict(cell, drug) for q in self.parts], 1)
+    out = self.intercept + p @ self.weights
+    if self.levels is None:
+      return out
+    # Drugs without validation pairs keep the within-drug formula's level.
+    at = np.clip(np.searchsorted(self.level_drugs, drug), 0, len(self.level_drugs) - 1)
+    known = self.level_drugs[at] == drug
+    shift = self.levels[at] @ (self.level_weights - self.weights)
+    return out + np.where(known, shift, 0.0)
 
 
 def blend(parts: Sequence, val: Pairs) -> Blend:
-  """Non-negative least squares of the validation labels on the parts' predictions, within drugs.
+  """Non-negative least squares of the validation labels on the parts' predictions: within drugs,
+  then for the drugs' levels.
 
-  Labels and predictions are centred per drug before the fit: the score is a per-drug correlation,
-  so the weights should explain each drug's ranking of lines, not the spread between drugs' means,
-  which every part already gets about right and which would otherwise dominate the squares. Weights
-  are non-negative: a part may be dropped (weight 0) but not subtracted, which would fit the few
-  thousand validation pairs' noise rather than a stable combination.
+  Labels and predictions are centred per drug before the first fit: the score is a per-drug
+  correlation, so the weights should explain each drug's ranking of lines, not the spread between
+  drugs' means, which would otherwise dominate the squares. Those weights need not sum to one, so
+  the drugs' levels get their own fit: the validation labels' mean per drug on the parts' means per
+  drug (weighted by pairs). The second fit moves each drug's predictions by a constant, so the
+  per-drug ranking, and every per-drug correlation, are the first fit's. Weights are non-negative:
+  a part may be dropped (weight 0) but not subtracted, which would fit the few thousand validation
+  pairs' noise rather than a stable combination.
   """
   if not parts or not len(val.y):
     raise ValueError(f'blend needs parts and validation pairs (got {len(parts)} parts, '
                      f'{len(val.y)} validation pairs)')
   p = np.stack([part.predict(val.cell, val.drug) for part in parts], 1)
   y = np.asarray(val.y, np.float64)
-  _, group = np.unique(val.drug, return_inverse=True)
+  drugs, group = np.unique(val.drug, return_inverse=True)
   n = np.bincount(group).astype(np.float64)
-  centre = lambda v: v - (np.bincount(group, v) / n)[group]
-  weights, _ = optimize.nnls(np.stack([centre(c) for c in p.T], 1), centre(y))
-  intercept = float(y.mean() - p.mean(0) @ weights)
-  fit = Blend('blend', tuple(parts), weights, intercept, {})
+  mean_of = lambda v: np.bincount(group, v) / n   # per drug
+  weights, _ = optimize.nnls(np.stack([c - mean_of(c)[group] for c in p.T], 1),
+                             y - mean_of(y)[group])
+  levels, level_y = np.stack([mean_of(c) for c in p.T], 1), mean_of(y)
+  root = np.sqrt(n / n.sum())[:, None]
+  centred = lambda v: v - (n @ v) / n.sum()
+  level_weights, _ = optimize.nnls(root * centred(levels), root[:, 0] * centred(level_y))
+  fit = Blend('blend', tuple(parts), weights, 0.0, {}, level_weights, drugs, levels)
+  intercept = float(np.mean(y - fit.predict(val.cell, val.drug)))
+  fit = dataclasses.replace(fit, intercept=intercept)
   score = mean_drug_pcc(fit.predict(val.cell, val.drug), y, val.drug)
-  params = {'weights': {q.name: float(w) for q, w in zip(parts, weights)}, 'intercept': intercept,
-            'val_score': score, 'note': 'val_score is in-sample: the weights were fitted on it'}
+  params = {'weights': {q.name: float(w) for q, w in zip(parts, weights)},
+            'level_weights': {q.name: float(w) for q, w in zip(parts, level_weights)},
+            'intercept': intercept, 'val_score': score,
+            'note': 'val_score is in-sample: the weights were fitted on it'}
   return dataclasses.replace(fit, params=params)
 
 
