@@ -77,3 +77,23 @@ python bench/classical.py --config=configs/baseline.py                # legacy s
 python bench/lodo_kernel.py --config=configs/scfoundation.py          # all 223 LODO folds
 bash run.sh launch/train.py --config=configs/baseline.py              # the stack (main command)
 python bench/time_to_quality.py --config=configs/scfoundation.py --settings=16384:sqrt:2,0:sqrt:5 --max_epochs=80
+# Session 5 (current code: the tuned classical predictors and the stack are in every run).
+# Unseen cell lines, expression, 5 folds (the README summary's row).
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:leave_cell_out lco5_expr_f$f --config.split.fold=$f \
+    --config.train.num_epochs=20 --config.model.id_embed_dim=0
+done
+# Legacy split, expression (the README's main command), seeds 0, 1, 2.
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy5_expr_s$s; done
+# Unseen drugs: all 223 folds with drug annotations + Morgan beside the graph (expression), then
+# 30 random drugs for the shuffled-drug-feature control, the graph alone and + ChemNet (the ChemNet
+# file made first by the sidecar into a writable data root).
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
+  --workdir="$out/lodo5_b_annot_morgan"
+sub() { python launch/lodo.py --config="configs/baseline.py:lodo$1" --drugs=random:30:1 \
+  --workdir="$out/lodo5_$2"; }
+sub ,drugs=graph+annotations+morgan,shuffled_drugs d30_shuffled
+sub '' a30_graph
+python -m embed_torch chemnet --smiles "$CDR_DATA_DIR/deepcdr/223drugs_pubchem_smiles.txt" \
+  --out "$CDR_DATA_DIR/drugs/chemnet.npy"
+sub ,drugs=graph+annotations+morgan+chemnet c30_chemnet

@@ -33,11 +33,17 @@ MIN_GROUP_PAIRS = 10  # Figure 3 prefers groups with at least this many test pai
 
 
 def describe(config: dict, path: pathlib.Path) -> str:
-  """cell_repr [shuffled] · split · model [· task], or the directory name without a config."""
+  """cell_repr [shuffled] [· drugs: drug_repr [shuffled]] · split · model [· task], or the
+  directory name without a config (the drug part only when it is not the graph alone)."""
   if not config:
     return path.name
   cell = config['data.cell_repr'] + (' shuffled' if config['data.shuffle_cells'] else '')
-  parts = [cell, config['split.name'], config['model.name']]
+  parts = [cell]
+  if 'data.drug_repr' in config:   # runs made before drug representations had the graph only
+    drugs, shuffled = config['data.drug_repr'], config['data.shuffle_drugs']
+    if drugs != 'graph' or shuffled:
+      parts.append(f'drugs: {drugs}' + (' shuffled' if shuffled else ''))
+  parts += [config['split.name'], config['model.name']]
   if config['model.task'] != 'regression':
     parts.append(config['model.task'])
   return ' · '.join(parts)

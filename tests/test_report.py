@@ -240,3 +240,15 @@ def test_launch_script_without_lodo_falls_back_and_honours_pair(runs, tmp_path):
   assert f"A = `{runs['b']}`" in md and f"B = `{runs['a1']}`" in md
   for name in figures_in(md):
     assert_image(out / name)
+
+
+def test_labels_name_drug_representations_beyond_the_graph():
+  base = {'data.cell_repr': 'expression', 'data.shuffle_cells': False,
+          'split.name': 'leave_drug_out', 'model.name': 'seed', 'model.task': 'regression'}
+  path = pathlib.Path('run')
+  plain = 'expression · leave_drug_out · seed'
+  assert report.describe(base, path) == plain   # a run older than drug representations
+  assert report.describe({**base, 'data.drug_repr': 'graph', 'data.shuffle_drugs': False},
+                         path) == plain
+  assert report.describe({**base, 'data.drug_repr': 'graph+morgan', 'data.shuffle_drugs': True},
+                         path) == 'expression · drugs: graph+morgan shuffled · leave_drug_out · seed'
