@@ -30,6 +30,7 @@ from cdr_jax.data import drugs as drug_lib
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset
 from cdr_jax.eval import baselines
+from cdr_jax.eval import classical
 from cdr_jax.eval import lodo_kernel
 from cdr_jax.eval import metrics
 from cdr_jax.train import checkpoint
@@ -138,13 +139,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []
-  classical = lambda r, f: _with_classical(r, ds, f, kernel, kernel_matrix, pathway)
+  with_classical = lambda r, f: _with_classical(r, ds, f, kernel, kernel_matrix, pathway)
   for k in range(0, len(folds), size):
     chunk = folds[k:k + size]
     name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk)}'
     path = workdir / 'chunks' / f'{name}.json'
     if path.exists():
-      rows += [classical(r, f) for r, f in zip(json.loads(path.read_text()), chunk)]
+      rows += [with_classical(r, f) for r, f in zip(json.loads(path.read_text()), chunk)]
       logging.info('chunk %d: already done, %d folds read', k // size, len(chunk))
       continue
     t0 = time.time()
@@ -154,7 +155,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       io.atomic_write_json(path, chunk_rows)
       shutil.rmtree(ckpt_dir, ignore_errors=True)  # the chunk's results are written: not needed
     multihost_utils.sync_global_devices(name)  # every process sees the chunk done
-    rows += [classical(r, f) for r, f in zip(chunk_rows, chunk)]
+    rows += [with_classical(r, f) for r, f in zip(chunk_rows, chunk)]
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
   return write_outputs(workdir, ds, rows, config, kernel_info)
 
@@ -199,8 +200,7 @@ def _stack_weight(ds: Dataset, fold: Fold, val_pred: np.ndarray, kernel_matrix) 
     return float('nan')
   val_kernel = lodo_kernel.without_drug(ds, kernel_matrix, fold.drug, fold.val_drugs, fold.val)
   obs, drug = ds.pair_y[fold.val], ds.pair_drug[fold.val]
-  scores = [np.nanmean(lodo_kernel.per_drug_pcc(w * val_pred + (1 - w) * val_kernel, obs, drug,
-                                                len(ds.drug_ids))[fold.val_drugs])
+  scores = [classical.mean_drug_pcc(w * val_pred + (1 - w) * val_kernel, obs, drug)
             for w in STACK_WEIGHTS]
   return float(STACK_WEIGHTS[int(np.nanargmax(scores))])
 
@@ -214,7 +214,7 @@ def summarize(rows: list[dict]) -> dict:
   """Mean / median per-drug PCC, the naive predictor's, and how many drugs beat it."""
   pcc = np.array([r['pcc'] for r in rows], float)
   naive = np.array([r['naive_pcc'] for r in rows], float)
-  stack = np.array([r.get('stack_pcc', np.nan) for r in rows], float)
+  stack = np.array([r['stack_pcc'] for r in rows], float)
   ok = np.isfinite(pcc) & np.isfinite(naive)
   return {'folds': len(rows), 'per_drug_pcc_mean': float(np.nanmean(pcc)),
           'stack_pcc_mean': float(np.nanmean(stack)) if np.isfinite(stack).any() else None,

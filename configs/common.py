@@ -76,7 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
       classical=True))         # tuned classical predictors and the stack (eval/classical.py)
   # LODO sweep (launch/lodo.py)
   # folds_per_chunk: folds vmapped side by side; 0 = by platform: 1 on CPU (one fold after another
-  # is faster there, README "Throughput"), 32 on an accelerator.
+  # is faster there, README "Benchmarks"), 32 on an accelerator.
   c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=0, val_fraction=0.05))
   return c
 

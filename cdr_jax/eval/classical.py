@@ -568,15 +568,13 @@ class Blend:
   weights: np.ndarray
   intercept: float
   params: dict
-  level_weights: np.ndarray | None = None   # [J]
-  level_drugs: np.ndarray | None = None     # [G] sorted drugs with validation pairs
-  levels: np.ndarray | None = None          # [G, J] each part's mean on them
+  level_weights: np.ndarray   # [J]
+  level_drugs: np.ndarray     # [G] sorted drugs with validation pairs
+  levels: np.ndarray          # [G, J] each part's mean on them
 
   def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
     p = np.stack([q.predict(cell, drug) for q in self.parts], 1)
     out = self.intercept + p @ self.weights
-    if self.levels is None:
-      return out
     # Drugs without validation pairs keep the within-drug formula's level.
     at = np.clip(np.searchsorted(self.level_drugs, drug), 0, len(self.level_drugs) - 1)
     known = self.level_drugs[at] == drug
