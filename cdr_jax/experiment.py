@@ -27,6 +27,7 @@ from cdr_jax.train import checkpoint
 from cdr_jax.train import engine as engine_lib
 from cdr_jax.train import loop
 from cdr_jax.train import sharding
+from cdr_jax.train import warm_start
 from cdr_jax.train.state import DeviceData, TrainState, device_data, param_count
 
 
@@ -112,19 +113,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains (resuming from the latest checkpoint), selects on validation, evaluates on test."""
   workdir = pathlib.Path(workdir)
   writer = sharding.is_writer()  # every process trains; process 0 writes the run's files
-  if writer:
-    workdir.mkdir(parents=True, exist_ok=True)
-    runs.write_config(workdir, config)
   cfg = config.train
   if cfg.select_on not in ('val', 'test'):
     raise ValueError(f'unknown train.select_on {cfg.select_on!r}; choose val (or test: leaky)')
+  warm = warm_start.check(config.model)
   ds = data_lib.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
+  if warm:  # the codes' rank and L2 come from the tuned factorisation: the written config has them
+    config, warm = warm_start.configure(config, ds, split)
+  if writer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs.write_config(workdir, config)
   run = setup(config, ds, [split.train], split.train)
   logging.info('devices: %s; mesh %s', jax.devices(), dict(run.engine.mesh.shape))
   logging.info('dataset: %d pairs, %d cells, %d drugs, %.1f MB; split %s %s', ds.num_pairs,
                len(ds.cell_ids), len(ds.drug_ids), ds.nbytes() / 1e6, split.name, split.sizes())
   states = run.init()
+  if warm:
+    states = warm_start.apply(states, warm.mf, run.host.y_mean, run.host.y_std)
   logging.info('parameters: %d', param_count(jax.tree.map(lambda x: x[0], states.params)))
   ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
   rng = run.engine.key(cfg.seed + 1)
@@ -155,26 +161,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
            'dataset': dict(ds.info),
            'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
            'devices': jax.device_count()}
+  if warm:
+    extra['identity_init'] = warm.info()
   preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}
+  prefit = {'matrix_factorization': warm.mf} if warm else None
   tuned, extra['classical'] = classical_predictions(ds, split, run.host.cell_x, config, val_pred,
-                                                    pred)
+                                                    pred, prefit)
   preds.update(tuned)
   return runs.write_results(workdir, ds, split.test, preds, config, extra, write=writer)
 
 
 def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
                           config: ml_collections.ConfigDict, model_val: np.ndarray,
-                          model_test: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+                          model_test: np.ndarray, prefit: dict | None = None
+                          ) -> tuple[dict[str, np.ndarray], dict]:
   """The tuned classical predictors that apply to the split (eval/classical.py) and the `stack`:
   the network and those predictors blended with weights fitted on the validation pairs.
 
   Every hyperparameter and weight is chosen on training and validation pairs; test labels are
-  never read. Returns test predictions ('tuned_<name>', 'stack') and what each chose.
+  never read. `prefit`: predictors already fitted on this split (see `classical.fit_classical`).
+  Returns test predictions ('tuned_<name>', 'stack') and what each chose.
   """
   if not config.eval.classical or config.model.task != 'regression':
     return {}, {}
   nv = len(split.val)
-  preds, info = fit_classical(ds, split, cell_x, config, np.concatenate([split.val, split.test]))
+  preds, info = fit_classical(ds, split, cell_x, config, np.concatenate([split.val, split.test]),
+                              prefit)
   parts = {'model': np.concatenate([model_val, model_test]),
            **{k: v for k, v in preds.items() if k != 'blend'}}
   with threadpoolctl.threadpool_limits(1):
@@ -187,15 +199,15 @@ def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
 
 
 def fit_classical(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
-                  config: ml_collections.ConfigDict,
-                  pairs: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+                  config: ml_collections.ConfigDict, pairs: np.ndarray,
+                  prefit: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
   """`classical.fit_classical` on the split's training and validation pairs, predicting `pairs`
   (cell features as the network sees them; the run's seed)."""
   with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
     return classical.fit_classical(
         split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs,
         len(ds.cell_ids), len(ds.drug_ids), x=np.asarray(cell_x, np.float64),
-        seed=config.train.seed)
+        seed=config.train.seed, prefit=prefit)
 
 
 def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray,

@@ -36,6 +36,7 @@ from cdr_jax.eval import metrics
 from cdr_jax.train import checkpoint
 from cdr_jax.train import loop
 from cdr_jax.train import sharding
+from cdr_jax.train import warm_start
 
 
 
@@ -127,6 +128,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
               drugs: str | None = None) -> dict:
   """All (or the chosen) leave-one-drug-out folds, chunk by chunk, resuming finished chunks."""
   workdir = pathlib.Path(workdir)
+  if warm_start.check(config.model):
+    raise ValueError("model.id_init='mf' is for single runs (launch/train.py): a held-out drug "
+                     'has no factorisation code to start from')
   writer = sharding.is_writer()
   if writer:
     (workdir / 'chunks').mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
                                # features, so it also scores unseen lines and drugs)
       id_l2=0.0,               # L2 on those codes, as in matrix factorisation (penalty on the sum
                                # of squared standardised errors over the training pairs)
+      id_init='random',        # 'mf': codes start from the tuned matrix factorisation, with its
+                               # rank and L2 (train/warm_start.py; launch/train.py runs only)
       drug_linear=0.0))        # > 0: add a per-drug linear term on the cell features with this L2
                                # (per-drug ridge inside the model; eval.ridge_lambda is 1000)
   # Optimizer

@@ -56,10 +56,15 @@ class Pairs(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Predictor:
-  """A fitted predictor as its [n_cells, n_drugs] scores; nan where it has no parameters."""
+  """A fitted predictor as its [n_cells, n_drugs] scores; nan where it has no parameters.
+
+  `factors`: matrix factorisation's fitted parameters (`mu`, and `line` / `drug`: codes with the
+  bias as last column), which can initialise the network's identity codes (train/warm_start.py).
+  """
   name: str
   scores: np.ndarray
   params: dict
+  factors: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
   def covers(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
     """Which of the pairs it can score."""
@@ -415,7 +420,8 @@ def matrix_factorization(train: Pairs, n_cells: int, n_drugs: int, rank: int, l2
   params = {'rank': rank, 'l2': l2, 'seed': seed, 'tol': tol, 'iterations': fit.iterations,
             'converged': fit.converged, 'objective': fit.objective,
             'effective_rank': _effective_rank(fit)}
-  return Predictor('matrix_factorization', scores, params)
+  return Predictor('matrix_factorization', scores, params,
+                   factors={'mu': fit.mu, 'line': fit.wu, 'drug': fit.wv})
 
 
 def _effective_rank(fit: _Als, rel: float = 1e-4) -> int:
@@ -632,7 +638,9 @@ def kind_of(name: str) -> str:
 def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.ndarray,
                   train: np.ndarray, val: np.ndarray, pairs: np.ndarray, n_cells: int,
                   n_drugs: int, x: np.ndarray | None = None, seed: int = 0,
-                  refit: bool = False) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+                  refit: bool = False,
+                  prefit: dict[str, Predictor] | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
   """Fits the classical predictors that apply to the split; predicts the pairs `pairs`.
 
   Args:
@@ -644,6 +652,9 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
     seed: initialises matrix factorisation and assigns the inner CV folds.
     refit: once every hyperparameter and the blend's weights are chosen, refit each predictor with
       them on the training and validation pairs together (more data; no choice is revisited).
+    prefit: predictors already fitted and selected on these same training and validation pairs
+      with this seed, by name (e.g. the matrix factorisation that initialised the network's
+      identity codes): used as they are, not fitted again.
   Returns:
     predictions: name -> predictions for `pairs`, for each predictor that applies;
     info: name -> {'applies', 'why', 'params', 'seconds'} for every predictor ('refit' added).
@@ -660,7 +671,7 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
   check_pairs(va, n_cells, n_drugs, 'validation pairs')
   if kind == 'seen_pairs':
     _check_seen(tr, va, cell[pairs], drug[pairs])
-  fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed)
+  fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed, prefit or {})
   if refit:
     both = Pairs(*(np.concatenate([a, b]) for a, b in zip(tr, va)))
     fitted = _refit(fitted, info, both, x, n_cells, n_drugs, seed)
@@ -668,8 +679,9 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
 
 
 def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int, n_drugs: int,
-            seed: int) -> tuple[dict, dict]:
-  """Fits, in order, each predictor that applies (hyperparameters chosen); info for all of them."""
+            seed: int, prefit: dict[str, Predictor]) -> tuple[dict, dict]:
+  """Fits, in order, each predictor that applies (hyperparameters chosen; those in `prefit` are
+  taken as they are); info for all of them."""
   fitted, info = {}, {}
   knn = lambda base, axis: knn_residual(fitted[base], fitted['additive'], tr, va, axis)
   steps = {
@@ -689,9 +701,9 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
       info[name] = {'applies': False, 'why': why_not}
       continue
     start = time.perf_counter()
-    fitted[name] = fit()
+    fitted[name] = prefit[name] if name in prefit else fit()
     info[name] = {'applies': True, 'why': _ABOUT[name], 'params': fitted[name].params,
-                  'seconds': time.perf_counter() - start}
+                  'seconds': time.perf_counter() - start, 'prefit': name in prefit}
   return fitted, info
 
 
