@@ -85,8 +85,8 @@ def setup(config: ml_collections.ConfigDict, ds: Dataset, train_sets: list[np.nd
   """Standardises features on the pool's cell lines, builds the engine and the device data."""
   engine = engine_lib.create_engine(config, ds, batch_size(config, pool), len(pool),
                                     len(train_sets))
-  cell_x, drug_x = standardized_features(ds, np.unique(ds.pair_cell[pool]),
-                                         np.unique(ds.pair_drug[pool]), config)
+  cell_x, drug_x = network_features(ds, np.unique(ds.pair_cell[pool]),
+                                    np.unique(ds.pair_drug[pool]), config)
   host = device_data(ds, cell_x, drug_x, train_sets)
   return Setup(ds, engine, engine.put_data(host), host, np.asarray(pool), config)
 
@@ -109,6 +109,19 @@ def standardized_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndar
   return cell_x, drug_x.features
 
 
+def network_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
+                     config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
+  """The features the network sees: `standardized_features`, the cells' through the RBF kernel
+  map when `data.cell_kernel='rbf'` (`classical.kernel_map`, fitted on the lines `fit_cells`)."""
+  cell_x, drug_x = standardized_features(ds, fit_cells, fit_drugs, config)
+  if config.data.cell_kernel == 'rbf':
+    if not config.data.rbf_width > 0:
+      raise ValueError('data.cell_kernel=rbf needs data.rbf_width > 0 here (0 is chosen by '
+                       'launch/train.py runs, from kernel ridge on the training lines)')
+    cell_x = classical.kernel_map(cell_x, fit_cells, config.data.rbf_width)[0].astype(np.float32)
+  return cell_x, drug_x
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Trains (resuming from the latest checkpoint), selects on validation, evaluates on test."""
   workdir = pathlib.Path(workdir)
@@ -116,11 +129,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   cfg = config.train
   if cfg.select_on not in ('val', 'test'):
     raise ValueError(f'unknown train.select_on {cfg.select_on!r}; choose val (or test: leaky)')
-  warm = warm_start.check(config.model)
   ds = data_lib.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
-  if warm:  # the codes' rank and L2 come from the tuned factorisation: the written config has them
-    config, warm = warm_start.configure(config, ds, split)
+  lines, drugs_seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
+  features = lambda fn: lambda c: fn(ds, lines, drugs_seen, c)[0]
+  # Settings chosen on training / validation pairs (the written config has them) and a warm start.
+  config, warm = warm_start.configure(config, ds, split, features(standardized_features),
+                                      features(network_features))
   if writer:
     workdir.mkdir(parents=True, exist_ok=True)
     runs.write_config(workdir, config)
@@ -130,7 +145,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                len(ds.cell_ids), len(ds.drug_ids), ds.nbytes() / 1e6, split.name, split.sizes())
   states = run.init()
   if warm:
-    states = warm_start.apply(states, warm.mf, run.host.y_mean, run.host.y_std)
+    states = warm_start.apply(states, warm, run.host.cell_x, lines, run.host.y_mean,
+                              run.host.y_std)
   logging.info('parameters: %d', param_count(jax.tree.map(lambda x: x[0], states.params)))
   ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
   rng = run.engine.key(cfg.seed + 1)
@@ -162,11 +178,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
            'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
            'devices': jax.device_count()}
   if warm:
-    extra['identity_init'] = warm.info()
+    extra['warm_start'] = warm.info()
   preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}
-  prefit = {'matrix_factorization': warm.mf} if warm else None
-  tuned, extra['classical'] = classical_predictions(ds, split, run.host.cell_x, config, val_pred,
-                                                    pred, prefit)
+  prefit = {'matrix_factorization': warm.fit} if warm and warm.kind == 'mf' else None
+  # The classical predictors see the standardised features (whatever map the network sees).
+  tuned, extra['classical'] = classical_predictions(
+      ds, split, features(standardized_features)(config), config, val_pred, pred, prefit)
   preds.update(tuned)
   return runs.write_results(workdir, ds, split.test, preds, config, extra, write=writer)
 

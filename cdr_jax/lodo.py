@@ -128,9 +128,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
               drugs: str | None = None) -> dict:
   """All (or the chosen) leave-one-drug-out folds, chunk by chunk, resuming finished chunks."""
   workdir = pathlib.Path(workdir)
-  if warm_start.check(config.model):
-    raise ValueError("model.id_init='mf' is for single runs (launch/train.py): a held-out drug "
-                     'has no factorisation code to start from')
+  if warm_start.check(config):
+    raise ValueError("warm starts (model.id_init='mf', model.linear_init='ridge') are for single "
+                     "runs (launch/train.py); the sweep starts at random: add the ':lodo' variant "
+                     'to the config or set --config.model.id_init=random')
   writer = sharding.is_writer()
   if writer:
     (workdir / 'chunks').mkdir(parents=True, exist_ok=True)

@@ -49,9 +49,8 @@ def _graph(g, i: int):
 def _pad_per_drug_params(params, num_new: int):
   """Zero per-drug codes and biases (and per-drug linear weights) for new drugs."""
   if 'drug_linear_term' in params:
-    w = params['drug_linear_term']['kernel']
-    params = {**params, 'drug_linear_term': {'kernel': np.concatenate(
-        [w, np.zeros((w.shape[0], num_new), np.float32)], axis=1)}}
+    pad = lambda w: np.concatenate([w, np.zeros(w.shape[:-1] + (num_new,), w.dtype)], axis=-1)
+    params = {**params, 'drug_linear_term': jax.tree.map(pad, params['drug_linear_term'])}
   if 'ids' not in params:
     return params
   ids = dict(params['ids'])
@@ -102,7 +101,7 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   everything = np.arange(len(pairs))
   # The run's features and target statistics; a hybrid model's per-drug code table grows with the
   # new drugs (their codes are zero).
-  cell_x, drug_x = experiment.standardized_features(query, fit_cells, fit_drugs, config)
+  cell_x, drug_x = experiment.network_features(query, fit_cells, fit_drugs, config)
   host = dataclasses.replace(device_data(query, cell_x, drug_x, [everything]),
                              y_mean=run.host.y_mean, y_std=run.host.y_std)
   engine = engine_lib.create_engine(config, query, run.batch_size, len(split.train), 1)

@@ -34,6 +34,10 @@ def base_config() -> ml_collections.ConfigDict:
       drug_repr='graph', shuffle_drugs=False,
       drug_embeddings={'chemnet': 'drugs/chemnet.npy'},
       standardize=True,        # z-score features, fitted on training cell lines only
+      # 'rbf': the network sees the RBF kernel map of the (standardised) cell features, fitted on
+      # the training lines: per-drug ridge on it is kernel ridge (eval/classical.py kernel_map).
+      # rbf_width: times the median distance between training lines; 0: kernel ridge's choice.
+      cell_kernel='none', rbf_width=0.0,
       # Synthetic data only.
       num_cells=96, num_drugs=36, num_types=4, feature_dim=32, noise=0.3,
       missing_fraction=0.1, synthetic_seed=0))
@@ -53,10 +57,13 @@ def base_config() -> ml_collections.ConfigDict:
                                # features, so it also scores unseen lines and drugs)
       id_l2=0.0,               # L2 on those codes, as in matrix factorisation (penalty on the sum
                                # of squared standardised errors over the training pairs)
-      id_init='random',        # 'mf': codes start from the tuned matrix factorisation, with its
-                               # rank and L2 (train/warm_start.py; launch/train.py runs only)
-      drug_linear=0.0))        # > 0: add a per-drug linear term on the cell features with this L2
+      id_init='mf',            # codes start from the tuned matrix factorisation, with its rank
+                               # and L2 (train/warm_start.py; README "Seen pairs"); 'random': from
+                               # a small random init with id_embed_dim / id_l2 as set
+      drug_linear=0.0,         # > 0: add a per-drug linear term on the cell features with this L2
                                # (per-drug ridge inside the model; eval.ridge_lambda is 1000)
+      linear_init='zero'))     # 'ridge': that term on, starting from tuned per-drug ridge with its
+                               # lambda (train/warm_start.py; README "Unseen cell lines")
   # Optimizer
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,
@@ -103,6 +110,7 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.split.name = 'leave_drug_out'
       c.model.gcn_units, c.model.cell_units, c.model.head_units = (64, 64, 64), (128, 64), (128, 64)
       c.train.num_epochs, c.train.patience = 30, 5
+      c.model.id_init = 'random'  # the warm start is per run (train/warm_start.py)
       # 8x the default batch with sqrt learning-rate scaling: on 12 LODO folds (random:12:3, graph
       # only) 3.3 against 7.5 min, mean validation per-drug PCC 0.523 against 0.528 at batch 2,048
       # (test 0.539 / 0.545; naive 0.556). Chosen for the full sweep's time; README "Unseen drugs".

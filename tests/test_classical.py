@@ -306,3 +306,24 @@ def test_bad_input_is_named():
   with pytest.raises(ValueError, match=f'requested pair 0 has cell line {line} with no training'):
     cl.fit_classical('legacy', cell, drug, y, train[cell[train] != line], val[cell[val] != line],
                      test[:1], 40, 12, x)
+
+
+def test_ridge_on_the_kernel_map_is_kernel_ridge():
+  """Per-drug ridge on `kernel_map` features is `kernel_ridge` at that width: the same lambda
+  chosen by the same inner CV, the same predictions for training and held-out lines."""
+  rng = np.random.default_rng(0)
+  n, d, drugs = 60, 8, 5
+  x = rng.standard_normal((n, d))
+  cell, drug = np.repeat(np.arange(n), drugs), np.tile(np.arange(drugs), n)
+  y = np.sin(x[cell, 0] * (drug + 1)) + drug + 0.1 * rng.standard_normal(len(cell))
+  lines = np.arange(45)
+  keep = (rng.random(len(cell)) > 0.2) & np.isin(cell, lines)
+  train = cl.Pairs(cell[keep], drug[keep], y[keep])
+  kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,))
+  phi, info = cl.kernel_map(x, lines, 2.0)
+  rr = cl.ridge_per_drug(phi, train, drugs, 0)
+  assert info['dim'] <= len(lines) - 1 and info['width'] == pytest.approx(2 * info['median_distance'])
+  assert rr.params['lambda'] == pytest.approx(kr.params['lambda'])
+  assert rr.params['lambda_rel'] == kr.params['lambda_rel']
+  np.testing.assert_allclose(rr.scores, kr.scores, atol=1e-9)
+  np.testing.assert_allclose(phi[lines].mean(0), 0.0, atol=1e-9)   # centred on training lines

@@ -171,8 +171,10 @@ def test_drug_linear_trains_and_predicts_new_drugs(tmp_path):
   rows = predict.predict(tmp_path, [], new_drugs=[('aspirin', 'CC(=O)Oc1ccccc1C(=O)O')])
   assert len(rows) == c.data.num_cells and np.isfinite([r['predicted'] for r in rows]).all()
   params = predict._pad_per_drug_params(  # pylint: disable=protected-access
-      {'drug_linear_term': {'kernel': np.ones((3, 2), np.float32)}}, 2)
+      {'drug_linear_term': {'kernel': np.ones((3, 2), np.float32),
+                            'intercept': np.ones(2, np.float32)}}, 2)
   np.testing.assert_array_equal(params['drug_linear_term']['kernel'][:, 2:], 0.0)
+  np.testing.assert_array_equal(params['drug_linear_term']['intercept'], [1, 1, 0, 0])
 
 
 def test_full_batch_takes_one_step_per_epoch(tmp_path):

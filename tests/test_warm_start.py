@@ -1,4 +1,6 @@
-"""Identity codes started from the tuned matrix factorisation (`model.id_init='mf'`)."""
+"""Warm starts from the tuned classical predictors: identity codes from matrix factorisation
+(`model.id_init='mf'`), the per-drug linear term from ridge / kernel ridge
+(`model.linear_init='ridge'`, `data.cell_kernel='rbf'`)."""
 
 import dataclasses
 import json
@@ -17,53 +19,89 @@ from configs import test as test_config
 
 def config(arg=None, **model):
   c = test_config.get_config(arg)
-  c.model.id_init = 'mf'
   c.model.update(model)
   return c
 
 
-@pytest.fixture(scope='module')
-def prepared():
-  c = config()
+def unseen_lines(**data_fields):
+  c = config('leave_cell_out', id_embed_dim=0, linear_init='ridge')
+  c.data.update(data_fields)
+  return c
+
+
+def prepare(c):
   ds = data.load_dataset(c.data)
   split = splits.make_split(ds, c.split)
-  warmed, init = warm_start.configure(c, ds, split)
-  return c, ds, split, warmed, init
+  lines, seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
+  features = lambda fn: lambda cfg: fn(ds, lines, seen, cfg)[0]
+  warmed, warm = warm_start.configure(c, ds, split, features(experiment.standardized_features),
+                                      features(experiment.network_features))
+  return ds, split, lines, warmed, warm
 
 
-def test_untrained_network_predicts_the_factorisation(prepared):
+@pytest.fixture(scope='module')
+def seen():
+  return prepare(config())
+
+
+def untrained(ds, split, lines, warmed, warm, pairs):
+  """(warm-started, cold) predictions of the untrained network, natural scale."""
+  run = experiment.setup(warmed, ds, [split.train], split.train)
+  states = warm_start.apply(run.init(), warm, run.host.cell_x, lines, run.host.y_mean,
+                            run.host.y_std)
+  return run.predict(states, [pairs])[0], run.predict(run.init(), [pairs])[0]
+
+
+def test_untrained_network_predicts_the_factorisation(seen):
   """Codes from the factorisation and a zero output layer: before any step the network's
   predictions (natural scale, through the model's own predict path) are the factorisation's."""
-  _, ds, split, warmed, init = prepared
-  run = experiment.setup(warmed, ds, [split.train], split.train)
-  states = warm_start.apply(run.init(), init.mf, run.host.y_mean, run.host.y_std)
+  ds, split, lines, warmed, warm = seen
+  assert warm.kind == 'mf'
   pairs = np.concatenate([split.val, split.test])
-  got = run.predict(states, [pairs])[0]
-  want = init.mf.predict(ds.pair_cell[pairs], ds.pair_drug[pairs])
+  got, cold = untrained(ds, split, lines, warmed, warm, pairs)
+  want = warm.fit.predict(ds.pair_cell[pairs], ds.pair_drug[pairs])
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-  # Without the warm start the same model predicts something else (the test can fail).
-  cold = run.predict(run.init(), [pairs])[0]
+  assert np.abs(cold - want).max() > 0.1  # without the warm start: something else
+
+
+@pytest.mark.parametrize('kernel', ['none', 'rbf'])
+def test_untrained_network_predicts_ridge_on_unseen_lines(kernel):
+  """On held-out lines the warm-started network is per-drug ridge on the standardised features,
+  or (RBF kernel map) the kernel ridge baseline with the width and lambda it chooses."""
+  ds, split, lines, warmed, warm = prepare(unseen_lines(cell_kernel=kernel))
+  assert warm.kind == 'ridge' and warmed.model.drug_linear == warm.fit.params['lambda']
+  got, cold = untrained(ds, split, lines, warmed, warm, split.test)
+  x = experiment.standardized_features(ds, lines, np.arange(len(ds.drug_ids)), warmed)[0]
+  train = classical.Pairs(ds.pair_cell[split.train], ds.pair_drug[split.train],
+                          ds.pair_y[split.train].astype(np.float64))
+  if kernel == 'rbf':
+    want = classical.kernel_ridge(x, train, len(ds.drug_ids), 0)
+    assert warmed.data.rbf_width == want.params['width_rel']
+  else:
+    want = classical.ridge_per_drug(x, train, len(ds.drug_ids), 0)
+  assert warm.fit.params['lambda'] == pytest.approx(want.params['lambda'])
+  want = want.predict(ds.pair_cell[split.test], ds.pair_drug[split.test])
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   assert np.abs(cold - want).max() > 0.1
 
 
-def test_rank_and_l2_come_from_the_factorisation(prepared):
-  c, ds, split, warmed, init = prepared
+def test_rank_and_l2_come_from_the_factorisation(seen):
+  ds, split, _, warmed, warm = seen
   y_std = float(np.asarray(ds.pair_y[split.train], np.float32).std())
-  assert warmed.model.id_embed_dim == init.mf.params['rank'] == init.id_embed_dim
-  assert warmed.model.id_l2 == pytest.approx(init.mf.params['l2'] / y_std)
-  assert c.model.id_embed_dim == test_config.get_config().model.id_embed_dim  # input untouched
-  explicit, _ = warm_start.configure(config(id_l2=3.0), ds, split)
+  assert warmed.model.id_embed_dim == warm.fit.params['rank'] == warm.settings['id_embed_dim']
+  assert warmed.model.id_l2 == pytest.approx(warm.fit.params['l2'] / y_std)
+  assert config().model.id_embed_dim == test_config.get_config().model.id_embed_dim  # untouched
+  explicit = prepare(config(id_l2=3.0))[3]
   assert explicit.model.id_l2 == 3.0
 
 
-def test_choices_never_read_test_labels(prepared):
-  _, ds, split, _, init = prepared
+def test_choices_never_read_test_labels(seen):
+  ds, split, _, _, warm = seen
   y = ds.pair_y.copy()
   y[split.test] = np.random.default_rng(0).permutation(y[split.test]) + 5.0
-  scrambled = dataclasses.replace(ds, pair_y=y)
-  mf = warm_start.fit(scrambled, split, 0)
-  assert mf.params['val'] == init.mf.params['val']
-  np.testing.assert_array_equal(mf.factors['line'], init.mf.factors['line'])
+  mf = warm_start.fit_mf(dataclasses.replace(ds, pair_y=y), split, 0)
+  assert mf.params['val'] == warm.fit.params['val']
+  np.testing.assert_array_equal(mf.factors['line'], warm.fit.factors['line'])
 
 
 def test_code_params_reproduce_scores():
@@ -79,32 +117,64 @@ def test_code_params_reproduce_scores():
     warm_start.code_params(dataclasses.replace(mf, factors=None), 0.0, 1.0)
 
 
-def test_bad_settings_are_refused(tmp_path):
+def test_linear_params_by_hand():
+  """Lines x = 0, 1, 2 (one feature) with ridge's fitted values 1, 3, 5 for drug 0 (slope 2,
+  intercept 1) and none for drug 1: standardised with mean 1, std 2 that is w = 1, b = 0."""
+  ridge = classical.Predictor('ridge_per_drug', np.array([[1.0, np.nan], [3.0, np.nan],
+                                                          [5.0, np.nan]]), {})
+  p = warm_start.linear_params(ridge, np.array([[0.0], [1.0], [2.0]]), np.arange(3), 1.0, 2.0)
+  np.testing.assert_allclose(p['kernel'], [[1.0, 0.0]], atol=1e-12)
+  np.testing.assert_allclose(p['intercept'], [0.0, 0.0], atol=1e-12)
+
+
+def test_settings_and_refusals(tmp_path):
+  assert warm_start.check(config()) == 'mf'
+  assert warm_start.check(config(id_embed_dim=0)) is None     # codes off: nothing to start
+  assert warm_start.check(config('classification')) is None   # logits, not ln IC50
+  assert warm_start.check(test_config.get_config('lodo')) is None  # the sweep: random codes
+  assert warm_start.check(unseen_lines()) == 'ridge'
   with pytest.raises(ValueError, match="unknown model.id_init 'svd'"):
-    warm_start.check(config(id_init='svd').model)
-  with pytest.raises(ValueError, match='id_embed_dim=0 turns the codes off'):
-    warm_start.check(config(id_embed_dim=0).model)
-  with pytest.raises(ValueError, match='for single runs'):
-    lodo.run_sweep(config('lodo'), tmp_path)
+    warm_start.check(config(id_init='svd'))
+  with pytest.raises(ValueError, match="unknown data.cell_kernel 'poly'"):
+    warm_start.check(unseen_lines(cell_kernel='poly'))
+  with pytest.raises(ValueError, match='would both start as a full predictor'):
+    warm_start.check(config(linear_init='ridge'))
+  with pytest.raises(ValueError, match="add the ':lodo' variant"):
+    lodo.run_sweep(config(), tmp_path)
+  c = unseen_lines(cell_kernel='rbf')
+  ds = data.load_dataset(c.data)
+  with pytest.raises(ValueError, match='needs data.rbf_width > 0'):
+    experiment.network_features(ds, np.arange(5), np.arange(3), c)
 
 
-def test_run_reuses_the_factorisation(prepared, tmp_path):
+def test_run_reuses_the_factorisation(seen, tmp_path):
   """End to end: the run records the warm start, its tuned_matrix_factorization is the warm
   start's fit (not refitted) and equals a fresh classical fit."""
-  c, ds, split, _, init = prepared
+  ds, split, lines, _, warm = seen
+  c = config()
   c.train.num_epochs = c.train.patience = 2
   summary = experiment.train_and_evaluate(c, tmp_path)
   metrics = json.loads((tmp_path / 'metrics.json').read_text())
-  assert metrics['identity_init']['id_embed_dim'] == init.mf.params['rank']
+  assert metrics['warm_start']['id_embed_dim'] == warm.fit.params['rank']
   assert metrics['classical']['matrix_factorization']['prefit'] is True
   written = json.loads((tmp_path / 'config.json').read_text())
-  assert written['model']['id_embed_dim'] == init.mf.params['rank']
-  fresh, _ = experiment.fit_classical(ds, split, experiment.standardized_features(
-      ds, np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train]), c)[0],
-      c, split.test)
+  assert written['model']['id_embed_dim'] == warm.fit.params['rank']
+  x = experiment.standardized_features(ds, lines, np.arange(len(ds.drug_ids)), c)[0]
+  fresh, _ = experiment.fit_classical(ds, split, x, c, split.test)
   np.testing.assert_allclose(summary['test']['tuned_matrix_factorization']['pcc'],
-                             _pcc(fresh['matrix_factorization'], ds.pair_y[split.test]), rtol=1e-5)
+                             np.corrcoef(fresh['matrix_factorization'],
+                                         ds.pair_y[split.test])[0, 1], rtol=1e-5)
 
 
-def _pcc(a, b):
-  return float(np.corrcoef(a, b)[0, 1])
+def test_unseen_lines_run_with_kernel_map_predicts_from_checkpoint(tmp_path):
+  """End to end on unseen lines with the RBF map: the chosen width is in the written config, and
+  predictions from the checkpoint (predict.py rebuilds the map) match the run's."""
+  from cdr_jax import predict  # pylint: disable=g-import-not-at-top
+  c = unseen_lines(cell_kernel='rbf')
+  c.train.num_epochs = c.train.patience = 2
+  experiment.train_and_evaluate(c, tmp_path)
+  written = json.loads((tmp_path / 'config.json').read_text())
+  assert written['data']['rbf_width'] > 0 and written['model']['drug_linear'] > 0
+  first = (tmp_path / 'predictions.csv').read_text().splitlines()[1].split(',')
+  got = predict.predict(tmp_path, [(first[0], first[1])])
+  assert got[0]['predicted'] == pytest.approx(float(first[4]), abs=1e-4)

@@ -316,14 +316,42 @@ def kernel_ridge(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
   x = _check_features(x)
   check_pairs(train, len(x), n_drugs, 'kernel_ridge training pairs')
   d2 = _sq_dists(x)
-  lines = np.unique(train.cell)
-  median = float(np.sqrt(np.median(d2[np.ix_(lines, lines)][np.triu_indices(len(lines), 1)])))
-  if not median > 0:
-    raise DataError('kernel_ridge: the training lines\' features are all identical; no RBF width')
+  median = rbf_width(x, np.unique(train.cell))
   kernels = [({'width_rel': w}, np.exp(-d2 / (2 * (w * median) ** 2))) for w in widths]
   fit = _fit_kernels('kernel_ridge', kernels, train, len(x), n_drugs, lambdas, folds, seed)
   fit.params.update(width=fit.params['width_rel'] * median, median_distance=median)
   return fit
+
+
+def rbf_width(x: np.ndarray, lines: np.ndarray) -> float:
+  """The median distance between the training lines `lines` (the RBF width's unit)."""
+  d2 = _sq_dists(x[lines])
+  median = float(np.sqrt(np.median(d2[np.triu_indices(len(lines), 1)])))
+  if not median > 0:
+    raise DataError('RBF kernel: the training lines\' features are all identical; no width')
+  return median
+
+
+def kernel_map(x: np.ndarray, lines: np.ndarray, width_rel: float,
+               rel_tol: float = 1e-10) -> tuple[np.ndarray, dict]:
+  """Features whose dot products are the RBF kernel, centred as kernel ridge centres it.
+
+  phi[c] = k~(x[c], training lines) U S^(-1/2), with U S U^T the eigendecomposition of the
+  training lines' centred kernel (eigenvalues above `rel_tol` times the largest): on the training
+  lines phi phi^T is that kernel, and for any line the kernel ridge of `kernel_ridge` (width
+  `width_rel` times the median distance between training lines) is ridge with an intercept on phi,
+  same lambda. Label-free: only the training lines' features enter.
+  """
+  x = _check_features(x)
+  lines = np.asarray(lines)
+  median = rbf_width(x, lines)
+  width = width_rel * median
+  k_cross = np.exp(-_sq_dists(x)[:, lines] / (2 * width ** 2))
+  eig = _centred_eig(k_cross[lines])
+  keep = eig.s > rel_tol * eig.s.max()
+  phi = (_centre_cross(k_cross, eig) @ eig.u[:, keep]) / np.sqrt(eig.s[keep])
+  return phi, {'width_rel': width_rel, 'width': width, 'median_distance': median,
+               'dim': int(keep.sum()), 'training_lines': int(len(lines))}
 
 
 # --- Identity models: additive effects and matrix factorisation (ALS). ---------------------------

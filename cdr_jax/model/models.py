@@ -192,20 +192,23 @@ class CodeBilinear(nn.Module):
 
 
 class DrugLinear(nn.Module):
-  """A per-drug linear function of the cell features: score[c, d] = x[c]·W[:, d] (ridge inside the
-  model, trained with it; `model.drug_linear` sets its L2, as per-drug ridge's lambda).
+  """A per-drug linear function of the cell features: score[c, d] = x[c]·W[:, d] + b[d] (ridge
+  inside the model, trained with it; `model.drug_linear` sets the L2 on W, as per-drug ridge's
+  lambda; the intercept b is not penalised, as in ridge).
 
   It scores cell lines never seen in training from their features alone, the way the per-drug
-  ridge baseline does, while the network learns the rest. W starts at zero, and the columns of a
-  drug with no training pairs stay zero. Computed once per step for every (cell, drug), [C, D];
-  per pair only a gather remains.
+  ridge baseline does (on a kernel map of the features, `data.cell_kernel`, kernel ridge), while
+  the network learns the rest. W and b start at zero (or at the tuned ridge's solution,
+  `model.linear_init`), and a drug with no training pairs keeps zeros. Computed once per step for
+  every (cell, drug), [C, D]; per pair only a gather remains.
   """
   num_drugs: int
 
   @nn.compact
   def __call__(self, cell_x: jax.Array) -> jax.Array:
     w = self.param('kernel', nn.initializers.zeros, (cell_x.shape[-1], self.num_drugs))
-    return cell_x @ w
+    b = self.param('intercept', nn.initializers.zeros, (self.num_drugs,))
+    return cell_x @ w + b
 
 
 class FactorisedDense(nn.Module):

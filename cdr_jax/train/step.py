@@ -32,7 +32,7 @@ def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array,
 
   `batch`: pair indices `idx` and padding weights `weight` (0 = padding); `rng`: this step's dropout
   key. `l2`: (parameter module, lambda) pairs, each adding lambda / n * the squared norm of that
-  module's parameters (see `optimizer.l2_penalties`).
+  module's parameters other than an `intercept` (see `optimizer.l2_penalties`).
   """
   idx = batch['idx']
   weight = batch['weight'] * data.train_mask[idx].astype(jnp.float32)
@@ -46,9 +46,10 @@ def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array,
     loss, valid = pair_loss(out, data, idx, task)
     w = weight * valid
     loss = (loss * w).sum() / jnp.maximum(w.sum(), 1.0)
-    for name, lam in l2:
+    for name, lam in l2:  # intercepts are not penalised (as in ridge)
+      penalised = {k: v for k, v in params[name].items() if k != 'intercept'}
       loss += lam * data.l2_scale * sum(jnp.sum(jnp.square(x))
-                                        for x in jax.tree.leaves(params[name]))
+                                        for x in jax.tree.leaves(penalised))
     return loss, updates['batch_stats']
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

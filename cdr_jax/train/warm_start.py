@@ -1,23 +1,30 @@
-"""The network's identity codes started from the tuned matrix factorisation (`model.id_init='mf'`).
+"""Settings and starting weights from the tuned classical predictors, chosen before training.
 
-The hybrid model adds a biased matrix factorisation (`IdentityCodes`: per-line and per-drug codes
-and biases) to the feature network's output. Trained from random codes by Adam for 50 epochs it
-stays below the same factorisation fitted by ALS to convergence (README, Results). With
-`id_init='mf'` the run first fits and selects matrix factorisation exactly as the classical
-predictors do (`classical.select_matrix_factorization`: rank and L2 chosen on the validation pairs,
-ALS from the run's seed), then
-  - sizes the codes with its rank and penalises them with its L2 (unless `model.id_l2` is set),
-    converted to the network's standardised scale;
-  - starts the codes from its solution and the head's output layer at zero, so that the untrained
-    network predicts exactly what the matrix factorisation does; training then fits what the
-    features add to it, and selection on validation keeps the epoch that validates best.
-Only training and validation pairs are read; the run's `tuned_matrix_factorization` reuses the same
-fit.
+Two warm starts, each making the untrained network predict exactly what a tuned classical
+predictor does (its other terms are silenced by a zero output layer); training then fits what the
+rest of the network adds, and selection on validation keeps the epoch that validates best:
+
+- `model.id_init='mf'` (seen lines and drugs): the hybrid's identity codes (`IdentityCodes`, a
+  biased matrix factorisation inside the model) start from `classical.select_matrix_factorization`
+  (rank and L2 chosen on the validation pairs, ALS from the run's seed), sized with its rank and
+  penalised with its L2 (unless `model.id_l2` is set). Trained from random codes by Adam the codes
+  stay below the same factorisation fitted by ALS to convergence (README, "Seen pairs").
+- `model.linear_init='ridge'` (unseen lines): the per-drug linear term (`DrugLinear`) is turned on
+  and starts from per-drug ridge on the features it sees (lambda by inner CV over training lines,
+  `classical.ridge_per_drug`), with that lambda as its L2 (unless `model.drug_linear` is set). On
+  the RBF kernel map of the cell features (`data.cell_kernel='rbf'`) that ridge is exactly the
+  kernel ridge baseline (`classical.kernel_map`).
+
+And one setting: `data.cell_kernel='rbf'` with `data.rbf_width=0` takes the width kernel ridge
+chooses by inner CV over the training lines.
+
+Only training and validation pairs are read. The run's classical predictors reuse the factorisation.
 
 Scale: the network predicts z = (y - mean) / std. A factorisation y = mu + b + a + u.v is, on that
 scale, (mu - mean) / std + b / std + a / std + (u / sqrt(std)).(v / sqrt(std)); ALS's penalty
 l2 * |u|^2 on the summed squared error of y is, divided by std^2, (l2 / std) * |u / sqrt(std)|^2
-on the summed squared error of z: the network's `id_l2` is l2 / std. (Biases are penalised alike.)
+on the summed squared error of z: the codes' L2 is l2 / std (biases are penalised alike). A linear
+term y = b + x.w is z = (b - mean) / std + x.(w / std) and keeps ridge's lambda.
 """
 
 import dataclasses
@@ -33,62 +40,95 @@ from cdr_jax.data.dataset import Dataset
 from cdr_jax.eval import classical
 from cdr_jax.train import sharding
 
-INITS = ('random', 'mf')
+ID_INITS = ('random', 'mf')
+LINEAR_INITS = ('zero', 'ridge')
+CELL_KERNELS = ('none', 'rbf')
 
 
 @dataclasses.dataclass(frozen=True)
-class IdentityInit:
-  """The matrix factorisation the codes start from, and what it set."""
-  mf: classical.Predictor
-  id_embed_dim: int
-  id_l2: float
+class WarmStart:
+  """What the run starts from: the fitted classical predictor (`mf` or `ridge`) and its settings."""
+  kind: str                       # 'mf' (identity codes) or 'ridge' (per-drug linear term)
+  fit: classical.Predictor
+  settings: dict                  # the config fields it set
   seconds: float
 
   def info(self) -> dict:
-    return {'from': 'matrix_factorization', 'id_embed_dim': self.id_embed_dim,
-            'id_l2': self.id_l2, 'mf': {k: v for k, v in self.mf.params.items() if k != 'val'},
-            'seconds': self.seconds}
+    return {'from': self.fit.name, **self.settings, 'seconds': self.seconds,
+            'fit': {k: v for k, v in self.fit.params.items() if k not in ('val', 'cv')}}
 
 
-def check(model_config: ml_collections.ConfigDict) -> bool:
-  """Whether `model.id_init` asks for the warm start; ValueError for an unknown or contradictory
-  setting."""
-  init = model_config.get('id_init', 'random')
-  if init not in INITS:
-    raise ValueError(f'unknown model.id_init {init!r}; choose one of: {", ".join(INITS)}')
-  if init == 'mf' and not model_config.id_embed_dim:
-    raise ValueError("model.id_init='mf' starts the identity codes from matrix factorisation, but "
-                     'model.id_embed_dim=0 turns the codes off; set it > 0 (the rank then comes '
-                     "from the factorisation's selection)")
-  return init == 'mf'
+def check(config: ml_collections.ConfigDict) -> str | None:
+  """The warm start `config` asks for ('mf', 'ridge' or None); ValueError for unknown or
+  contradictory settings. 'mf' applies with identity codes on (`id_embed_dim` > 0) and the
+  regression task (the factorisation fits ln IC50, not a classifier's logits)."""
+  m, d = config.model, config.data
+  for name, value, allowed in (('model.id_init', m.id_init, ID_INITS),
+                               ('model.linear_init', m.linear_init, LINEAR_INITS),
+                               ('data.cell_kernel', d.cell_kernel, CELL_KERNELS)):
+    if value not in allowed:
+      raise ValueError(f'unknown {name} {value!r}; choose one of: {", ".join(allowed)}')
+  if m.task != 'regression':
+    if m.linear_init == 'ridge':
+      raise ValueError("model.linear_init='ridge' fits ln IC50; the classification task has none")
+    return None
+  mf = m.id_init == 'mf' and bool(m.id_embed_dim)
+  if mf and m.linear_init == 'ridge':
+    raise ValueError("model.linear_init='ridge' (unseen lines) and identity codes from matrix "
+                     "factorisation (seen pairs) would both start as a full predictor: turn the "
+                     'codes off (--config.model.id_embed_dim=0) or set --config.model.id_init=random')
+  return 'mf' if mf else ('ridge' if m.linear_init == 'ridge' else None)
 
 
-def fit(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
+def _pairs(ds: Dataset, idx: np.ndarray) -> classical.Pairs:
+  return classical.Pairs(ds.pair_cell[idx], ds.pair_drug[idx],
+                         np.asarray(ds.pair_y[idx], np.float64))
+
+
+def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
   """Matrix factorisation fitted on the split's training pairs, rank and L2 chosen on its
   validation pairs (the classical predictor `tuned_matrix_factorization`)."""
-  pairs = lambda idx: classical.Pairs(ds.pair_cell[idx], ds.pair_drug[idx],
-                                      np.asarray(ds.pair_y[idx], np.float64))
-  return classical.select_matrix_factorization(pairs(split.train), pairs(split.val),
+  return classical.select_matrix_factorization(_pairs(ds, split.train), _pairs(ds, split.val),
                                                len(ds.cell_ids), len(ds.drug_ids), seed)
 
 
-def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
-              ) -> tuple[ml_collections.ConfigDict, IdentityInit]:
-  """A copy of `config` whose identity codes have the tuned factorisation's rank and L2 (on the
-  standardised scale; an explicit `model.id_l2` > 0 is kept), and the factorisation."""
-  start = time.perf_counter()
-  mf = fit(ds, split, config.train.seed)
-  seconds = time.perf_counter() - start
-  y_std = float(np.asarray(ds.pair_y[split.train], np.float32).std())
+def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
+              std_features, network_features) -> tuple[ml_collections.ConfigDict,
+                                                       WarmStart | None]:
+  """A copy of `config` with the settings chosen from training / validation pairs, and the warm
+  start it asks for (None: none).
+
+  `std_features(config)` / `network_features(config)`: the standardised cell features and the
+  cell features the network sees under a config (experiment.py's).
+  """
+  kind = check(config)
   out = ml_collections.ConfigDict(config.to_dict())
-  out.model.id_embed_dim = int(mf.params['rank'])
-  if not config.model.id_l2:
-    out.model.id_l2 = float(mf.params['l2']) / y_std
-  init = IdentityInit(mf, out.model.id_embed_dim, out.model.id_l2, seconds)
-  logging.info('identity codes from matrix factorisation: rank %d, L2 %g (%g on the standardised '
-               'scale), validation per-drug PCC %.4f, %.1f s', mf.params['rank'], mf.params['l2'],
-               out.model.id_l2, mf.params['val_score'], seconds)
-  return out, init
+  seed = config.train.seed
+  if out.data.cell_kernel == 'rbf' and not out.data.rbf_width:
+    x = std_features(out)
+    kr = classical.kernel_ridge(x, _pairs(ds, split.train), len(ds.drug_ids), seed)
+    out.data.rbf_width = float(kr.params['width_rel'])
+    logging.info('RBF kernel map: width %g x the median distance (kernel ridge inner CV)',
+                 out.data.rbf_width)
+  if kind is None:
+    return out, None
+  start = time.perf_counter()
+  if kind == 'mf':
+    fit = fit_mf(ds, split, seed)
+    y_std = float(np.asarray(ds.pair_y[split.train], np.float32).std())
+    out.model.id_embed_dim = int(fit.params['rank'])
+    if not config.model.id_l2:
+      out.model.id_l2 = float(fit.params['l2']) / y_std
+    settings = {'id_embed_dim': out.model.id_embed_dim, 'id_l2': out.model.id_l2}
+  else:
+    fit = classical.ridge_per_drug(np.asarray(network_features(out), np.float64),
+                                   _pairs(ds, split.train), len(ds.drug_ids), seed)
+    if not config.model.drug_linear:
+      out.model.drug_linear = float(fit.params['lambda'])
+    settings = {'drug_linear': out.model.drug_linear}
+  warm = WarmStart(kind, fit, settings, time.perf_counter() - start)
+  logging.info('warm start from %s: %s (%.1f s)', fit.name, settings, warm.seconds)
+  return out, warm
 
 
 def code_params(mf: classical.Predictor, y_mean: float, y_std: float) -> dict[str, np.ndarray]:
@@ -103,23 +143,47 @@ def code_params(mf: classical.Predictor, y_mean: float, y_std: float) -> dict[st
           'drug_bias': drug[:, -1] / y_std}
 
 
-def apply(states, mf: classical.Predictor, y_mean: np.ndarray, y_std: np.ndarray):
-  """`states` (F stacked models) with identity codes from `mf` and a zero output layer.
+def linear_params(ridge: classical.Predictor, x: np.ndarray, lines: np.ndarray, y_mean: float,
+                  y_std: float) -> dict[str, np.ndarray]:
+  """`DrugLinear` parameters on the standardised scale that reproduce per-drug ridge on `x`.
 
-  Each model f uses its own standardisation (y_mean[f], y_std[f]); every model starts from the
-  same factorisation. New leaves keep the old ones' shardings (any number of processes).
+  Ridge's function per drug is intercept + (x - mean over `lines`) . w with w in the span of the
+  training lines' centred features: the minimum-norm least-squares solution of its fitted values
+  on those lines recovers it exactly. Drugs it did not fit keep zeros.
   """
+  x = np.asarray(x, np.float64)
+  centre = x[lines].mean(0)
+  fitted = ridge.scores[lines]
+  ok = np.isfinite(fitted).all(0)
+  intercept = np.where(ok, np.nan_to_num(fitted).mean(0), 0.0)
+  w = np.zeros((x.shape[1], fitted.shape[1]))
+  w[:, ok] = np.linalg.lstsq(x[lines] - centre, fitted[:, ok] - intercept[ok], rcond=None)[0]
+  intercept = intercept - centre @ w
+  return {'kernel': w / y_std, 'intercept': np.where(ok, (intercept - y_mean) / y_std, 0.0)}
+
+
+def apply(states, warm: WarmStart, cell_x: np.ndarray, lines: np.ndarray, y_mean: np.ndarray,
+          y_std: np.ndarray):
+  """`states` (F stacked models) starting from `warm`'s predictor, with a zero output layer.
+
+  `cell_x`: the cell features the network sees; `lines`: the training lines. Each model f uses its
+  own standardisation (y_mean[f], y_std[f]). New leaves keep the old ones' shardings.
+  """
+  module = {'mf': 'ids', 'ridge': 'drug_linear_term'}[warm.kind]
   old = states.params
-  if 'ids' not in old or 'out' not in old:
-    raise ValueError('the warm start needs a model with identity codes and an `out` layer')
-  per_model = [code_params(mf, float(m), float(s)) for m, s in zip(y_mean, y_std)]
-  ids = {}
-  for k, leaf in old['ids'].items():
-    ids[k] = np.stack([p[k] for p in per_model]).astype(leaf.dtype)
-    if ids[k].shape != leaf.shape:
-      raise ValueError(f'identity codes {k} have shape {leaf.shape}; the factorisation gives '
-                       f'{ids[k].shape} (is model.id_embed_dim its rank?)')
-  new = {'ids': ids, 'out': jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), old['out'])}
+  if module not in old or 'out' not in old:
+    raise ValueError(f'the warm start from {warm.fit.name} needs a model with `{module}` and an '
+                     '`out` layer')
+  one = (lambda m, s: code_params(warm.fit, m, s)) if warm.kind == 'mf' else (
+      lambda m, s: linear_params(warm.fit, cell_x, lines, m, s))
+  per_model = [one(float(m), float(s)) for m, s in zip(y_mean, y_std)]
+  new = {}
+  for k, leaf in old[module].items():
+    new[k] = np.stack([p[k] for p in per_model]).astype(leaf.dtype)
+    if new[k].shape != leaf.shape:
+      raise ValueError(f'{module}.{k} has shape {leaf.shape}; {warm.fit.name} gives '
+                       f'{new[k].shape}')
+  new = {module: new, 'out': jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), old['out'])}
   placed = jax.tree.map(lambda x, leaf: sharding.put(x, leaf.sharding), new,
-                        {'ids': old['ids'], 'out': old['out']})
+                        {k: old[k] for k in new})
   return states.replace(params=dict(old, **placed))
