@@ -133,6 +133,8 @@ def test_settings_and_refusals(tmp_path):
   assert warm_start.check(config('classification')) is None   # logits, not ln IC50
   assert warm_start.check(test_config.get_config('lodo')) is None  # the sweep: random codes
   assert warm_start.check(unseen_lines()) == 'ridge'
+  assert warm_start.check(config('leave_cell_out')) is None  # nothing scores unseen val lines
+  assert warm_start.check(config('leave_cell_out', linear_init='ridge')) == 'ridge'
   with pytest.raises(ValueError, match="unknown model.id_init 'svd'"):
     warm_start.check(config(id_init='svd'))
   with pytest.raises(ValueError, match="unknown data.cell_kernel 'poly'"):

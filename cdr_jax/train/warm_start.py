@@ -60,8 +60,10 @@ class WarmStart:
 
 def check(config: ml_collections.ConfigDict) -> str | None:
   """The warm start `config` asks for ('mf', 'ridge' or None); ValueError for unknown or
-  contradictory settings. 'mf' applies with identity codes on (`id_embed_dim` > 0) and the
-  regression task (the factorisation fits ln IC50, not a classifier's logits)."""
+  contradictory settings. 'mf' applies with identity codes on (`id_embed_dim` > 0), the regression
+  task (the factorisation fits ln IC50, not a classifier's logits) and a split of seen lines and
+  drugs (elsewhere the validation pairs have lines or drugs the factorisation cannot score, so
+  nothing would choose its rank: the codes start at random)."""
   m, d = config.model, config.data
   for name, value, allowed in (('model.id_init', m.id_init, ID_INITS),
                                ('model.linear_init', m.linear_init, LINEAR_INITS),
@@ -72,7 +74,8 @@ def check(config: ml_collections.ConfigDict) -> str | None:
     if m.linear_init == 'ridge':
       raise ValueError("model.linear_init='ridge' fits ln IC50; the classification task has none")
     return None
-  mf = m.id_init == 'mf' and bool(m.id_embed_dim)
+  mf = (m.id_init == 'mf' and bool(m.id_embed_dim)
+        and classical.kind_of(config.split.name) == 'seen_pairs')
   if mf and m.linear_init == 'ridge':
     raise ValueError("model.linear_init='ridge' (unseen lines) and identity codes from matrix "
                      "factorisation (seen pairs) would both start as a full predictor: turn the "
