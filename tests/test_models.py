@@ -105,8 +105,9 @@ def test_drug_linear_adds_a_per_drug_linear_function_of_the_cell_features(name):
   run = lambda params: model.apply({**v, 'params': params}, g, cells, cell_idx, drug_idx,
                                    jnp.ones(4, bool), train=False)
   w = jax.random.normal(jax.random.key(2), w.shape)
-  moved = run({**v['params'], 'drug_linear_term': {'kernel': w}}) - run(v['params'])
-  expected = [float(cells[c] @ w[:, d]) for c, d in zip(cell_idx, drug_idx)]
+  b = jax.random.normal(jax.random.key(3), (len(SMILES),))
+  moved = run({**v['params'], 'drug_linear_term': {'kernel': w, 'intercept': b}}) - run(v['params'])
+  expected = [float(cells[c] @ w[:, d] + b[d]) for c, d in zip(cell_idx, drug_idx)]
   np.testing.assert_allclose(moved, expected, rtol=1e-4, atol=1e-5)
 
 

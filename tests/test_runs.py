@@ -117,6 +117,9 @@ def test_read_config_round_trip(trained, tmp_path):
   assert back.data.shuffle_cells is True and back.split.name == 'leave_drug_out'
   expected = test_config.get_config()
   expected.train.num_epochs = RUN_EPOCHS
+  # With the settings the warm start chose (identity codes sized and penalised as the tuned MF).
+  chosen = json.loads((trained / 'metrics.json').read_text())['warm_start']
+  expected.model.id_embed_dim, expected.model.id_l2 = chosen['id_embed_dim'], chosen['id_l2']
   assert runs.read_config(trained).to_json() == expected.to_json()
   missing = tmp_path / 'nowhere/config.json'
   with pytest.raises(DataError, match=re.escape(f'missing file {missing}')):

@@ -27,6 +27,7 @@ on the summed squared error of z: the codes' L2 is l2 / std (biases are penalise
 term y = b + x.w is z = (b - mean) / std + x.(w / std) and keeps ridge's lambda.
 """
 
+import copy
 import dataclasses
 import logging
 import time
@@ -105,7 +106,7 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   cell features the network sees under a config (experiment.py's).
   """
   kind = check(config)
-  out = ml_collections.ConfigDict(config.to_dict())
+  out = copy.deepcopy(config)
   seed = config.train.seed
   if out.data.cell_kernel == 'rbf' and not out.data.rbf_width:
     x = std_features(out)
