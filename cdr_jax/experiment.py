@@ -134,8 +134,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   lines, drugs_seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
   features = lambda fn: lambda c: fn(ds, lines, drugs_seen, c)[0]
   # Settings chosen on training / validation pairs (the written config has them) and a warm start.
-  config, warm = warm_start.configure(config, ds, split, features(standardized_features),
-                                      features(network_features))
+  with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
+    config, warm = warm_start.configure(config, ds, split, features(standardized_features),
+                                        features(network_features))
   if writer:
     workdir.mkdir(parents=True, exist_ok=True)
     runs.write_config(workdir, config)
