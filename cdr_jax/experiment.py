@@ -135,8 +135,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   features = lambda fn: lambda c: fn(ds, lines, drugs_seen, c)[0]
   # Settings chosen on training / validation pairs (the written config has them) and a warm start.
   with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
-    config, warm = warm_start.configure(config, ds, split, features(standardized_features),
-                                        features(network_features))
+    chosen = warm_start.configure(config, ds, split, features(standardized_features),
+                                  features(network_features))
+  config, warm = chosen.config, chosen.warm
   if writer:
     workdir.mkdir(parents=True, exist_ok=True)
     runs.write_config(workdir, config)
@@ -178,6 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
            'dataset': dict(ds.info),
            'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
            'devices': jax.device_count()}
+  extra['chosen'] = chosen.settings   # config fields set from training / validation pairs
   if warm:
     extra['warm_start'] = warm.info()
   preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}

@@ -50,8 +50,10 @@ def describe(config: dict, path: pathlib.Path) -> str:
 
 
 def experiment_key(run: run_io.Run) -> str:
-  """The config without seeds: runs with equal keys are repeats of one experiment."""
-  cfg = {k: v for k, v in run.config.items() if k not in SEED_KEYS}
+  """The config without seeds and without the settings the run chose on its own training and
+  validation pairs (metrics.json `chosen`): runs with equal keys are repeats of one experiment."""
+  chosen = (run.metrics or {}).get('chosen', {})
+  cfg = {k: v for k, v in run.config.items() if k not in SEED_KEYS and k not in chosen}
   return json.dumps([run.lodo is not None, cfg or str(run.path)], sort_keys=True, default=str)
 
 

@@ -3,7 +3,9 @@
 Variants (comma-separated, e.g. `configs/scfoundation.py:shuffled,leave_cell_out`):
   shuffled        the shuffled-row control (cell features permuted across cell lines)
   onehot, random  the identity and random-feature controls (replace the cell representation)
-  legacy, random_split, leave_drug_out, leave_cell_out, leave_cancer_type_out   the split
+  legacy, random_split, leave_drug_out, leave_cell_out, leave_cancer_type_out   the split (the
+                  unseen-lines splits also set the network they validate best with: no identity
+                  codes, the RBF kernel map, the kernel-ridge warm start, 20 epochs)
   deepcdr, seed   the model;  classification   the sensitive/resistant task
   lodo            the leave-one-drug-out sweep settings (launch/lodo.py)
   drugs=PARTS     the drug representation, e.g. drugs=graph+annotations+morgan (data.drug_repr)
@@ -99,6 +101,11 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.data.cell_repr = v
     elif v in SPLITS:
       c.split.name = SPLITS[v]
+      if v in ('leave_cell_out', 'leave_cancer_type_out'):  # unseen lines (README "Unseen cell
+        # lines"): no identity codes (a held-out line's never trains); the network sees the RBF
+        # kernel map of its features and starts as the tuned kernel ridge
+        c.model.id_embed_dim, c.model.linear_init, c.data.cell_kernel = 0, 'ridge', 'rbf'
+        c.train.num_epochs = 20
     elif v in ('deepcdr', 'seed'):
       c.model.name = v
       if v == 'deepcdr':  # docs/DEEPCDR.md §4's faithful architecture

@@ -34,9 +34,12 @@ def prepare(c):
   split = splits.make_split(ds, c.split)
   lines, seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
   features = lambda fn: lambda cfg: fn(ds, lines, seen, cfg)[0]
-  warmed, warm = warm_start.configure(c, ds, split, features(experiment.standardized_features),
-                                      features(experiment.network_features))
-  return ds, split, lines, warmed, warm
+  chosen = warm_start.configure(c, ds, split, features(experiment.standardized_features),
+                                features(experiment.network_features))
+  for key, value in chosen.settings.items():  # what was chosen is what the config has
+    section, field = key.split('.')
+    assert chosen.config[section][field] == value
+  return ds, split, lines, chosen.config, chosen.warm
 
 
 @pytest.fixture(scope='module')
@@ -133,8 +136,11 @@ def test_settings_and_refusals(tmp_path):
   assert warm_start.check(config('classification')) is None   # logits, not ln IC50
   assert warm_start.check(test_config.get_config('lodo')) is None  # the sweep: random codes
   assert warm_start.check(unseen_lines()) == 'ridge'
-  assert warm_start.check(config('leave_cell_out')) is None  # nothing scores unseen val lines
-  assert warm_start.check(config('leave_cell_out', linear_init='ridge')) == 'ridge'
+  lco = config('leave_cell_out')  # the unseen-lines variant's network: the kernel-ridge start
+  assert (lco.model.id_embed_dim, lco.data.cell_kernel, warm_start.check(lco)) == (0, 'rbf', 'ridge')
+  # With codes on, nothing could choose the factorisation's rank on unseen validation lines.
+  assert warm_start.check(config('leave_cell_out', id_embed_dim=32, linear_init='zero')) is None
+  assert warm_start.check(config('classification,leave_cell_out')) is None
   with pytest.raises(ValueError, match="unknown model.id_init 'svd'"):
     warm_start.check(config(id_init='svd'))
   with pytest.raises(ValueError, match="unknown data.cell_kernel 'poly'"):
@@ -161,6 +167,8 @@ def test_run_reuses_the_factorisation(seen, tmp_path):
   assert metrics['classical']['matrix_factorization']['prefit'] is True
   written = json.loads((tmp_path / 'config.json').read_text())
   assert written['model']['id_embed_dim'] == warm.fit.params['rank']
+  assert metrics['chosen'] == {'model.id_embed_dim': warm.fit.params['rank'],
+                               'model.id_l2': pytest.approx(warm.settings['id_l2'])}
   x = experiment.standardized_features(ds, lines, np.arange(len(ds.drug_ids)), c)[0]
   fresh, _ = experiment.fit_classical(ds, split, x, c, split.test)
   np.testing.assert_allclose(summary['test']['tuned_matrix_factorization']['pcc'],

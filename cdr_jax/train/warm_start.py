@@ -59,10 +59,18 @@ class WarmStart:
             'fit': {k: v for k, v in self.fit.params.items() if k not in ('val', 'cv')}}
 
 
+@dataclasses.dataclass(frozen=True)
+class Chosen:
+  """`configure`'s result: the config to train, what was chosen in it, and the warm start."""
+  config: ml_collections.ConfigDict
+  settings: dict                  # 'section.field' -> value chosen on training / validation pairs
+  warm: WarmStart | None
+
+
 def check(config: ml_collections.ConfigDict) -> str | None:
   """The warm start `config` asks for ('mf', 'ridge' or None); ValueError for unknown or
-  contradictory settings. 'mf' applies with identity codes on (`id_embed_dim` > 0), the regression
-  task (the factorisation fits ln IC50, not a classifier's logits) and a split of seen lines and
+  contradictory settings. Only the regression task has one (both fit ln IC50, not a classifier's
+  logits). 'mf' applies with identity codes on (`id_embed_dim` > 0) and a split of seen lines and
   drugs (elsewhere the validation pairs have lines or drugs the factorisation cannot score, so
   nothing would choose its rank: the codes start at random)."""
   m, d = config.model, config.data
@@ -71,9 +79,7 @@ def check(config: ml_collections.ConfigDict) -> str | None:
                                ('data.cell_kernel', d.cell_kernel, CELL_KERNELS)):
     if value not in allowed:
       raise ValueError(f'unknown {name} {value!r}; choose one of: {", ".join(allowed)}')
-  if m.task != 'regression':
-    if m.linear_init == 'ridge':
-      raise ValueError("model.linear_init='ridge' fits ln IC50; the classification task has none")
+  if m.task != 'regression':  # both fit ln IC50; a classifier's logits start from nothing
     return None
   mf = (m.id_init == 'mf' and bool(m.id_embed_dim)
         and classical.kind_of(config.split.name) == 'seen_pairs')
@@ -97,10 +103,10 @@ def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
 
 
 def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
-              std_features, network_features) -> tuple[ml_collections.ConfigDict,
-                                                       WarmStart | None]:
-  """A copy of `config` with the settings chosen from training / validation pairs, and the warm
-  start it asks for (None: none).
+              std_features, network_features) -> Chosen:
+  """A copy of `config` with the settings chosen from training / validation pairs, what they are,
+  and the warm start it asks for (None: none). Chosen settings differ between the seeds or folds
+  of one experiment (launch/report.py groups runs without them).
 
   `std_features(config)` / `network_features(config)`: the standardised cell features and the
   cell features the network sees under a config (experiment.py's).
@@ -108,31 +114,32 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   kind = check(config)
   out = copy.deepcopy(config)
   seed = config.train.seed
+  chosen = {}
   if out.data.cell_kernel == 'rbf' and not out.data.rbf_width:
     x = std_features(out)
     kr = classical.kernel_ridge(x, _pairs(ds, split.train), len(ds.drug_ids), seed)
-    out.data.rbf_width = float(kr.params['width_rel'])
+    out.data.rbf_width = chosen['data.rbf_width'] = float(kr.params['width_rel'])
     logging.info('RBF kernel map: width %g x the median distance (kernel ridge inner CV)',
                  out.data.rbf_width)
   if kind is None:
-    return out, None
+    return Chosen(out, chosen, None)
   start = time.perf_counter()
   if kind == 'mf':
     fit = fit_mf(ds, split, seed)
     y_std = float(np.asarray(ds.pair_y[split.train], np.float32).std())
-    out.model.id_embed_dim = int(fit.params['rank'])
+    out.model.id_embed_dim = chosen['model.id_embed_dim'] = int(fit.params['rank'])
     if not config.model.id_l2:
-      out.model.id_l2 = float(fit.params['l2']) / y_std
+      out.model.id_l2 = chosen['model.id_l2'] = float(fit.params['l2']) / y_std
     settings = {'id_embed_dim': out.model.id_embed_dim, 'id_l2': out.model.id_l2}
   else:
     fit = classical.ridge_per_drug(np.asarray(network_features(out), np.float64),
                                    _pairs(ds, split.train), len(ds.drug_ids), seed)
     if not config.model.drug_linear:
-      out.model.drug_linear = float(fit.params['lambda'])
+      out.model.drug_linear = chosen['model.drug_linear'] = float(fit.params['lambda'])
     settings = {'drug_linear': out.model.drug_linear}
   warm = WarmStart(kind, fit, settings, time.perf_counter() - start)
   logging.info('warm start from %s: %s (%.1f s)', fit.name, settings, warm.seconds)
-  return out, warm
+  return Chosen(out, chosen, warm)
 
 
 def code_params(mf: classical.Predictor, y_mean: float, y_std: float) -> dict[str, np.ndarray]:
