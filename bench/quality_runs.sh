@@ -101,3 +101,29 @@ sub ,drugs=graph+annotations+morgan+chemnet c30_chemnet
 python launch/lodo.py --config=configs/baseline.py:lodo --drugs=random:12:3 --workdir="$out/lodo5_bs16384_12"
 python launch/lodo.py --config=configs/baseline.py:lodo --drugs=random:12:3 --workdir="$out/lodo5_bs2048_12" \
   --config.train.batch_size=2048 --config.optimizer.lr_scaling=none --config.optimizer.warmup_epochs=0
+# Session 6: warm starts (train/warm_start.py). The lines above ran with their session's code; with
+# today's code the default network starts from the tuned matrix factorisation (model.id_init=mf) and
+# the leave_cell_out variant's from tuned kernel ridge (no codes, RBF kernel map, ridge warm start;
+# the earlier network: --config.model.linear_init=zero --config.data.cell_kernel=none).
+# Legacy split, expression (the README's main command), seeds 0, 1, 2, then every other config.
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy6_expr_s$s; done
+for s in 0 1 2; do
+  train configs/multiomics.py:seed=$s legacy6_mo_s$s
+  train configs/scfoundation.py:seed=$s legacy6_scf_s$s
+  train configs/baseline.py:shuffled,seed=$s legacy6_shuf_s$s
+  train configs/baseline.py:onehot,seed=$s legacy6_onehot_s$s
+done
+# Selecting the epoch on per-drug PCC instead (seed 0; validation falls after epoch 4).
+train configs/baseline.py legacy6_expr_pd_s0 --config.train.select_metric=per_drug_pcc \
+  --config.train.patience=50
+# Unseen cell lines, 5 folds: expression (the README summary's row), then selecting on per-drug PCC.
+for f in 0 1 2 3 4; do train configs/baseline.py:leave_cell_out lco6_expr_f$f --config.split.fold=$f; done
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:leave_cell_out lco6_expr_pd_f$f --config.split.fold=$f \
+    --config.train.select_metric=per_drug_pcc --config.train.patience=5
+done
+# The other configs on the same folds.
+for c in multiomics.py:leave_cell_out scfoundation.py:leave_cell_out \
+         scfoundation.py:shuffled,leave_cell_out scfoundation.py:onehot,leave_cell_out; do
+  for f in 0 1 2 3 4; do train "configs/$c" "lco6_${c//[:.,]/_}_f$f" --config.split.fold=$f; done
+done
