@@ -122,6 +122,23 @@ def network_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
   return cell_x, drug_x
 
 
+def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
+            ) -> tuple[warm_start.Chosen, Setup, TrainState]:
+  """A single run made ready: settings chosen on training / validation pairs and the warm start
+  (`warm_start.configure`), the run set up with them, its initial (warm-started) state."""
+  lines, seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
+  features = lambda fn: lambda c: fn(ds, lines, seen, c)[0]
+  with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
+    chosen = warm_start.configure(config, ds, split, features(standardized_features),
+                                  features(network_features))
+  run = setup(chosen.config, ds, [split.train], split.train)
+  states = run.init()
+  if chosen.warm:
+    states = warm_start.apply(states, chosen.warm, run.host.cell_x, lines, run.host.y_mean,
+                              run.host.y_std)
+  return chosen, run, states
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Trains (resuming from the latest checkpoint), selects on validation, evaluates on test."""
   workdir = pathlib.Path(workdir)
@@ -131,24 +148,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     raise ValueError(f'unknown train.select_on {cfg.select_on!r}; choose val (or test: leaky)')
   ds = data_lib.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
-  lines, drugs_seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
-  features = lambda fn: lambda c: fn(ds, lines, drugs_seen, c)[0]
-  # Settings chosen on training / validation pairs (the written config has them) and a warm start.
-  with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
-    chosen = warm_start.configure(config, ds, split, features(standardized_features),
-                                  features(network_features))
-  config, warm = chosen.config, chosen.warm
+  chosen, run, states = prepare(config, ds, split)
+  config, warm = chosen.config, chosen.warm   # the written config has what was chosen
   if writer:
     workdir.mkdir(parents=True, exist_ok=True)
     runs.write_config(workdir, config)
-  run = setup(config, ds, [split.train], split.train)
   logging.info('devices: %s; mesh %s', jax.devices(), dict(run.engine.mesh.shape))
   logging.info('dataset: %d pairs, %d cells, %d drugs, %.1f MB; split %s %s', ds.num_pairs,
                len(ds.cell_ids), len(ds.drug_ids), ds.nbytes() / 1e6, split.name, split.sizes())
-  states = run.init()
-  if warm:
-    states = warm_start.apply(states, warm, run.host.cell_x, lines, run.host.y_mean,
-                              run.host.y_std)
   logging.info('parameters: %d', param_count(jax.tree.map(lambda x: x[0], states.params)))
   ckpts = checkpoint.Checkpoints(workdir / 'checkpoints')
   rng = run.engine.key(cfg.seed + 1)
@@ -185,8 +192,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}
   prefit = {'matrix_factorization': warm.fit} if warm and warm.kind == 'mf' else None
   # The classical predictors see the standardised features (whatever map the network sees).
-  tuned, extra['classical'] = classical_predictions(
-      ds, split, features(standardized_features)(config), config, val_pred, pred, prefit)
+  x = standardized_features(ds, np.unique(ds.pair_cell[split.train]),
+                            np.unique(ds.pair_drug[split.train]), config)[0]
+  tuned, extra['classical'] = classical_predictions(ds, split, x, config, val_pred, pred, prefit)
   preds.update(tuned)
   return runs.write_results(workdir, ds, split.test, preds, config, extra, write=writer)
 
