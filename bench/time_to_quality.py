@@ -80,6 +80,8 @@ def main(argv):
   results = [default]
   for setting in _SETTINGS.value:
     size, scaling, warmup, *start = setting.split(':')
+    if start not in ([], ['mf']):
+      raise ValueError(f'setting {setting!r}: the fourth field may only be mf (the warm start)')
     c = base.copy_and_resolve_references()
     c.train.batch_size, c.optimizer.lr_scaling = int(size), scaling
     c.optimizer.warmup_epochs = float(warmup)

@@ -20,6 +20,7 @@ from cdr_jax.data import cells
 from cdr_jax.data import drugs
 from cdr_jax.data import splits
 from cdr_jax.data.dataset import Dataset
+from cdr_jax.errors import DataError
 from cdr_jax.eval import baselines
 from cdr_jax.eval import classical
 from cdr_jax.eval import evaluate
@@ -114,7 +115,7 @@ def network_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
   """The features the network sees: `standardized_features`, the cells' through the RBF kernel
   map when `data.cell_kernel='rbf'` (`classical.kernel_map`, fitted on the lines `fit_cells`)."""
   cell_x, drug_x = standardized_features(ds, fit_cells, fit_drugs, config)
-  if config.data.cell_kernel == 'rbf':
+  if config.data.get('cell_kernel', 'none') == 'rbf':  # .get: runs written before the field
     if not config.data.rbf_width > 0:
       raise ValueError('data.cell_kernel=rbf needs data.rbf_width > 0 here (0 is chosen by '
                        'launch/train.py runs, from kernel ridge on the training lines)')
@@ -139,6 +140,21 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
   return chosen, run, states
 
 
+def check_resumable(workdir: pathlib.Path, settings: dict) -> None:
+  """A run resuming from its checkpoints must choose what it chose before (the checkpoint's shapes
+  depend on it, e.g. the codes' rank); DataError naming the setting otherwise."""
+  if not (workdir / 'checkpoints' / 'latest').exists() or not (workdir / runs.CONFIG_FILE).exists():
+    return
+  before = runs.read_config(workdir)
+  for key, value in settings.items():
+    section, field = key.split('.')
+    was = before[section].get(field) if section in before else None
+    if was is None or not np.isclose(was, value, rtol=1e-9, atol=0.0):
+      raise DataError(f'{workdir / runs.CONFIG_FILE}: this run chose {key}={value} on its '
+                      f'training / validation pairs, but its checkpoints were made with {was}; '
+                      'resume with the same data and code, or start a fresh workdir')
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Trains (resuming from the latest checkpoint), selects on validation, evaluates on test."""
   workdir = pathlib.Path(workdir)
@@ -150,6 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   split = splits.make_split(ds, config.split)
   chosen, run, states = prepare(config, ds, split)
   config, warm = chosen.config, chosen.warm   # the written config has what was chosen
+  check_resumable(workdir, chosen.settings)
   if writer:
     workdir.mkdir(parents=True, exist_ok=True)
     runs.write_config(workdir, config)
@@ -230,7 +247,7 @@ def fit_classical(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
                   config: ml_collections.ConfigDict, pairs: np.ndarray,
                   prefit: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
   """`classical.fit_classical` on the split's training and validation pairs, predicting `pairs`
-  (cell features as the network sees them; the run's seed)."""
+  (`cell_x`: the standardised cell features; the run's seed)."""
   with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
     return classical.fit_classical(
         split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs,

@@ -128,10 +128,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
               drugs: str | None = None) -> dict:
   """All (or the chosen) leave-one-drug-out folds, chunk by chunk, resuming finished chunks."""
   workdir = pathlib.Path(workdir)
-  if warm_start.check(config):
-    raise ValueError("warm starts (model.id_init='mf', model.linear_init='ridge') are for single "
-                     "runs (launch/train.py); the sweep starts at random: add the ':lodo' variant "
-                     'to the config or set --config.model.id_init=random')
+  warm = warm_start.check(config)
+  if warm:  # warm starts are per run (launch/train.py); the sweep's folds start at random
+    field = {'mf': "model.id_init='mf'", 'ridge': "model.linear_init='ridge'"}[warm]
+    fix = {'mf': 'id_init=random', 'ridge': 'linear_init=zero'}[warm]
+    raise ValueError(f'{field} starts a single run from a classical predictor; the LODO sweep '
+                     f'starts its folds at random: set --config.model.{fix} (the :lodo variant '
+                     'sets id_init=random)')
   writer = sharding.is_writer()
   if writer:
     (workdir / 'chunks').mkdir(parents=True, exist_ok=True)

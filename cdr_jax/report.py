@@ -499,7 +499,9 @@ def summary_section(groups: list[list[run_io.Run]]) -> list[str]:
   """The summary tables: regression experiments, then classification ones if any."""
   lines = ['## Summary: test set, model beside the naive baselines', '',
            'One row per experiment: runs whose config.json is identical except for '
-           f'{", ".join(SEED_KEYS)} are repeats (seeds, or the folds of a cross-validation), '
+           f'{", ".join(SEED_KEYS)} and the settings each chose on its own training and '
+           'validation pairs (metrics.json `chosen`) are repeats (seeds, or the folds of a '
+           'cross-validation), '
            'shown as mean ± sd (sample sd) over them. '
            'Baseline rows name the experiments (R…) whose test set they were scored on.', '']
   reg = [g for g in groups if is_regression(g[0])]

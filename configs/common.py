@@ -94,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies comma-separated variants (see module docstring); unknown ones raise ValueError."""
+  unseen_lines = False
   for v in filter(None, (arg or '').split(',')):
     if v == 'shuffled':
       c.data.shuffle_cells = True
@@ -101,11 +102,7 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.data.cell_repr = v
     elif v in SPLITS:
       c.split.name = SPLITS[v]
-      if v in ('leave_cell_out', 'leave_cancer_type_out'):  # unseen lines (README "Unseen cell
-        # lines"): no identity codes (a held-out line's never trains); the network sees the RBF
-        # kernel map of its features and starts as the tuned kernel ridge
-        c.model.id_embed_dim, c.model.linear_init, c.data.cell_kernel = 0, 'ridge', 'rbf'
-        c.train.num_epochs = 20
+      unseen_lines = v in ('leave_cell_out', 'leave_cancer_type_out')
     elif v in ('deepcdr', 'seed'):
       c.model.name = v
       if v == 'deepcdr':  # docs/DEEPCDR.md §4's faithful architecture
@@ -135,4 +132,11 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       raise ValueError(f'unknown config variant {v!r}{hint}; choose from shuffled, onehot, '
                        f'random, {", ".join(SPLITS)}, deepcdr, seed, classification, lodo, '
                        'shuffled_drugs, drugs=<parts joined by +>, seed=N')
+  if unseen_lines:  # README "Unseen cell lines" (whatever the order of the variants)
+    # No identity codes: a held-out line's never trains.
+    c.model.id_embed_dim, c.train.num_epochs = 0, 20
+    if c.model.task == 'regression':  # start as the tuned (kernel) ridge
+      c.model.linear_init = 'ridge'
+      if c.model.name == 'seed':  # deepcdr's per-omics branches need the omics blocks themselves
+        c.data.cell_kernel = 'rbf'
   return c

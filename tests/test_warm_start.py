@@ -93,18 +93,31 @@ def test_rank_and_l2_come_from_the_factorisation(seen):
   y_std = float(np.asarray(ds.pair_y[split.train], np.float32).std())
   assert warmed.model.id_embed_dim == warm.fit.params['rank'] == warm.settings['id_embed_dim']
   assert warmed.model.id_l2 == pytest.approx(warm.fit.params['l2'] / y_std)
-  assert config().model.id_embed_dim == test_config.get_config().model.id_embed_dim  # untouched
-  explicit = prepare(config(id_l2=3.0))[3]
-  assert explicit.model.id_l2 == 3.0
+  given = config(id_l2=3.0)
+  before = given.to_json()
+  explicit = prepare(given)[3]
+  assert explicit.model.id_l2 == 3.0 and explicit.model.id_embed_dim == warm.fit.params['rank']
+  assert given.to_json() == before  # configure returns a copy; the caller's config is untouched
 
 
-def test_choices_never_read_test_labels(seen):
-  ds, split, _, _, warm = seen
+@pytest.mark.parametrize('unseen', [False, True])
+def test_choices_never_read_test_labels(unseen):
+  """Test labels scrambled: the same settings and the same starting weights (both warm starts)."""
+  c = unseen_lines(cell_kernel='rbf') if unseen else config()
+  ds, split, lines, warmed, warm = prepare(c)
   y = ds.pair_y.copy()
   y[split.test] = np.random.default_rng(0).permutation(y[split.test]) + 5.0
-  mf = warm_start.fit_mf(dataclasses.replace(ds, pair_y=y), split, 0)
-  assert mf.params['val'] == warm.fit.params['val']
-  np.testing.assert_array_equal(mf.factors['line'], warm.fit.factors['line'])
+  scrambled = dataclasses.replace(ds, pair_y=y)
+  features = lambda fn: lambda cfg: fn(scrambled, lines, np.unique(ds.pair_drug[split.train]),
+                                       cfg)[0]
+  again = warm_start.configure(c, scrambled, split, features(experiment.standardized_features),
+                               features(experiment.network_features))
+  assert again.config.to_json() == warmed.to_json()
+  x = experiment.network_features(ds, lines, np.unique(ds.pair_drug[split.train]), warmed)[0]
+  one = lambda w: (warm_start.code_params(w.fit, 0.0, 1.0) if w.kind == 'mf' else
+                   warm_start.linear_params(w.fit, x, lines, 0.0, 1.0))
+  for k, v in one(warm).items():
+    np.testing.assert_array_equal(one(again.warm)[k], v)
 
 
 def test_code_params_reproduce_scores():
@@ -138,6 +151,13 @@ def test_settings_and_refusals(tmp_path):
   assert warm_start.check(unseen_lines()) == 'ridge'
   lco = config('leave_cell_out')  # the unseen-lines variant's network: the kernel-ridge start
   assert (lco.model.id_embed_dim, lco.data.cell_kernel, warm_start.check(lco)) == (0, 'rbf', 'ridge')
+  for order in ('deepcdr,leave_cell_out', 'leave_cell_out,deepcdr'):  # ridge on the raw blocks
+    deep = config(order)
+    assert (deep.model.linear_init, deep.data.cell_kernel) == ('ridge', 'none'), order
+  for order in ('classification,leave_cell_out', 'leave_cell_out,classification'):
+    cls = config(order)
+    assert (cls.model.id_embed_dim, cls.model.linear_init, cls.data.cell_kernel) == (
+        0, 'zero', 'none'), order
   # With codes on, nothing could choose the factorisation's rank on unseen validation lines.
   assert warm_start.check(config('leave_cell_out', id_embed_dim=32, linear_init='zero')) is None
   assert warm_start.check(config('classification,leave_cell_out')) is None
@@ -147,8 +167,15 @@ def test_settings_and_refusals(tmp_path):
     warm_start.check(unseen_lines(cell_kernel='poly'))
   with pytest.raises(ValueError, match='would both start as a full predictor'):
     warm_start.check(config(linear_init='ridge'))
-  with pytest.raises(ValueError, match="add the ':lodo' variant"):
+  with pytest.raises(ValueError, match="model.id_init='mf' .* set --config.model.id_init=random"):
     lodo.run_sweep(config(), tmp_path)
+  with pytest.raises(ValueError, match='set --config.model.linear_init=zero'):
+    lodo.run_sweep(config('lodo', linear_init='ridge'), tmp_path)
+  deep = config('deepcdr', id_embed_dim=0)
+  deep.data.cell_kernel, deep.data.rbf_width = 'rbf', 1.0
+  ds = data.load_dataset(deep.data)
+  with pytest.raises(ValueError, match='model deepcdr has one branch per omics block'):
+    experiment.prepare(deep, ds, splits.make_split(ds, deep.split))
   c = unseen_lines(cell_kernel='rbf')
   ds = data.load_dataset(c.data)
   with pytest.raises(ValueError, match='needs data.rbf_width > 0'):
@@ -188,3 +215,16 @@ def test_unseen_lines_run_with_kernel_map_predicts_from_checkpoint(tmp_path):
   first = (tmp_path / 'predictions.csv').read_text().splitlines()[1].split(',')
   got = predict.predict(tmp_path, [(first[0], first[1])])
   assert got[0]['predicted'] == pytest.approx(float(first[4]), abs=1e-4)
+
+
+def test_resume_refuses_different_choices(tmp_path):
+  """A run resuming from checkpoints made with another chosen rank gets a clear error."""
+  from cdr_jax import runs  # pylint: disable=g-import-not-at-top
+  from cdr_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'checkpoints' / 'latest').mkdir(parents=True)
+  c = config()
+  c.model.id_embed_dim = 7
+  runs.write_config(tmp_path, c)
+  experiment.check_resumable(tmp_path, {'model.id_l2': c.model.id_l2})  # the same: fine
+  with pytest.raises(DataError, match=r'chose model.id_embed_dim=4 .* made with 7'):
+    experiment.check_resumable(tmp_path, {'model.id_embed_dim': 4})

@@ -134,6 +134,10 @@ def create_engine(config: ml_collections.ConfigDict, ds: Dataset, batch_size: in
   if batch_size % mesh.shape['data']:
     raise ValueError(f'train.batch_size={batch_size} must be a multiple of the '
                      f'{mesh.shape["data"]} devices on the data axis')
+  if config.model.name == 'deepcdr' and config.data.get('cell_kernel', 'none') != 'none':
+    raise ValueError('model deepcdr has one branch per omics block, and data.cell_kernel='
+                     f'{config.data.cell_kernel} maps the blocks into one kernel map: use the seed '
+                     'model or --config.data.cell_kernel=none')
   parts = drugs.parse_repr(config.data.drug_repr)
   model = models.create_model(config.model, len(ds.cell_ids), len(ds.drug_ids), ds.cell_blocks,
                               drugs.GRAPH in parts, ds.drug_x.shape[1] > 0)

@@ -23,8 +23,11 @@ Only training and validation pairs are read. The run's classical predictors reus
 Scale: the network predicts z = (y - mean) / std. A factorisation y = mu + b + a + u.v is, on that
 scale, (mu - mean) / std + b / std + a / std + (u / sqrt(std)).(v / sqrt(std)); ALS's penalty
 l2 * |u|^2 on the summed squared error of y is, divided by std^2, (l2 / std) * |u / sqrt(std)|^2
-on the summed squared error of z: the codes' L2 is l2 / std (biases are penalised alike). A linear
-term y = b + x.w is z = (b - mean) / std + x.(w / std) and keeps ridge's lambda.
+on the summed squared error of z: the codes' L2 is l2 / std. The biases (b / std on that scale)
+would keep l2 itself; `model.id_l2` is one lambda for the whole module, so they get l2 / std too,
+std (about 2.7) times weaker than in ALS: with hundreds of pairs per line and per drug, a shrinkage
+of l2 = 10 on a bias barely differs from l2 / std. A linear term y = b + x.w is
+z = (b - mean) / std + x.(w / std) and keeps ridge's lambda.
 """
 
 import copy
@@ -33,6 +36,7 @@ import logging
 import time
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -74,20 +78,22 @@ def check(config: ml_collections.ConfigDict) -> str | None:
   drugs (elsewhere the validation pairs have lines or drugs the factorisation cannot score, so
   nothing would choose its rank: the codes start at random)."""
   m, d = config.model, config.data
-  for name, value, allowed in (('model.id_init', m.id_init, ID_INITS),
-                               ('model.linear_init', m.linear_init, LINEAR_INITS),
-                               ('data.cell_kernel', d.cell_kernel, CELL_KERNELS)):
+  # .get: configs written before these fields (launch/predict.py reads old runs' config.json)
+  id_init, linear_init = m.get('id_init', 'random'), m.get('linear_init', 'zero')
+  for name, value, allowed in (('model.id_init', id_init, ID_INITS),
+                               ('model.linear_init', linear_init, LINEAR_INITS),
+                               ('data.cell_kernel', d.get('cell_kernel', 'none'), CELL_KERNELS)):
     if value not in allowed:
       raise ValueError(f'unknown {name} {value!r}; choose one of: {", ".join(allowed)}')
   if m.task != 'regression':  # both fit ln IC50; a classifier's logits start from nothing
     return None
-  mf = (m.id_init == 'mf' and bool(m.id_embed_dim)
+  mf = (id_init == 'mf' and bool(m.id_embed_dim)
         and classical.kind_of(config.split.name) == 'seen_pairs')
-  if mf and m.linear_init == 'ridge':
+  if mf and linear_init == 'ridge':
     raise ValueError("model.linear_init='ridge' (unseen lines) and identity codes from matrix "
                      "factorisation (seen pairs) would both start as a full predictor: turn the "
                      'codes off (--config.model.id_embed_dim=0) or set --config.model.id_init=random')
-  return 'mf' if mf else ('ridge' if m.linear_init == 'ridge' else None)
+  return 'mf' if mf else ('ridge' if linear_init == 'ridge' else None)
 
 
 def _pairs(ds: Dataset, idx: np.ndarray) -> classical.Pairs:
@@ -98,6 +104,9 @@ def _pairs(ds: Dataset, idx: np.ndarray) -> classical.Pairs:
 def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
   """Matrix factorisation fitted on the split's training pairs, rank and L2 chosen on its
   validation pairs (the classical predictor `tuned_matrix_factorization`)."""
+  if not len(split.val):
+    raise ValueError("model.id_init='mf' chooses the factorisation's rank and L2 on validation "
+                     'pairs, and the split has none (split.val_fraction > 0, or id_init=random)')
   return classical.select_matrix_factorization(_pairs(ds, split.train), _pairs(ds, split.val),
                                                len(ds.cell_ids), len(ds.drug_ids), seed)
 
@@ -122,7 +131,7 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
     logging.info('RBF kernel map: width %g x the median distance (kernel ridge inner CV)',
                  out.data.rbf_width)
   if kind is None:
-    return Chosen(out, chosen, None)
+    return Chosen(out, _agreed(chosen), None)
   start = time.perf_counter()
   if kind == 'mf':
     fit = fit_mf(ds, split, seed)
@@ -139,7 +148,19 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
     settings = {'drug_linear': out.model.drug_linear}
   warm = WarmStart(kind, fit, settings, time.perf_counter() - start)
   logging.info('warm start from %s: %s (%.1f s)', fit.name, settings, warm.seconds)
-  return Chosen(out, chosen, warm)
+  return Chosen(out, _agreed(chosen), warm)
+
+
+def _agreed(chosen: dict) -> dict:
+  """`chosen`, checked equal on every process (each fits on its own copy of the data: on hosts
+  with different BLAS a near-tie could choose differently, and the shapes would disagree)."""
+  if jax.process_count() > 1 and chosen:
+    mine = np.array(list(chosen.values()), np.float32)
+    first = np.asarray(multihost_utils.broadcast_one_to_all(mine))
+    if not np.allclose(first, mine, rtol=1e-5, atol=0.0):
+      raise RuntimeError(f'process {jax.process_index()} chose {dict(zip(chosen, mine))}, process '
+                         f'0 chose {dict(zip(chosen, first))}: the processes disagree')
+  return chosen
 
 
 def code_params(mf: classical.Predictor, y_mean: float, y_std: float) -> dict[str, np.ndarray]:
