@@ -189,7 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   select = run.selector([split.val], [split.test] if cfg.select_on == 'test' else None)
   best, progress = loop.fit(run.step(rng), states, run.stream, select, ckpts,
-                            loop.Schedule.from_config(cfg), on_epoch=on_epoch)
+                            loop.Schedule.from_config(cfg), on_epoch=on_epoch,
+                            score_start=warm is not None and cfg.get('score_start', True))
   if tb:
     tb.close()
   ckpts.close()

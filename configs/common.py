@@ -80,7 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
       select_metric='pcc',     # pcc, spearman, rmse, per_drug_pcc (auroc for classification)
       progress=True,
       max_epochs_this_run=0,   # > 0: stop (resumably) after this many epochs in one invocation
-      checkpoint_every_s=60.0))  # save at most this often, and at the end (0: every epoch)
+      checkpoint_every_s=60.0,  # save at most this often, and at the end (0: every epoch)
+      score_start=True))       # with a warm start, the untrained network competes in selection
+                               # (best epoch -1: it never ends below the predictor it starts as)
   # Evaluation
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=8192, baselines=True, mf_rank=20, mf_l2=5.0, mf_iters=15, ridge_lambda=1000.0,

@@ -108,3 +108,23 @@ def test_checkpoints_saved_on_the_clock_and_when_stopping(every, budget, expecte
            loop.Schedule(num_epochs=6, patience=2, max_epochs_this_run=budget,
                          checkpoint_every_s=every))
   assert ckpts.saved == expected
+
+
+def test_scored_start_stays_best_until_beaten():
+  """With score_start the initial states (scores 0.45, 0.55, 0.25 here) compete: model 0 is beaten
+  at epoch 4 (0.9), model 1 never within its patience (0.1-0.5 < 0.55), model 2 by epoch 1 (0.3)."""
+  start = np.array([0.45, 0.55, 0.25])
+
+  def select(states):
+    if int(np.max(np.asarray(states.step))) == 0:
+      return start, [{'score': float(s)} for s in start]
+    return toy_select(states)
+
+  best, progress = loop.fit(toy_step, toy_states(), stream, select, None,
+                            loop.Schedule(num_epochs=6, patience=4), score_start=True)
+  assert progress.best_epoch == [4, -1, 1]
+  assert progress.best_score[1] == 0.55 and len(progress.history[1]) == 4  # no row for the start
+  np.testing.assert_array_equal(np.asarray(best.params['w']), [10.0, 0.0, 4.0])
+  _, plain = loop.fit(toy_step, toy_states(), stream, select, None,
+                      loop.Schedule(num_epochs=6, patience=4))
+  assert plain.best_epoch[1] == 5   # without it: the best epoch, below the start

@@ -76,7 +76,8 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
         select: Callable[[TrainState], tuple[np.ndarray, list[dict]]],
         checkpoints: checkpoint_lib.Checkpoints | None, schedule: Schedule,
         names: Sequence[str] | None = None,
-        on_epoch: Callable[[Progress], None] | None = None) -> tuple[TrainState, Progress]:
+        on_epoch: Callable[[Progress], None] | None = None,
+        score_start: bool = False) -> tuple[TrainState, Progress]:
   """Trains F stacked models until they stop; returns (best states, progress).
 
   Args:
@@ -89,6 +90,8 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
     schedule: epochs, patience, an optional per-invocation epoch budget.
     names: a name per model for error messages (default: its index).
     on_epoch: called with the progress after every epoch (history files, TensorBoard).
+    score_start: score the initial states too (a warm start, train/warm_start.py): they are the
+      best so far (best epoch -1) until an epoch beats them, so selection never ends below them.
   """
   n = num_models(states)
   names = list(names) if names is not None else [str(i) for i in range(n)]
@@ -101,6 +104,11 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
     logging.info('resumed at epoch %d', progress.epoch)
   where = jax.jit(step_lib.per_model_where)
   epochs_run, last_save, best_unsaved = 0, time.time(), False
+  if restored is None and score_start:
+    scores, _ = select(states)
+    progress.best_score = [-np.inf if np.isnan(x) else float(x) for x in scores]
+    progress.best_epoch, best_unsaved = [-1] * n, True
+    logging.info('before training: mean validation score %.4f', float(np.nanmean(scores)))
   while not progress.done:
     epoch, t0 = progress.epoch, time.time()
     states, loss, last_step = _run_epoch(step, states, stream(epoch), np.array(progress.active),
