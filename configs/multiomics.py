@@ -1,8 +1,8 @@
 """Expression + methylation (DeepCDR's multi-omics without mutation, which is not available).
 
   python launch/train.py --config=configs/multiomics.py
-Reaches (legacy split, 3 seeds): test PCC 0.9288 +- 0.0004, per-drug 0.703 +- 0.002; leave_cell_out without
-identity codes, 5 folds: per-drug PCC 0.396 +- 0.020 (per-drug ridge on multi-omics 0.407). README.md, Results.
+Reaches (legacy split, 3 seeds; network started as the tuned MF): per-drug PCC 0.730 +- 0.001
+(0.9326); leave_cell_out, 5 folds: 0.423 +- 0.029 (kernel ridge 0.429). README.md, Results.
 """
 
 from configs import common
