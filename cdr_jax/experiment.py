@@ -113,14 +113,9 @@ def standardized_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndar
 def network_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
                      config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
   """The features the network sees: `standardized_features`, the cells' through the RBF kernel
-  map when `data.cell_kernel='rbf'` (`classical.kernel_map`, fitted on the lines `fit_cells`)."""
+  map when `data.cell_kernel='rbf'` (`warm_start.cell_inputs`, fitted on the lines `fit_cells`)."""
   cell_x, drug_x = standardized_features(ds, fit_cells, fit_drugs, config)
-  if config.data.get('cell_kernel', 'none') == 'rbf':  # .get: runs written before the field
-    if not config.data.rbf_width > 0:
-      raise ValueError('data.cell_kernel=rbf needs data.rbf_width > 0 here (0 is chosen by '
-                       'launch/train.py runs, from kernel ridge on the training lines)')
-    cell_x = classical.kernel_map(cell_x, fit_cells, config.data.rbf_width)[0].astype(np.float32)
-  return cell_x, drug_x
+  return warm_start.cell_inputs(cell_x, fit_cells, config.data), drug_x
 
 
 def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
@@ -128,10 +123,9 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
   """A single run made ready: settings chosen on training / validation pairs and the warm start
   (`warm_start.configure`), the run set up with them, its initial (warm-started) state."""
   lines, seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
-  features = lambda fn: lambda c: fn(ds, lines, seen, c)[0]
+  x_std = standardized_features(ds, lines, seen, config)[0]
   with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
-    chosen = warm_start.configure(config, ds, split, features(standardized_features),
-                                  features(network_features))
+    chosen = warm_start.configure(config, ds, split, x_std)
   run = setup(chosen.config, ds, [split.train], split.train)
   states = run.init()
   if chosen.warm:

@@ -60,12 +60,12 @@ def base_config() -> ml_collections.ConfigDict:
       id_l2=0.0,               # L2 on those codes, as in matrix factorisation (penalty on the sum
                                # of squared standardised errors over the training pairs)
       id_init='mf',            # codes start from the tuned matrix factorisation, with its rank
-                               # and L2 (train/warm_start.py; README "Seen pairs"); 'random': from
-                               # a small random init with id_embed_dim / id_l2 as set
+                               # and L2 (train/warm_start.py; README, Training, "Warm starts");
+                               # 'random': from a small random init, id_embed_dim / id_l2 as set
       drug_linear=0.0,         # > 0: add a per-drug linear term on the cell features with this L2
                                # (per-drug ridge inside the model; eval.ridge_lambda is 1000)
       linear_init='zero'))     # 'ridge': that term on, starting from tuned per-drug ridge with its
-                               # lambda (train/warm_start.py; README "Unseen cell lines")
+                               # lambda (train/warm_start.py; README, Training, "Warm starts")
   # Optimizer
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,

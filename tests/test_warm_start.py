@@ -33,9 +33,8 @@ def prepare(c):
   ds = data.load_dataset(c.data)
   split = splits.make_split(ds, c.split)
   lines, seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
-  features = lambda fn: lambda cfg: fn(ds, lines, seen, cfg)[0]
-  chosen = warm_start.configure(c, ds, split, features(experiment.standardized_features),
-                                features(experiment.network_features))
+  chosen = warm_start.configure(c, ds, split,
+                                experiment.standardized_features(ds, lines, seen, c)[0])
   for key, value in chosen.settings.items():  # what was chosen is what the config has
     section, field = key.split('.')
     assert chosen.config[section][field] == value
@@ -108,10 +107,9 @@ def test_choices_never_read_test_labels(unseen):
   y = ds.pair_y.copy()
   y[split.test] = np.random.default_rng(0).permutation(y[split.test]) + 5.0
   scrambled = dataclasses.replace(ds, pair_y=y)
-  features = lambda fn: lambda cfg: fn(scrambled, lines, np.unique(ds.pair_drug[split.train]),
-                                       cfg)[0]
-  again = warm_start.configure(c, scrambled, split, features(experiment.standardized_features),
-                               features(experiment.network_features))
+  x_std = experiment.standardized_features(scrambled, lines,
+                                           np.unique(ds.pair_drug[split.train]), c)[0]
+  again = warm_start.configure(c, scrambled, split, x_std)
   assert again.config.to_json() == warmed.to_json()
   x = experiment.network_features(ds, lines, np.unique(ds.pair_drug[split.train]), warmed)[0]
   one = lambda w: (warm_start.code_params(w.fit, 0.0, 1.0) if w.kind == 'mf' else

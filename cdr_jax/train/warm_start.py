@@ -8,7 +8,7 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   biased matrix factorisation inside the model) start from `classical.select_matrix_factorization`
   (rank and L2 chosen on the validation pairs, ALS from the run's seed), sized with its rank and
   penalised with its L2 (unless `model.id_l2` is set). Trained from random codes by Adam the codes
-  stay below the same factorisation fitted by ALS to convergence (README, "Seen pairs").
+  stay below the same factorisation fitted by ALS to convergence (README, Results: the summary).
 - `model.linear_init='ridge'` (unseen lines): the per-drug linear term (`DrugLinear`) is turned on
   and starts from per-drug ridge on the features it sees (lambda by inner CV over training lines,
   `classical.ridge_per_drug`), with that lambda as its L2 (unless `model.drug_linear` is set). On
@@ -111,22 +111,33 @@ def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
                                                len(ds.cell_ids), len(ds.drug_ids), seed)
 
 
+def cell_inputs(x_std: np.ndarray, lines: np.ndarray,
+                data_config: ml_collections.ConfigDict) -> np.ndarray:
+  """The cell features the network sees: the standardised ones, or with `cell_kernel='rbf'` their
+  RBF kernel map fitted on the training lines `lines` (`classical.kernel_map`)."""
+  if data_config.get('cell_kernel', 'none') != 'rbf':  # .get: runs written before the field
+    return x_std
+  if not data_config.rbf_width > 0:
+    raise ValueError('data.cell_kernel=rbf needs data.rbf_width > 0 here (0 is chosen by '
+                     'launch/train.py runs, from kernel ridge on the training lines)')
+  return classical.kernel_map(x_std, lines, data_config.rbf_width)[0].astype(np.float32)
+
+
 def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
-              std_features, network_features) -> Chosen:
+              x_std: np.ndarray) -> Chosen:
   """A copy of `config` with the settings chosen from training / validation pairs, what they are,
   and the warm start it asks for (None: none). Chosen settings differ between the seeds or folds
   of one experiment (launch/report.py groups runs without them).
 
-  `std_features(config)` / `network_features(config)`: the standardised cell features and the
-  cell features the network sees under a config (experiment.py's).
+  `x_std`: the cell features standardised on the split's training lines.
   """
   kind = check(config)
   out = copy.deepcopy(config)
   seed = config.train.seed
   chosen = {}
+  lines = np.unique(ds.pair_cell[split.train])
   if out.data.cell_kernel == 'rbf' and not out.data.rbf_width:
-    x = std_features(out)
-    kr = classical.kernel_ridge(x, _pairs(ds, split.train), len(ds.drug_ids), seed)
+    kr = classical.kernel_ridge(x_std, _pairs(ds, split.train), len(ds.drug_ids), seed)
     out.data.rbf_width = chosen['data.rbf_width'] = float(kr.params['width_rel'])
     logging.info('RBF kernel map: width %g x the median distance (kernel ridge inner CV)',
                  out.data.rbf_width)
@@ -141,7 +152,7 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
       out.model.id_l2 = chosen['model.id_l2'] = float(fit.params['l2']) / y_std
     settings = {'id_embed_dim': out.model.id_embed_dim, 'id_l2': out.model.id_l2}
   else:
-    fit = classical.ridge_per_drug(np.asarray(network_features(out), np.float64),
+    fit = classical.ridge_per_drug(np.asarray(cell_inputs(x_std, lines, out.data), np.float64),
                                    _pairs(ds, split.train), len(ds.drug_ids), seed)
     if not config.model.drug_linear:
       out.model.drug_linear = chosen['model.drug_linear'] = float(fit.params['lambda'])
