@@ -5,6 +5,7 @@ latest and best checkpoints (resuming from the latest), then evaluates the best 
 the baselines and writes every output (see `cdr_jax.runs`).
 """
 
+from collections.abc import Sequence
 import dataclasses
 import logging
 import pathlib
@@ -24,6 +25,8 @@ from cdr_jax.errors import DataError
 from cdr_jax.eval import baselines
 from cdr_jax.eval import classical
 from cdr_jax.eval import evaluate
+from cdr_jax.eval import lodo_kernel
+from cdr_jax.model import models
 from cdr_jax.train import checkpoint
 from cdr_jax.train import engine as engine_lib
 from cdr_jax.train import loop
@@ -82,13 +85,24 @@ class Setup:
 
 
 def setup(config: ml_collections.ConfigDict, ds: Dataset, train_sets: list[np.ndarray],
-          pool: np.ndarray) -> Setup:
-  """Standardises features on the pool's cell lines, builds the engine and the device data."""
+          pool: np.ndarray, drug_kernel: np.ndarray | None = None,
+          line_l2: Sequence[float] | None = None) -> Setup:
+  """Standardises features on the pool's cell lines, builds the engine and the device data.
+
+  With the per-line linear term (`models.has_line_linear`): its drug kernel map from `drug_kernel`
+  (default: `warm_start.drug_kernel`), and its lambda per model `line_l2` (default:
+  `model.line_linear` for every model).
+  """
   engine = engine_lib.create_engine(config, ds, batch_size(config, pool), len(pool),
                                     len(train_sets))
   cell_x, drug_x = network_features(ds, np.unique(ds.pair_cell[pool]),
                                     np.unique(ds.pair_drug[pool]), config)
-  host = device_data(ds, cell_x, drug_x, train_sets)
+  kmap, lam = None, 0.0
+  if models.has_line_linear(config.model):
+    kernel = warm_start.drug_kernel(ds, config) if drug_kernel is None else drug_kernel
+    kmap = lodo_kernel.kernel_map(warm_start.network_kernel(kernel, config.data))
+    lam = config.model.line_linear if line_l2 is None else np.asarray(line_l2, np.float32)
+  host = device_data(ds, cell_x, drug_x, train_sets, kmap, lam)
   return Setup(ds, engine, engine.put_data(host), host, np.asarray(pool), config)
 
 
@@ -130,7 +144,7 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
   states = run.init()
   if chosen.warm:
     states = warm_start.apply(states, chosen.warm, run.host.cell_x, lines, run.host.y_mean,
-                              run.host.y_std)
+                              run.host.y_std, run.host.drug_k)
   return chosen, run, states
 
 

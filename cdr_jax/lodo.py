@@ -82,29 +82,49 @@ def make_fold(ds: Dataset, drug: int, val_fraction: float, seed: int) -> Fold:
 
 
 def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
-              checkpoint_dir: pathlib.Path | None = None) -> list[dict]:
+              checkpoint_dir: pathlib.Path | None = None,
+              drug_kernel: np.ndarray | None = None) -> list[dict]:
   """Trains one chunk of folds side by side with the one loop; a result row per fold.
 
   With `checkpoint_dir`, the chunk checkpoints every epoch and a killed chunk resumes at its last
-  finished epoch.
+  finished epoch. With `model.line_init='kernel_ridge'` each fold starts as kernel ridge over its
+  own training drugs on `drug_kernel` (default `warm_start.drug_kernel`), with its own lambda.
   """
   cfg = config.train
+  ridges, line_l2 = [], None
+  if warm_start.check(config) == 'line':
+    drug_kernel = warm_start.drug_kernel(ds, config) if drug_kernel is None else drug_kernel
+    kernel = warm_start.network_kernel(drug_kernel, config.data)
+    ridges = [warm_start.fit_line(ds, f.train, kernel) for f in folds]
+    if not config.model.line_linear:
+      line_l2 = [r.lam for r in ridges]
   # Every fold draws its batches from all pairs (its weights mask out its held-out and validation
   # drugs), so all folds share one stream, one dropout key per step and one standardisation.
-  run = experiment.setup(config, ds, [f.train for f in folds], np.arange(ds.num_pairs))
+  run = experiment.setup(config, ds, [f.train for f in folds], np.arange(ds.num_pairs),
+                         drug_kernel, line_l2)
+  states = run.init()
+  if ridges:
+    states = warm_start.start_from(
+        states, 'line', [warm_start.line_params(r, run.host.drug_k, m, s)
+                         for r, m, s in zip(ridges, run.host.y_mean, run.host.y_std)],
+        'lodo_kernel_ridge')
   rng = run.engine.key(cfg.seed + 1)
   ckpts = checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir else None
   schedule = loop.Schedule(cfg.num_epochs, cfg.patience, 0, False, cfg.checkpoint_every_s)
-  best, progress = loop.fit(run.step(rng), run.init(), run.stream,
+  best, progress = loop.fit(run.step(rng), states, run.stream,
                             run.selector([f.val for f in folds]), ckpts, schedule,
-                            names=[ds.drug_ids[f.drug] for f in folds])
+                            names=[ds.drug_ids[f.drug] for f in folds],
+                            score_start=bool(ridges) and cfg.get('score_start', True))
   if ckpts:
     ckpts.close()
   test_pred = run.predict(best, [f.test for f in folds])
   val_pred = run.predict(best, [f.val for f in folds])
-  return [_fold_row(ds, f, p, v, progress.best_epoch[i], progress.best_score[i],
+  rows = [_fold_row(ds, f, p, v, progress.best_epoch[i], progress.best_score[i],
                     progress.history[i], config)
           for i, (f, p, v) in enumerate(zip(folds, test_pred, val_pred))]
+  for i in range(len(ridges)):  # the lambda of each fold's per-line term (its start's)
+    rows[i]['line_l2'] = float(run.host.line_l2[i])
+  return rows
 
 
 def _fold_row(ds, fold, pred, val_pred, best_epoch, best_score, curve, config) -> dict:
@@ -129,12 +149,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   """All (or the chosen) leave-one-drug-out folds, chunk by chunk, resuming finished chunks."""
   workdir = pathlib.Path(workdir)
   warm = warm_start.check(config)
-  if warm:  # warm starts are per run (launch/train.py); the sweep's folds start at random
+  if warm in ('mf', 'ridge'):  # seen-pairs / unseen-lines warm starts are per run (train.py)
     field = {'mf': "model.id_init='mf'", 'ridge': "model.linear_init='ridge'"}[warm]
     fix = {'mf': 'id_init=random', 'ridge': 'linear_init=zero'}[warm]
-    raise ValueError(f'{field} starts a single run from a classical predictor; the LODO sweep '
-                     f'starts its folds at random: set --config.model.{fix} (the :lodo variant '
-                     'sets id_init=random)')
+    raise ValueError(f'{field} starts a single run from a classical predictor of seen drugs; a '
+                     f'held-out drug has none: set --config.model.{fix} (the :lodo variant sets '
+                     "id_init=random; its folds start from kernel ridge over drugs, "
+                     "model.line_init='kernel_ridge')")
   writer = sharding.is_writer()
   if writer:
     (workdir / 'chunks').mkdir(parents=True, exist_ok=True)
@@ -158,7 +179,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       continue
     t0 = time.time()
     ckpt_dir = workdir / 'checkpoints' / name
-    chunk_rows = run_chunk(ds, config, chunk, ckpt_dir)
+    chunk_rows = run_chunk(ds, config, chunk, ckpt_dir, kernel_matrix)
     if writer:
       io.atomic_write_json(path, chunk_rows)
       shutil.rmtree(ckpt_dir, ignore_errors=True)  # the chunk's results are written: not needed
@@ -240,6 +261,7 @@ def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config,
       'folds': len(rows), 'auroc_mean': float(np.nanmean([r['auroc'] for r in rows]))}
   summary.update(classical_kernel=kernel_info,
                  classical_kernel_pcc_mean=float(np.nanmean([r['kernel_pcc'] for r in rows])))
+  summary.update(line_init=config.model.get('line_init', 'zero'))
   summary.update(cell_repr=config.data.cell_repr, drug_repr=config.data.drug_repr,
                  shuffled_drugs=bool(config.data.shuffle_drugs), model=config.model.name,
                  shuffled=bool(config.data.shuffle_cells), select_metric=config.train.select_metric)

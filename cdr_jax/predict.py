@@ -77,6 +77,10 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   params = jax.tree.map(lambda x: np.asarray(x[0]), restored[0].params)
   fit_cells, fit_drugs = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
   notes = []
+  if new_drugs and 'line_linear_term' in params:
+    raise DataError(f'{workdir}: this run has a per-line linear term on the kernel map of its own '
+                    f'{len(ds.drug_ids)} drugs (model.line_linear / line_init), which cannot '
+                    'place a new drug; predict known drugs, or use a run without it')
   if new_drugs:
     old_features = ds.drug_x
     ds = add_drugs(ds, new_drugs)   # checks the SMILES
@@ -102,7 +106,7 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   # The run's features and target statistics; a hybrid model's per-drug code table grows with the
   # new drugs (their codes are zero).
   cell_x, drug_x = experiment.network_features(query, fit_cells, fit_drugs, config)
-  host = dataclasses.replace(device_data(query, cell_x, drug_x, [everything]),
+  host = dataclasses.replace(device_data(query, cell_x, drug_x, [everything], run.host.drug_k),
                              y_mean=run.host.y_mean, y_std=run.host.y_std)
   engine = engine_lib.create_engine(config, query, run.batch_size, len(split.train), 1)
   state = restored[0].replace(params=jax.tree.map(lambda x: x[None], params))

@@ -64,8 +64,12 @@ def base_config() -> ml_collections.ConfigDict:
                                # 'random': from a small random init, id_embed_dim / id_l2 as set
       drug_linear=0.0,         # > 0: add a per-drug linear term on the cell features with this L2
                                # (per-drug ridge inside the model; eval.ridge_lambda is 1000)
-      linear_init='zero'))     # 'ridge': that term on, starting from tuned per-drug ridge with its
+      linear_init='zero',      # 'ridge': that term on, starting from tuned per-drug ridge with its
                                # lambda (train/warm_start.py; README, Training, "Warm starts")
+      line_linear=0.0,         # > 0: add a per-line linear term on the kernel map of the LODO
+                               # baseline's drug kernel (annotations + structure) with this L2
+      line_init='zero'))       # 'kernel_ridge': that term on, starting from kernel ridge over the
+                               # training drugs with its lambda (each LODO fold its own)
   # Optimizer
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adam', learning_rate=1e-3, schedule='constant', warmup_epochs=0.0,

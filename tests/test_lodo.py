@@ -10,6 +10,7 @@ from cdr_jax import data
 from cdr_jax import lodo
 from cdr_jax.data import drugs
 from cdr_jax.eval import baselines
+from cdr_jax.train import warm_start
 from configs import test as test_config
 from tests.conftest import read_csv
 
@@ -103,6 +104,19 @@ def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path
   assert summary['folds'] == 2
   key = 'auroc_mean' if 'classification' in variant else 'per_drug_pcc_mean'
   assert key in summary
+
+
+def test_sweep_warm_started_from_kernel_ridge(tmp_path):
+  """model.line_init='kernel_ridge': every fold trains from its own kernel ridge over drugs (the
+  lambda it chose is a column) and its untrained state competes in selection (epoch -1)."""
+  c = config()
+  c.model.line_init = 'kernel_ridge'
+  c.train.num_epochs = 2
+  summary = lodo.run_sweep(c, tmp_path, drugs='random:5:0')
+  assert summary['folds'] == 5 and summary['line_init'] == 'kernel_ridge'
+  rows = read_csv(tmp_path / 'lodo_per_drug.csv')
+  assert all(float(r['line_l2']) in warm_start.lodo_kernel.LAMBDAS for r in rows)
+  assert all(int(r['best_epoch']) >= -1 for r in rows)
 
 
 def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path):

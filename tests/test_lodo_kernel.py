@@ -173,3 +173,60 @@ def test_without_drug_is_the_baseline_on_the_data_without_that_drug():
   scrambled[drug == 0] = 99.0
   again = lk.without_drug(hand_dataset(cell, drug, scrambled), kernel, 0, [2, 4], pairs)
   np.testing.assert_array_equal(again, got)
+
+
+def test_kernel_map_reproduces_the_kernel_and_its_ridge():
+  """Dot products of the map are the kernel; ridge without intercept on the map, fitted on some
+  drugs, scores another drug exactly as kernel ridge does."""
+  rng = np.random.default_rng(4)
+  f = rng.normal(size=(7, 3))
+  kernel = lk.rbf_kernel(f) + 2.0 * lk.tanimoto_kernel(f > 0)
+  phi = lk.kernel_map(kernel)
+  np.testing.assert_allclose(phi @ phi.T, kernel, atol=1e-10)
+  train, targets, lam = np.array([0, 2, 3, 5]), rng.normal(size=(4, 6)), 0.7
+  w = np.linalg.solve(phi[train].T @ phi[train] + lam * np.eye(phi.shape[1]), phi[train].T @ targets)
+  np.testing.assert_allclose(phi[[1, 6]] @ w, explicit_ridge(kernel, train, [1, 6], targets, lam),
+                             atol=1e-10)
+  # A rank-deficient kernel keeps only its positive eigenvalues.
+  low = np.outer(f[:, 0], f[:, 0])
+  assert lk.kernel_map(low).shape == (7, 1)
+  np.testing.assert_allclose(lk.kernel_map(low) @ lk.kernel_map(low).T, low, atol=1e-10)
+
+
+def test_fit_drugs_is_the_baseline_on_its_drugs():
+  """Fitted on the pairs of drugs 1..6, `fit_drugs` is the held-out-drug baseline of drug 0 (which
+  holds out drug 0 from the same data): the same ridge, the same profile."""
+  (cell, drug, y), kernels = random_problem(seed=5)
+  kernel = kernels[0] + kernels[1]
+  lambdas = [0.1, 1.0, 10.0]
+  base = lk.lodo_kernel_ridge(cell, drug, y, 9, kernel[None], [[1.0]], lambdas, folds=[0])
+  rest = drug != 0
+  fit = lk.fit_drugs(cell[rest], drug[rest], y[rest], 9, kernel, lambdas)
+  np.testing.assert_array_equal(fit.drugs, np.arange(1, 7))
+  assert fit.lam == base.lam[0] and fit.loo_error == pytest.approx(base.loo_error[0])
+  np.testing.assert_allclose(fit.naive, base.naive[0])
+  np.testing.assert_allclose(fit.profiles(kernel, [0])[0], base.profiles[0], atol=1e-10)
+
+
+def test_fit_drugs_three_drugs_by_hand():
+  """The three-drug fold above, fitted on drugs 1 and 2 plus a drug 3 that makes three: drug 3 has
+  the profile of drug 1 and no similarity to anything, so with lam = 1 drug 0 is still scored
+  2 + 0.25 * (-1, 0, 1) x (the spread of drugs 1..3 over the mean spread)."""
+  y = np.array([[9.0, 1.0, 3.0, 1.0], [-4.0, 2.0, 2.0, 2.0], [0.0, 3.0, 1.0, 3.0]])
+  kernel = np.eye(4)
+  kernel[0, 1] = kernel[1, 0] = 0.5
+  cell, drug, vals = pairs_from_matrix(y)
+  rest = drug != 0
+  fit = lk.fit_drugs(cell[rest], drug[rest], vals[rest], 3, kernel, [1.0])
+  # Naive over drugs 1..3: (5/3, 2, 7/3); each deviation z-scored; zhat_0 = 0.5 / 2 * z_1.
+  naive = np.array([5.0, 6.0, 7.0]) / 3
+  dev1 = y[:, 1] - naive
+  z1 = (dev1 - dev1.mean()) / dev1.std()
+  spreads = [(y[:, j] - naive).std() for j in (1, 2, 3)]
+  np.testing.assert_allclose(fit.naive, naive)
+  assert fit.spread == pytest.approx(np.mean(spreads))
+  np.testing.assert_allclose(fit.profiles(kernel, [0])[0], naive + np.mean(spreads) * 0.25 * z1)
+  with pytest.raises(ValueError, match='at least 3 drugs'):
+    lk.fit_drugs(cell[drug == 1], drug[drug == 1], vals[drug == 1], 3, kernel, [1.0])
+  with pytest.raises(ValueError, match='positive ridges'):
+    lk.fit_drugs(cell, drug, vals, 3, kernel, [0.0])

@@ -1,6 +1,7 @@
 """Warm starts from the tuned classical predictors: identity codes from matrix factorisation
 (`model.id_init='mf'`), the per-drug linear term from ridge / kernel ridge
-(`model.linear_init='ridge'`, `data.cell_kernel='rbf'`)."""
+(`model.linear_init='ridge'`, `data.cell_kernel='rbf'`), the per-line linear term from kernel
+ridge over drugs (`model.line_init='kernel_ridge'`, unseen drugs)."""
 
 import dataclasses
 import json
@@ -50,7 +51,7 @@ def untrained(ds, split, lines, warmed, warm, pairs):
   """(warm-started, cold) predictions of the untrained network, natural scale."""
   run = experiment.setup(warmed, ds, [split.train], split.train)
   states = warm_start.apply(run.init(), warm, run.host.cell_x, lines, run.host.y_mean,
-                            run.host.y_std)
+                            run.host.y_std, run.host.drug_k)
   return run.predict(states, [pairs])[0], run.predict(run.init(), [pairs])[0]
 
 
@@ -163,8 +164,12 @@ def test_settings_and_refusals(tmp_path):
     warm_start.check(config(id_init='svd'))
   with pytest.raises(ValueError, match="unknown data.cell_kernel 'poly'"):
     warm_start.check(unseen_lines(cell_kernel='poly'))
-  with pytest.raises(ValueError, match='would both start as a full predictor'):
+  with pytest.raises(ValueError, match='would each start the network as a full predictor'):
     warm_start.check(config(linear_init='ridge'))
+  with pytest.raises(ValueError, match=r"linear_init='ridge' .* and model.line_init="):
+    warm_start.check(config('leave_drug_out', linear_init='ridge', line_init='kernel_ridge'))
+  with pytest.raises(ValueError, match="unknown model.line_init 'knn'"):
+    warm_start.check(config(line_init='knn'))
   with pytest.raises(ValueError, match="model.id_init='mf' .* set --config.model.id_init=random"):
     lodo.run_sweep(config(), tmp_path)
   with pytest.raises(ValueError, match='set --config.model.linear_init=zero'):
@@ -226,3 +231,105 @@ def test_resume_refuses_different_choices(tmp_path):
   experiment.check_resumable(tmp_path, {'model.id_l2': c.model.id_l2})  # the same: fine
   with pytest.raises(DataError, match=r'chose model.id_embed_dim=4 .* made with 7'):
     experiment.check_resumable(tmp_path, {'model.id_embed_dim': 4})
+
+
+def unseen_drugs(arg='leave_drug_out', **model):
+  return config(arg, id_init='random', line_init='kernel_ridge', **model)
+
+
+def test_untrained_network_predicts_kernel_ridge_on_unseen_drugs():
+  """On held-out drugs the warm-started network is the leave-one-drug-out baseline's kernel ridge
+  over the training drugs, with the lambda it chooses (its L2 in the config)."""
+  c = unseen_drugs()
+  ds, split, lines, warmed, warm = prepare(c)
+  assert warm.kind == 'line' and warmed.model.line_linear == warm.fit.lam
+  assert warm.info()['from'] == 'lodo_kernel_ridge'
+  got, cold = untrained(ds, split, lines, warmed, warm, split.test)
+  kernel = warm_start.drug_kernel(ds, c)
+  want = warm_start.fit_line(ds, split.train, kernel)
+  assert want.lam == warm.fit.lam
+  test_drugs = np.unique(ds.pair_drug[split.test])
+  profiles = want.profiles(kernel, np.arange(len(ds.drug_ids)))
+  assert not set(test_drugs) & set(want.drugs)
+  np.testing.assert_allclose(got, profiles[ds.pair_drug[split.test], ds.pair_cell[split.test]],
+                             rtol=1e-4, atol=1e-4)
+  assert np.abs(cold - got).max() > 0.1
+
+
+def test_each_fold_starts_as_its_own_kernel_ridge():
+  """F = 2 folds side by side (vmapped): each fold's untrained network is kernel ridge over its
+  own training drugs, with its own lambda as its L2."""
+  c = config('lodo', line_init='kernel_ridge')
+  ds = data.load_dataset(c.data)
+  folds = [lodo.make_fold(ds, d, 0.2, 0) for d in (2, 5)]
+  kernel = warm_start.drug_kernel(ds, c)
+  ridges = [warm_start.fit_line(ds, f.train, kernel) for f in folds]
+  run = experiment.setup(c, ds, [f.train for f in folds], np.arange(ds.num_pairs), kernel,
+                         [r.lam for r in ridges])
+  np.testing.assert_allclose(run.host.line_l2, [r.lam for r in ridges])
+  states = warm_start.start_from(
+      run.init(), 'line', [warm_start.line_params(r, run.host.drug_k, m, s)
+                           for r, m, s in zip(ridges, run.host.y_mean, run.host.y_std)], 'test')
+  assert not np.asarray(states.params['ids']['drug_vec']).any()
+  preds = run.predict(states, [np.concatenate([f.test, f.val]) for f in folds])
+  for f, r, p in zip(folds, ridges, preds):
+    pairs = np.concatenate([f.test, f.val])
+    np.testing.assert_allclose(p, r.profiles(kernel, ds.pair_drug[pairs])[
+        np.arange(len(pairs)), ds.pair_cell[pairs]], rtol=1e-4, atol=1e-4)
+  rows = lodo.run_chunk(ds, c, folds, drug_kernel=kernel)  # and trains from there
+  assert [row['line_l2'] for row in rows] == pytest.approx([r.lam for r in ridges])
+  assert all(row['best_epoch'] >= -1 for row in rows)
+
+
+def test_line_start_never_reads_held_out_labels():
+  """A fold's start (lambda and weights) is the same with its held-out and validation drugs'
+  labels scrambled."""
+  c = config('lodo', line_init='kernel_ridge')
+  ds = data.load_dataset(c.data)
+  fold = lodo.make_fold(ds, 3, 0.2, 0)
+  kernel = warm_start.drug_kernel(ds, c)
+  kmap = warm_start.lodo_kernel.kernel_map(kernel)
+  y = ds.pair_y.copy()
+  hidden = np.concatenate([fold.test, fold.val])
+  y[hidden] = np.random.default_rng(0).permutation(y[hidden]) + 5.0
+  a = warm_start.fit_line(ds, fold.train, kernel)
+  b = warm_start.fit_line(dataclasses.replace(ds, pair_y=y), fold.train, kernel)
+  assert a.lam == b.lam
+  for k, v in warm_start.line_params(a, kmap, 0.0, 1.0).items():
+    np.testing.assert_array_equal(warm_start.line_params(b, kmap, 0.0, 1.0)[k], v)
+
+
+def test_shuffled_drug_control_permutes_the_kernel_as_the_features():
+  c = config('lodo,drugs=graph+morgan,shuffled_drugs', line_init='kernel_ridge')
+  ds = data.load_dataset(c.data)
+  kernel = warm_start.drug_kernel(ds, c)
+  shuffled = warm_start.network_kernel(kernel, c.data)
+  perm = np.random.default_rng(c.data.repr_seed).permutation(len(kernel))
+  np.testing.assert_array_equal(shuffled, kernel[np.ix_(perm, perm)])
+  assert not np.array_equal(shuffled, kernel)
+  # Drug i's vector features are drug perm[i]'s, and so is its kernel row.
+  morgan = warm_start.drug_lib.morgan_features(dict(zip(ds.drug_ids, ds.drug_smiles)),
+                                               list(ds.drug_ids))
+  np.testing.assert_array_equal(ds.drug_x, morgan[perm])
+  c.data.shuffle_drugs = False
+  np.testing.assert_array_equal(warm_start.network_kernel(kernel, c.data), kernel)
+
+
+def test_unseen_drugs_run_predicts_from_checkpoint(tmp_path):
+  """End to end (launch/train.py's path) on held-out drugs: the chosen lambda is in the written
+  config and the metrics, predictions from the checkpoint match the run's, and a new drug is
+  refused (the kernel map is over the run's own drugs)."""
+  from cdr_jax import predict  # pylint: disable=g-import-not-at-top
+  from cdr_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  c = unseen_drugs()
+  c.train.num_epochs = c.train.patience = 2
+  experiment.train_and_evaluate(c, tmp_path)
+  written = json.loads((tmp_path / 'config.json').read_text())
+  metrics = json.loads((tmp_path / 'metrics.json').read_text())
+  assert written['model']['line_linear'] == metrics['chosen']['model.line_linear'] > 0
+  assert metrics['warm_start']['from'] == 'lodo_kernel_ridge'
+  first = (tmp_path / 'predictions.csv').read_text().splitlines()[1].split(',')
+  got = predict.predict(tmp_path, [(first[0], first[1])])
+  assert got[0]['predicted'] == pytest.approx(float(first[4]), abs=1e-4)
+  with pytest.raises(DataError, match='cannot place a new drug'):
+    predict.predict(tmp_path, new_drugs=[('new', 'CCO')])

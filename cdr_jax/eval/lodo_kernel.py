@@ -191,6 +191,71 @@ def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.n
   return LodoKernelResult(profiles, naive, weights, lam, loo_error)
 
 
+def kernel_map(kernel: np.ndarray, rel_tol: float = 1e-10) -> np.ndarray:
+  """[D, m] features whose dot products are the PSD drug kernel `kernel` (U S^(1/2) over the
+  eigenvalues above `rel_tol` times the largest). Ridge without intercept on them, fitted on any
+  set of drugs, is kernel ridge with the same lambda, and scores every other drug as kernel ridge
+  does (the network's per-line linear term reads them: `cdr_jax.train.warm_start`). Label-free."""
+  evals, vecs = np.linalg.eigh(np.asarray(kernel, np.float64))
+  keep = evals > rel_tol * evals.max()
+  return vecs[:, keep] * np.sqrt(evals[keep])
+
+
+@dataclasses.dataclass(frozen=True)
+class DrugRidge:
+  """Kernel ridge of drugs' z-scored deviation profiles, fitted on one set of drugs (`fit_drugs`).
+
+  A drug x is scored as naive + spread * k(x, drugs) @ alpha: the held-out-drug baseline above,
+  with a fold's training drugs in place of all other drugs.
+  """
+  drugs: np.ndarray   # [n] the drugs it was fitted on
+  alpha: np.ndarray   # [n, C] dual coefficients of the z-scored profiles
+  naive: np.ndarray   # [C] each line's mean ln IC50 over the fitted pairs
+  spread: float       # the fitted drugs' mean deviation spread (ln IC50 units)
+  lam: float          # chosen by leave-one-out over the fitted drugs
+  loo_error: float
+
+  def profiles(self, kernel: np.ndarray, drugs: Sequence[int]) -> np.ndarray:
+    """[len(drugs), C] predicted ln IC50 of `drugs` on every line (`kernel`: [D, D], all drugs)."""
+    k = np.asarray(kernel, np.float64)[np.ix_(np.asarray(drugs), self.drugs)]
+    return self.naive + self.spread * (k @ self.alpha)
+
+
+def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, n_cells: int,
+              kernel: np.ndarray, lambdas: Sequence[float] | None = None) -> DrugRidge:
+  """Kernel ridge over the drugs of the given pairs (pass only training pairs: every label given
+  is read), the ridge chosen by leave-one-out over those drugs in closed form.
+
+  Args:
+    pair_cell, pair_drug, pair_y: [P] the pairs to fit on (line index, drug index, ln IC50).
+    n_cells: number of cell lines C.
+    kernel: [D, D] label-free PSD kernel over all drugs (indexed by `pair_drug`).
+    lambdas: candidate ridges (default: `LAMBDAS`, the sweep baseline's).
+  """
+  lambdas = LAMBDAS if lambdas is None else lambdas
+  if not len(lambdas) or min(lambdas) <= 0:
+    raise ValueError(f'lambdas must be positive ridges, got {list(lambdas)}')
+  kernel = np.asarray(kernel, np.float64)
+  drugs = np.unique(pair_drug)
+  if len(drugs) < 3:
+    raise ValueError(f'kernel ridge over drugs needs at least 3 drugs with pairs, got {len(drugs)}')
+  naive = naive_profile(pair_cell, pair_drug, pair_y, n_cells, held_out=-1)
+  ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, len(kernel))[:, drugs]
+  z, spread = zscored_deviations(ybar, naive)
+  evals, vecs = np.linalg.eigh(kernel[np.ix_(drugs, drugs)])
+  evals = np.maximum(evals, 0.0)
+  proj = vecs.T @ z
+  errors = []
+  for lam in lambdas:  # leave-one-out residual of drug e: (G Z)_e / G_ee, G = (K + lam I)^-1
+    shrink = 1.0 / (evals + lam)
+    gz = vecs @ (shrink[:, None] * proj)
+    errors.append(float(((gz / ((vecs ** 2) @ shrink)[:, None]) ** 2).sum() / z.size))
+  best = int(np.argmin(errors))
+  lam = float(lambdas[best])
+  alpha = vecs @ (proj / (evals + lam)[:, None])
+  return DrugRidge(drugs, alpha, naive, float(spread.mean()), lam, errors[best])
+
+
 def per_drug_pcc(pred: np.ndarray, obs: np.ndarray, pair_drug: np.ndarray,
                  n_drugs: int) -> np.ndarray:
   """[D] Pearson correlation over each drug's pairs; nan where either side is constant."""
@@ -229,18 +294,23 @@ def drug_kernels(ds, root=None) -> dict[str, np.ndarray]:
   return out
 
 
+def weighted_kernel(ds, root=None) -> tuple[np.ndarray, dict[str, float]]:
+  """[D, D] the baseline's drug kernel: `drug_kernels` summed with `KERNEL_WEIGHTS`, and the
+  weights used (pathway and targets only with a data root)."""
+  kernels = drug_kernels(ds, root)
+  weights = {n: KERNEL_WEIGHTS[n] for n in kernels}
+  return sum(w * kernels[n] for n, w in weights.items()), weights
+
+
 def held_out_drug_predictions(ds, root=None) -> tuple[np.ndarray, dict, np.ndarray]:
   """[P] the classical baseline's prediction of every pair, its drug held out (every fold at
   once); what it used (kernels, weights, the ridge chosen per fold); and the [D, D] weighted
   kernel (for `without_drug`)."""
-  kernels = drug_kernels(ds, root)
-  names = list(kernels)
-  weights = np.array([KERNEL_WEIGHTS[n] for n in names])
-  kernel = np.tensordot(weights, np.stack([kernels[n] for n in names]), 1)
+  kernel, weights = weighted_kernel(ds, root)
   res = lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None],
                           np.ones((1, 1)), LAMBDAS)
   lam, count = np.unique(res.lam, return_counts=True)
-  info = {'kernels': dict(zip(names, weights.tolist())),
+  info = {'kernels': weights,
           'lambda_chosen': {f'{l:g}': int(c) for l, c in zip(lam, count)}}
   return res.pair_predictions(ds.pair_cell, ds.pair_drug), info, kernel
 

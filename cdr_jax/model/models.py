@@ -211,6 +211,25 @@ class DrugLinear(nn.Module):
     return cell_x @ w + b
 
 
+class LineLinear(nn.Module):
+  """A per-cell-line linear function of the drug kernel map: score[d, c] = k[d]·W[:, c] + b[c].
+
+  The mirror of `DrugLinear` for unseen drugs: on the kernel map of the leave-one-drug-out
+  baseline's drug kernel (`eval/lodo_kernel.py`, `kernel_map`), ridge with these weights is that
+  baseline's kernel ridge over drugs, so it scores a drug never seen in training from its
+  annotations and structure. W's L2 is per model (`DeviceData.line_l2`, each fold's own ridge);
+  b is not penalised. Starts at zero or at the fold's kernel ridge (`model.line_init`). [D, C]
+  once per step; per pair only a gather remains.
+  """
+  num_cells: int
+
+  @nn.compact
+  def __call__(self, drug_k: jax.Array) -> jax.Array:
+    w = self.param('kernel', nn.initializers.zeros, (drug_k.shape[-1], self.num_cells))
+    b = self.param('intercept', nn.initializers.zeros, (self.num_cells,))
+    return drug_k @ w + b
+
+
 class FactorisedDense(nn.Module):
   """Dense(concat(drug_code[d], cell_code[c])) computed as W_d·drug[d] + W_c·cell[c] + b.
 
@@ -253,8 +272,9 @@ class ToeplitzConv1D(nn.Module):
 class EntityModel(nn.Module):
   """Shared shape of the models: `encode` every entity once, `fuse` per pair, optional extras.
 
-  `encode` returns (drug codes, cell codes), plus the [C, D] DrugLinear scores when the model has
-  that term; `fuse` gathers from them per pair. The fields below are keyword-only (each model
+  `encode` returns (drug codes, cell codes, linear scores): the last a dict with the [C, D]
+  DrugLinear and [D, C] LineLinear scores of the terms the model has; `fuse` gathers from them
+  per pair. The fields below are keyword-only (each model
   adds its own architecture fields before them).
   """
   num_cells: int = dataclasses.field(kw_only=True)
@@ -263,6 +283,7 @@ class EntityModel(nn.Module):
   id_embed_dim: int = dataclasses.field(default=0, kw_only=True)   # > 0: IdentityCodes of this dim
   bilinear_dim: int = dataclasses.field(default=0, kw_only=True)   # > 0: CodeBilinear of this rank
   drug_linear: bool = dataclasses.field(default=False, kw_only=True)  # DrugLinear on cell features
+  line_linear: bool = dataclasses.field(default=False, kw_only=True)  # LineLinear on drug kernel map
   node_sharding: Any = dataclasses.field(default=None, kw_only=True)  # see DrugGCN
 
   def setup_extras(self):
@@ -273,21 +294,33 @@ class EntityModel(nn.Module):
       self.bilinear = CodeBilinear(self.bilinear_dim)
     if self.drug_linear:
       self.drug_linear_term = DrugLinear(self.num_drugs)
+    if self.line_linear:
+      self.line_linear_term = LineLinear(self.num_cells)
 
   def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
-               cell_active=None, drug_active=None, drug_x=None):
-    codes = self.encode(graphs, cell_x, train, cell_active, drug_active, drug_x)
+               cell_active=None, drug_active=None, drug_x=None, drug_k=None):
+    codes = self.encode(graphs, cell_x, train, cell_active, drug_active, drug_x, drug_k)
     return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
 
-  def linear_scores(self, codes, cell_x):
-    """`codes` with the DrugLinear scores appended when the model has that term."""
-    return (*codes, self.drug_linear_term(cell_x)) if self.drug_linear else codes
+  def linear_scores(self, codes, cell_x, drug_k):
+    """`codes` with the dict of linear scores of the terms the model has (DrugLinear on the cell
+    features, LineLinear on the drug kernel map `drug_k`) appended."""
+    scores = {}
+    if self.drug_linear:
+      scores['drug_linear'] = self.drug_linear_term(cell_x)
+    if self.line_linear:
+      if drug_k is None or not drug_k.shape[-1]:
+        raise ValueError('model.line_linear needs the drug kernel map (DeviceData.drug_k)')
+      scores['line_linear'] = self.line_linear_term(drug_k)
+    return (*codes, scores)
 
   def with_extras(self, y, codes, cell_idx, drug_idx):
-    """Adds the per-drug linear term, the code bilinear term and the hybrid's identity term (a
-    matrix factorisation) when the model has them."""
+    """Adds the per-drug and per-line linear terms, the code bilinear term and the hybrid's
+    identity term (a matrix factorisation) when the model has them."""
     if self.drug_linear:
-      y = y + codes[2][cell_idx, drug_idx]
+      y = y + codes[2]['drug_linear'][cell_idx, drug_idx]
+    if self.line_linear:
+      y = y + codes[2]['line_linear'][drug_idx, cell_idx]
     if self.bilinear_dim:
       y = y + self.bilinear(codes, cell_idx, drug_idx)
     return y + self.ids(cell_idx, drug_idx) if self.id_embed_dim else y
@@ -315,7 +348,8 @@ class SeedModel(EntityModel):
     self.out = nn.Dense(1)
     self.setup_extras()
 
-  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None):
+  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None,
+             drug_k=None):
     """Codes of every drug [D, k] (its graph's GCN code beside its vector features' MLP code)
     and every cell line [C, k'].
 
@@ -327,7 +361,7 @@ class SeedModel(EntityModel):
     if self.drug_units:
       drug_codes.append(self.drug_mlp(drug_x, train, drug_active))
     return self.linear_scores((jnp.concatenate(drug_codes, axis=-1),
-                               self.cell_encoder(cell_x, train, cell_active)), cell_x)
+                               self.cell_encoder(cell_x, train, cell_active)), cell_x, drug_k)
 
   def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
     """Per-pair head on gathered codes: one output per pair."""
@@ -358,7 +392,8 @@ class DeepCDRModel(EntityModel):
     self.drop_flat = Dropout(0.2)
     self.setup_extras()
 
-  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None):
+  def encode(self, graphs, cell_x, train: bool, cell_active=None, drug_active=None, drug_x=None,
+             drug_k=None):
     """Drug codes [D, 100]; cell codes: each omics block through its branch, concatenated."""
     del drug_x  # graph only (create_model refuses other drug representations)
     bounds = [0]
@@ -367,7 +402,8 @@ class DeepCDRModel(EntityModel):
     cells = [b(cell_x[:, lo:hi], train, cell_active)
              for b, lo, hi in zip(self.branches, bounds, bounds[1:])]
     return self.linear_scores(
-        (self.drug_encoder(graphs, train, drug_active), jnp.concatenate(cells, axis=-1)), cell_x)
+        (self.drug_encoder(graphs, train, drug_active), jnp.concatenate(cells, axis=-1)), cell_x,
+        drug_k)
 
   def fuse(self, codes, cell_idx, drug_idx, pair_mask, train: bool):
     del pair_mask  # no batch statistics in this head
@@ -380,6 +416,13 @@ class DeepCDRModel(EntityModel):
     return self.with_extras(self.out(x)[:, 0], codes, cell_idx, drug_idx)
 
 
+def has_line_linear(config: ml_collections.ConfigDict) -> bool:
+  """Whether the model config asks for the per-line linear term on the drug kernel map (an L2
+  `line_linear` > 0, or `line_init='kernel_ridge'`, which chooses the L2 per fold)."""
+  # .get: configs written before these fields (launch/predict.py reads old runs' config.json)
+  return config.get('line_linear', 0.0) > 0 or config.get('line_init', 'zero') == 'kernel_ridge'
+
+
 def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: int,
                  cell_blocks: Sequence[int], drug_graph: bool = True,
                  drug_vector: bool = False) -> nn.Module:
@@ -389,7 +432,8 @@ def create_model(config: ml_collections.ConfigDict, num_cells: int, num_drugs: i
     raise ValueError(f'unknown model {config.name!r}; choose one of: seed, deepcdr')
   shared = dict(num_cells=num_cells, num_drugs=num_drugs, dropout=config.dropout,
                 id_embed_dim=config.id_embed_dim, bilinear_dim=config.bilinear_dim,
-                drug_linear=config.drug_linear > 0)
+                drug_linear=config.drug_linear > 0,
+                line_linear=has_line_linear(config))
   if config.name == 'seed':
     return SeedModel(tuple(config.gcn_units), tuple(config.cell_units), tuple(config.head_units),
                      config.gcn_pool, drug_graph=drug_graph,

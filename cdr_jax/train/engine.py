@@ -70,7 +70,7 @@ class Engine:
 
   def init(self, data: DeviceData, seed: int, num_models: int) -> TrainState:
     """F stacked states, every model from the same initial parameters (those of `seed`)."""
-    one = _jitted_init(self.model, self.tx)(data.graphs, data.cell_x, data.drug_x,
+    one = _jitted_init(self.model, self.tx)(data.graphs, data.cell_x, data.drug_x, data.drug_k,
                                             jax.random.key(seed))
     stack = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (num_models,) + x.shape), tree)
     return jax.jit(stack, out_shardings=self.by_model)(one)
@@ -160,10 +160,10 @@ def _engine(model, step_model, tx, task, l2, mesh, single) -> Engine:
 def _jitted_init(model, tx):
   """Compiled initialisation of one model (op-by-op init costs seconds)."""
   @jax.jit
-  def init(graphs, cell_x, drug_x, key):
+  def init(graphs, cell_x, drug_x, drug_k, key):
     idx = jnp.zeros((2,), jnp.int32)
     variables = model.init({'params': key, 'dropout': key}, graphs, cell_x, idx, idx,
-                           jnp.ones((2,), bool), train=False, drug_x=drug_x)
+                           jnp.ones((2,), bool), train=False, drug_x=drug_x, drug_k=drug_k)
     params = variables['params']
     return TrainState(jnp.zeros((), jnp.int32), params, variables.get('batch_stats', {}),
                       tx.init(params))

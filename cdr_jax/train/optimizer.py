@@ -62,12 +62,15 @@ def l2_penalties(model_config: ml_collections.ConfigDict) -> tuple[tuple[str, fl
   a penalty lambda * ||w||^2 on the sum of squared (standardised) errors over a model's training
   pairs, as in matrix factorisation and ridge. The step spreads it over its mean loss as lambda / n
   (n: that model's training pairs, `DeviceData.l2_scale`); for the per-drug linear term this is,
-  drug by drug, ridge's objective.
+  drug by drug, ridge's objective. The per-line linear term's lambda (`model.line_linear`) is per
+  model, `DeviceData.line_l2` (each LODO fold chooses its own).
   """
   m = model_config
   if m.id_l2 and not m.id_embed_dim:
     raise ValueError('model.id_l2 > 0 needs identity codes (model.id_embed_dim > 0)')
   if m.drug_linear < 0:
     raise ValueError(f'model.drug_linear must be >= 0 (0: off), got {m.drug_linear}')
+  if m.get('line_linear', 0.0) < 0:
+    raise ValueError(f'model.line_linear must be >= 0 (0: off), got {m.line_linear}')
   return tuple((name, float(lam)) for name, lam in (('ids', m.id_l2),
                                                     ('drug_linear_term', m.drug_linear)) if lam)

@@ -31,11 +31,14 @@ class DeviceData:
   `train_mask` marks each model's training pairs (its loss weights); `cell_active` / `drug_active`
   the entities in them (only those enter BatchNorm statistics); `y_mean` / `y_std` standardise ln
   IC50 with the model's training pairs; `l2_scale` is 1 / its number of training pairs (a penalty
-  lambda on the summed squared error becomes lambda * l2_scale on the mean loss of a step).
+  lambda on the summed squared error becomes lambda * l2_scale on the mean loss of a step);
+  `line_l2` is the model's lambda of the per-line linear term (`models.LineLinear`: each LODO fold
+  chooses its own).
   """
   graphs: jraph.GraphsTuple   # every drug graph once, padded to fixed budgets
   cell_x: jax.Array           # [C, K] cell features (standardised on training cells)
   drug_x: jax.Array           # [D, K'] vector drug features (standardised; K' = 0: graph only)
+  drug_k: jax.Array           # [D, m] the drug kernel map (lodo_kernel.kernel_map; m = 0: none)
   pair_cell: jax.Array        # [P] int32
   pair_drug: jax.Array        # [P] int32
   pair_y: jax.Array           # [P] float32 ln IC50
@@ -46,6 +49,7 @@ class DeviceData:
   y_mean: jax.Array           # [F] float32 (per model)
   y_std: jax.Array            # [F] float32 (per model)
   l2_scale: jax.Array         # [F] float32 (per model)
+  line_l2: jax.Array          # [F] float32 (per model)
 
   def model(self, i: int) -> 'DeviceData':
     """The single-model view of model `i` (per-model fields indexed, shared fields as they are)."""
@@ -54,14 +58,18 @@ class DeviceData:
 
 
 # The vmap axes of `DeviceData`: None for shared fields, 0 for per-model ones.
-MODEL_AXES = DeviceData(graphs=None, cell_x=None, drug_x=None, pair_cell=None, pair_drug=None, pair_y=None,
-                        pair_label=None, train_mask=0, cell_active=0, drug_active=0, y_mean=0,
-                        y_std=0, l2_scale=0)
+MODEL_AXES = DeviceData(graphs=None, cell_x=None, drug_x=None, drug_k=None, pair_cell=None,
+                        pair_drug=None, pair_y=None, pair_label=None, train_mask=0, cell_active=0,
+                        drug_active=0, y_mean=0, y_std=0, l2_scale=0, line_l2=0)
 
 
 def device_data(ds: Dataset, features: np.ndarray, drug_features: np.ndarray,
-                train_sets: list[np.ndarray]) -> DeviceData:
-  """Host arrays for F models, model f training on the pairs `train_sets[f]`."""
+                train_sets: list[np.ndarray], drug_kmap: np.ndarray | None = None,
+                line_l2: np.ndarray | float = 0.0) -> DeviceData:
+  """Host arrays for F models, model f training on the pairs `train_sets[f]` (`drug_kmap`: the
+  drug kernel map, `line_l2`: the per-line linear term's lambda, one or one per model)."""
+  if drug_kmap is None:
+    drug_kmap = np.zeros((len(ds.drug_ids), 0), np.float32)
   g = ds.drug_graphs
   mask = np.zeros((len(train_sets), ds.num_pairs), np.uint8)
   for f, pairs in enumerate(train_sets):
@@ -72,6 +80,7 @@ def device_data(ds: Dataset, features: np.ndarray, drug_features: np.ndarray,
                                receivers=g.receivers, globals=None, n_node=g.n_node,
                                n_edge=g.n_edge),
       cell_x=np.asarray(features, np.float32), drug_x=np.asarray(drug_features, np.float32),
+      drug_k=np.asarray(drug_kmap, np.float32),
       pair_cell=ds.pair_cell, pair_drug=ds.pair_drug,
       pair_y=ds.pair_y, pair_label=ds.pair_label.astype(np.float32), train_mask=mask,
       cell_active=np.stack([np.isin(np.arange(len(ds.cell_ids)), ds.pair_cell[p])
@@ -80,7 +89,8 @@ def device_data(ds: Dataset, features: np.ndarray, drug_features: np.ndarray,
                             for p in train_sets]),
       y_mean=np.array([y.mean() for y in ys], np.float32),
       y_std=np.array([y.std() for y in ys], np.float32),
-      l2_scale=np.array([1.0 / max(len(p), 1) for p in train_sets], np.float32))
+      l2_scale=np.array([1.0 / max(len(p), 1) for p in train_sets], np.float32),
+      line_l2=np.broadcast_to(np.asarray(line_l2, np.float32), (len(train_sets),)).copy())
 
 
 def num_models(states: TrainState) -> int:

@@ -32,7 +32,8 @@ def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array,
 
   `batch`: pair indices `idx` and padding weights `weight` (0 = padding); `rng`: this step's dropout
   key. `l2`: (parameter module, lambda) pairs, each adding lambda / n * the squared norm of that
-  module's parameters other than an `intercept` (see `optimizer.l2_penalties`).
+  module's parameters other than an `intercept` (see `optimizer.l2_penalties`); the per-line linear
+  term's lambda is the model's own, `data.line_l2`.
   """
   idx = batch['idx']
   weight = batch['weight'] * data.train_mask[idx].astype(jnp.float32)
@@ -42,11 +43,13 @@ def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array,
     out, updates = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, data.graphs, data.cell_x, cell_idx,
         drug_idx, weight > 0, train=True, rngs={'dropout': rng}, mutable=['batch_stats'],
-        cell_active=data.cell_active, drug_active=data.drug_active, drug_x=data.drug_x)
+        cell_active=data.cell_active, drug_active=data.drug_active, drug_x=data.drug_x,
+        drug_k=data.drug_k)
     loss, valid = pair_loss(out, data, idx, task)
     w = weight * valid
     loss = (loss * w).sum() / jnp.maximum(w.sum(), 1.0)
-    for name, lam in l2:  # intercepts are not penalised (as in ridge)
+    line = (('line_linear_term', data.line_l2),) if 'line_linear_term' in params else ()
+    for name, lam in l2 + line:  # intercepts are not penalised (as in ridge)
       penalised = {k: v for k, v in params[name].items() if k != 'intercept'}
       loss += lam * data.l2_scale * sum(jnp.sum(jnp.square(x))
                                         for x in jax.tree.leaves(penalised))
@@ -62,7 +65,8 @@ def train_step(state: TrainState, data: DeviceData, batch: dict, rng: jax.Array,
 def encode(state: TrainState, data: DeviceData, *, model):
   """Inference codes of every drug and cell line (computed once per evaluation)."""
   return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, data.graphs,
-                     data.cell_x, train=False, drug_x=data.drug_x, method='encode')
+                     data.cell_x, train=False, drug_x=data.drug_x, drug_k=data.drug_k,
+                     method='encode')
 
 
 def fuse(state: TrainState, codes, data: DeviceData, idx: jax.Array, *, model) -> jax.Array:

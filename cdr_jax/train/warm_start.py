@@ -15,6 +15,13 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   the RBF kernel map of the cell features (`data.cell_kernel='rbf'`) that ridge is exactly the
   kernel ridge baseline (`classical.kernel_map`).
 
+- `model.line_init='kernel_ridge'` (unseen drugs): the per-line linear term (`LineLinear`) on the
+  kernel map of the leave-one-drug-out baseline's drug kernel (`eval/lodo_kernel.py`) is turned on
+  and starts from kernel ridge over the training drugs' z-scored profiles (`lodo_kernel.fit_drugs`,
+  lambda by leave-one-out over those drugs), with that lambda as its L2 (unless
+  `model.line_linear` is set): the network starts as the baseline, fitted on its training drugs.
+  In the sweep (`cdr_jax.lodo`) every fold gets its own fit and its own lambda.
+
 And one setting: `data.cell_kernel='rbf'` with `data.rbf_width=0` takes the width kernel ridge
 chooses by inner CV over the training lines.
 
@@ -40,27 +47,39 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
+from cdr_jax.data import dataset
+from cdr_jax.data import drugs as drug_lib
 from cdr_jax.data import splits
 from cdr_jax.data.dataset import Dataset
 from cdr_jax.eval import classical
+from cdr_jax.eval import lodo_kernel
 from cdr_jax.train import sharding
 
 ID_INITS = ('random', 'mf')
 LINEAR_INITS = ('zero', 'ridge')
+LINE_INITS = ('zero', 'kernel_ridge')
 CELL_KERNELS = ('none', 'rbf')
 
 
 @dataclasses.dataclass(frozen=True)
 class WarmStart:
   """What the run starts from: the fitted classical predictor (`mf` or `ridge`) and its settings."""
-  kind: str                       # 'mf' (identity codes) or 'ridge' (per-drug linear term)
-  fit: classical.Predictor
+  kind: str         # 'mf' (identity codes), 'ridge' (per-drug linear term), 'line' (per-line)
+  fit: classical.Predictor | lodo_kernel.DrugRidge
   settings: dict                  # the config fields it set
   seconds: float
 
+  @property
+  def name(self) -> str:
+    return 'lodo_kernel_ridge' if self.kind == 'line' else self.fit.name
+
   def info(self) -> dict:
-    return {'from': self.fit.name, **self.settings, 'seconds': self.seconds,
-            'fit': {k: v for k, v in self.fit.params.items() if k not in ('val', 'cv')}}
+    if self.kind == 'line':
+      fit = {'lambda': self.fit.lam, 'drugs': int(len(self.fit.drugs)),
+             'loo_error': self.fit.loo_error}
+    else:
+      fit = {k: v for k, v in self.fit.params.items() if k not in ('val', 'cv')}
+    return {'from': self.name, **self.settings, 'seconds': self.seconds, 'fit': fit}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +91,7 @@ class Chosen:
 
 
 def check(config: ml_collections.ConfigDict) -> str | None:
-  """The warm start `config` asks for ('mf', 'ridge' or None); ValueError for unknown or
+  """The warm start `config` asks for ('mf', 'ridge', 'line' or None); ValueError for unknown or
   contradictory settings. Only the regression task has one (both fit ln IC50, not a classifier's
   logits). 'mf' applies with identity codes on (`id_embed_dim` > 0) and a split of seen lines and
   drugs (elsewhere the validation pairs have lines or drugs the factorisation cannot score, so
@@ -80,8 +99,10 @@ def check(config: ml_collections.ConfigDict) -> str | None:
   m, d = config.model, config.data
   # .get: configs written before these fields (launch/predict.py reads old runs' config.json)
   id_init, linear_init = m.get('id_init', 'random'), m.get('linear_init', 'zero')
+  line_init = m.get('line_init', 'zero')
   for name, value, allowed in (('model.id_init', id_init, ID_INITS),
                                ('model.linear_init', linear_init, LINEAR_INITS),
+                               ('model.line_init', line_init, LINE_INITS),
                                ('data.cell_kernel', d.get('cell_kernel', 'none'), CELL_KERNELS)):
     if value not in allowed:
       raise ValueError(f'unknown {name} {value!r}; choose one of: {", ".join(allowed)}')
@@ -89,11 +110,16 @@ def check(config: ml_collections.ConfigDict) -> str | None:
     return None
   mf = (id_init == 'mf' and bool(m.id_embed_dim)
         and classical.kind_of(config.split.name) == 'seen_pairs')
-  if mf and linear_init == 'ridge':
-    raise ValueError("model.linear_init='ridge' (unseen lines) and identity codes from matrix "
-                     "factorisation (seen pairs) would both start as a full predictor: turn the "
-                     'codes off (--config.model.id_embed_dim=0) or set --config.model.id_init=random')
-  return 'mf' if mf else ('ridge' if linear_init == 'ridge' else None)
+  kinds = [k for k, on in (('mf', mf), ('ridge', linear_init == 'ridge'),
+                            ('line', line_init == 'kernel_ridge')) if on]
+  if len(kinds) > 1:
+    fields = {'mf': "identity codes from matrix factorisation (model.id_init='mf', seen pairs)",
+              'ridge': "model.linear_init='ridge' (unseen lines)",
+              'line': "model.line_init='kernel_ridge' (unseen drugs)"}
+    raise ValueError(' and '.join(fields[k] for k in kinds) + ' would each start the network as a '
+                     'full predictor: keep one (--config.model.id_init=random, '
+                     '--config.model.linear_init=zero or --config.model.line_init=zero)')
+  return kinds[0] if kinds else None
 
 
 def _pairs(ds: Dataset, idx: np.ndarray) -> classical.Pairs:
@@ -121,6 +147,30 @@ def cell_inputs(x_std: np.ndarray, lines: np.ndarray,
     raise ValueError('data.cell_kernel=rbf needs data.rbf_width > 0 here (0 is chosen by '
                      'launch/train.py runs, from kernel ridge on the training lines)')
   return classical.kernel_map(x_std, lines, data_config.rbf_width)[0].astype(np.float32)
+
+
+def drug_kernel(ds: Dataset, config: ml_collections.ConfigDict) -> np.ndarray:
+  """[D, D] the leave-one-drug-out baseline's label-free drug kernel (GDSC pathway and targets
+  with a data root, Morgan and descriptors from the SMILES; `lodo_kernel.weighted_kernel`)."""
+  root = (dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr'
+          else None)
+  return lodo_kernel.weighted_kernel(ds, root)[0]
+
+
+def network_kernel(kernel: np.ndarray, data_config: ml_collections.ConfigDict) -> np.ndarray:
+  """The drug kernel the network sees: `kernel`, or with the shuffled drug-feature control
+  (`data.shuffle_drugs`) its drugs permuted as the vector drug features are (each drug gets
+  another drug's row and column; `drugs.shuffled`'s permutation)."""
+  if not data_config.shuffle_drugs:
+    return kernel
+  perm = drug_lib.shuffled(np.arange(len(kernel)), data_config.repr_seed)
+  return np.asarray(kernel)[np.ix_(perm, perm)]
+
+
+def fit_line(ds: Dataset, train: np.ndarray, kernel: np.ndarray) -> lodo_kernel.DrugRidge:
+  """Kernel ridge over the drugs of the training pairs `train` (`lodo_kernel.fit_drugs`)."""
+  return lodo_kernel.fit_drugs(ds.pair_cell[train], ds.pair_drug[train], ds.pair_y[train],
+                               len(ds.cell_ids), kernel)
 
 
 def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
@@ -151,6 +201,11 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
     if not config.model.id_l2:
       out.model.id_l2 = chosen['model.id_l2'] = float(fit.params['l2']) / y_std
     settings = {'id_embed_dim': out.model.id_embed_dim, 'id_l2': out.model.id_l2}
+  elif kind == 'line':
+    fit = fit_line(ds, split.train, network_kernel(drug_kernel(ds, config), config.data))
+    if not config.model.line_linear:
+      out.model.line_linear = chosen['model.line_linear'] = fit.lam
+    settings = {'line_linear': out.model.line_linear}
   else:
     fit = classical.ridge_per_drug(np.asarray(cell_inputs(x_std, lines, out.data), np.float64),
                                    _pairs(ds, split.train), len(ds.drug_ids), seed)
@@ -158,7 +213,7 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
       out.model.drug_linear = chosen['model.drug_linear'] = float(fit.params['lambda'])
     settings = {'drug_linear': out.model.drug_linear}
   warm = WarmStart(kind, fit, settings, time.perf_counter() - start)
-  logging.info('warm start from %s: %s (%.1f s)', fit.name, settings, warm.seconds)
+  logging.info('warm start from %s: %s (%.1f s)', warm.name, settings, warm.seconds)
   return Chosen(out, _agreed(chosen), warm)
 
 
@@ -205,28 +260,56 @@ def linear_params(ridge: classical.Predictor, x: np.ndarray, lines: np.ndarray, 
   return {'kernel': w / y_std, 'intercept': np.where(ok, (intercept - y_mean) / y_std, 0.0)}
 
 
+def line_params(ridge: lodo_kernel.DrugRidge, kmap: np.ndarray, y_mean: float,
+                y_std: float) -> dict[str, np.ndarray]:
+  """`LineLinear` parameters on the standardised scale that reproduce `ridge` on the kernel map
+  `kmap` (`lodo_kernel.kernel_map` of the kernel it was fitted with): ridge's dual solution
+  alpha gives the primal weights kmap[drugs]^T alpha, times its spread; the intercept is the naive
+  cell-line mean."""
+  kmap = np.asarray(kmap, np.float64)
+  w = kmap[ridge.drugs].T @ ridge.alpha * ridge.spread
+  return {'kernel': w / y_std, 'intercept': (ridge.naive - y_mean) / y_std}
+
+
 def apply(states, warm: WarmStart, cell_x: np.ndarray, lines: np.ndarray, y_mean: np.ndarray,
-          y_std: np.ndarray):
+          y_std: np.ndarray, drug_k: np.ndarray | None = None):
   """`states` (F stacked models) starting from `warm`'s predictor, with a zero output layer.
 
-  `cell_x`: the cell features the network sees; `lines`: the training lines. Each model f uses its
-  own standardisation (y_mean[f], y_std[f]). New leaves keep the old ones' shardings.
+  `cell_x`: the cell features the network sees; `lines`: the training lines; `drug_k`: the drug
+  kernel map it sees (kind 'line'). Each model f uses its own standardisation (y_mean[f],
+  y_std[f]).
   """
-  module = {'mf': 'ids', 'ridge': 'drug_linear_term'}[warm.kind]
+  if warm.kind == 'mf':
+    one = lambda m, s: code_params(warm.fit, m, s)
+  elif warm.kind == 'ridge':
+    one = lambda m, s: linear_params(warm.fit, cell_x, lines, m, s)
+  else:
+    one = lambda m, s: line_params(warm.fit, drug_k, m, s)
+  return start_from(states, warm.kind, [one(float(m), float(s)) for m, s in zip(y_mean, y_std)],
+                    warm.name)
+
+
+MODULES = {'mf': 'ids', 'ridge': 'drug_linear_term', 'line': 'line_linear_term'}
+
+
+def start_from(states, kind: str, per_model: list[dict[str, np.ndarray]], source: str):
+  """`states` with the warm-started module of `kind` set to `per_model[f]` for model f and a zero
+  output layer (for 'line' also the identity codes' drug vectors zeroed, so that the codes add
+  nothing at the start either); new leaves keep the old ones' shardings."""
+  module = MODULES[kind]
   old = states.params
   if module not in old or 'out' not in old:
-    raise ValueError(f'the warm start from {warm.fit.name} needs a model with `{module}` and an '
-                     '`out` layer')
-  one = (lambda m, s: code_params(warm.fit, m, s)) if warm.kind == 'mf' else (
-      lambda m, s: linear_params(warm.fit, cell_x, lines, m, s))
-  per_model = [one(float(m), float(s)) for m, s in zip(y_mean, y_std)]
+    raise ValueError(f'the warm start from {source} needs a model with `{module}` and an `out` '
+                     'layer')
   new = {}
   for k, leaf in old[module].items():
     new[k] = np.stack([p[k] for p in per_model]).astype(leaf.dtype)
     if new[k].shape != leaf.shape:
-      raise ValueError(f'{module}.{k} has shape {leaf.shape}; {warm.fit.name} gives '
-                       f'{new[k].shape}')
-  new = {module: new, 'out': jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), old['out'])}
+      raise ValueError(f'{module}.{k} has shape {leaf.shape}; {source} gives {new[k].shape}')
+  zeros = lambda tree: jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), tree)
+  new = {module: new, 'out': zeros(old['out'])}
+  if kind == 'line' and 'ids' in old:
+    new['ids'] = dict(old['ids'], drug_vec=zeros(old['ids']['drug_vec']))
   placed = jax.tree.map(lambda x, leaf: sharding.put(x, leaf.sharding), new,
                         {k: old[k] for k in new})
   return states.replace(params=dict(old, **placed))
