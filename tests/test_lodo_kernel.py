@@ -226,7 +226,7 @@ def test_fit_drugs_three_drugs_by_hand():
   np.testing.assert_allclose(fit.naive, naive)
   assert fit.spread == pytest.approx(np.mean(spreads))
   np.testing.assert_allclose(fit.profiles(kernel, [0])[0], naive + np.mean(spreads) * 0.25 * z1)
-  with pytest.raises(ValueError, match='at least 3 drugs'):
+  with pytest.raises(ValueError, match='at least 2 drugs'):
     lk.fit_drugs(cell[drug == 1], drug[drug == 1], vals[drug == 1], 3, kernel, [1.0])
   with pytest.raises(ValueError, match='positive ridges'):
     lk.fit_drugs(cell, drug, vals, 3, kernel, [0.0])

@@ -146,7 +146,9 @@ def test_settings_and_refusals(tmp_path):
   assert warm_start.check(config()) == 'mf'
   assert warm_start.check(config(id_embed_dim=0)) is None     # codes off: nothing to start
   assert warm_start.check(config('classification')) is None   # logits, not ln IC50
-  assert warm_start.check(test_config.get_config('lodo')) is None  # the sweep: random codes
+  lodo_config = test_config.get_config('lodo')  # the sweep: random codes, kernel ridge over drugs
+  assert (lodo_config.model.id_init, warm_start.check(lodo_config)) == ('random', 'line')
+  assert warm_start.check(test_config.get_config('lodo,classification')) is None
   assert warm_start.check(unseen_lines()) == 'ridge'
   lco = config('leave_cell_out')  # the unseen-lines variant's network: the kernel-ridge start
   assert (lco.model.id_embed_dim, lco.data.cell_kernel, warm_start.check(lco)) == (0, 'rbf', 'ridge')
@@ -173,7 +175,7 @@ def test_settings_and_refusals(tmp_path):
   with pytest.raises(ValueError, match="model.id_init='mf' .* set --config.model.id_init=random"):
     lodo.run_sweep(config(), tmp_path)
   with pytest.raises(ValueError, match='set --config.model.linear_init=zero'):
-    lodo.run_sweep(config('lodo', linear_init='ridge'), tmp_path)
+    lodo.run_sweep(config('lodo', linear_init='ridge', line_init='zero'), tmp_path)
   deep = config('deepcdr', id_embed_dim=0)
   deep.data.cell_kernel, deep.data.rbf_width = 'rbf', 1.0
   ds = data.load_dataset(deep.data)
