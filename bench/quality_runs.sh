@@ -127,3 +127,13 @@ for c in multiomics.py:leave_cell_out scfoundation.py:leave_cell_out \
          scfoundation.py:shuffled,leave_cell_out scfoundation.py:onehot,leave_cell_out; do
   for f in 0 1 2 3 4; do train "configs/$c" "lco6_${c//[:.,]/_}_f$f" --config.split.fold=$f; done
 done
+# Session 7: unseen drugs. (a) the paper's model (graph alone, folds from random init), all 223
+# folds; then every fold starting as kernel ridge over its training drugs (model.line_init=
+# kernel_ridge, the lodo variant's default since this session): the 30 drugs of session 5, then
+# all 223 folds, drugs = graph + annotations + Morgan.
+python launch/lodo.py --config=configs/baseline.py:lodo --config.model.line_init=zero \
+  --workdir="$out/lodo7_a_graph_full"
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
+  --drugs=random:30:1 --workdir="$out/lodo7_b_line_30"
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
+  --workdir="$out/lodo7_b_line_full"

@@ -309,7 +309,8 @@ def start_from(states, kind: str, per_model: list[dict[str, np.ndarray]], source
   zeros = lambda tree: jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), tree)
   new = {module: new, 'out': zeros(old['out'])}
   if kind == 'line' and 'ids' in old:
-    new['ids'] = dict(old['ids'], drug_vec=zeros(old['ids']['drug_vec']))
-  placed = jax.tree.map(lambda x, leaf: sharding.put(x, leaf.sharding), new,
-                        {k: old[k] for k in new})
-  return states.replace(params=dict(old, **placed))
+    new['ids'] = {'drug_vec': zeros(old['ids']['drug_vec'])}
+  # Only the new host leaves are placed (the old ones may span other processes' devices).
+  placed = {m: {k: sharding.put(x, old[m][k].sharding) for k, x in leaves.items()}
+            for m, leaves in new.items()}
+  return states.replace(params=dict(old, **{m: dict(old[m], **p) for m, p in placed.items()}))
