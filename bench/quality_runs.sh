@@ -137,3 +137,4 @@ python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+
   --drugs=random:30:1 --workdir="$out/lodo7_b_line_30"
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
   --workdir="$out/lodo7_b_line_full"
+python launch/report.py --runs "$out/lodo7_b_line_full" "$out/lodo7_a_graph_full" --out docs/report_lodo7
