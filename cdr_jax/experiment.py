@@ -138,9 +138,11 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
   (`warm_start.configure`), the run set up with them, its initial (warm-started) state."""
   lines, seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
   x_std = standardized_features(ds, lines, seen, config)[0]
+  # The drug kernel (RDKit fingerprints and descriptors) once, for the warm start and the network.
+  kernel = warm_start.drug_kernel(ds, config) if models.has_line_linear(config.model) else None
   with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
-    chosen = warm_start.configure(config, ds, split, x_std)
-  run = setup(chosen.config, ds, [split.train], split.train)
+    chosen = warm_start.configure(config, ds, split, x_std, kernel)
+  run = setup(chosen.config, ds, [split.train], split.train, kernel)
   states = run.init()
   if chosen.warm:
     states = warm_start.apply(states, chosen.warm, run.host.cell_x, lines, run.host.y_mean,

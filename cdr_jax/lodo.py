@@ -107,7 +107,7 @@ def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
     states = warm_start.start_from(
         states, 'line', [warm_start.line_params(r, run.host.drug_k, m, s)
                          for r, m, s in zip(ridges, run.host.y_mean, run.host.y_std)],
-        'lodo_kernel_ridge')
+        lodo_kernel.DrugRidge.name)
   rng = run.engine.key(cfg.seed + 1)
   ckpts = checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir else None
   schedule = loop.Schedule(cfg.num_epochs, cfg.patience, 0, False, cfg.checkpoint_every_s)

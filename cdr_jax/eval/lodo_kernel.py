@@ -215,6 +215,13 @@ class DrugRidge:
   lam: float          # chosen by leave-one-out over the fitted drugs
   loo_error: float
 
+  name = 'lodo_kernel_ridge'   # not a field: named as `classical.Predictor`s are
+
+  @property
+  def params(self) -> dict:
+    """What it chose, as `classical.Predictor.params`."""
+    return {'lambda': self.lam, 'drugs': int(len(self.drugs)), 'loo_error': self.loo_error}
+
   def profiles(self, kernel: np.ndarray, drugs: Sequence[int]) -> np.ndarray:
     """[len(drugs), C] predicted ln IC50 of `drugs` on every line (`kernel`: [D, D], all drugs)."""
     k = np.asarray(kernel, np.float64)[np.ix_(np.asarray(drugs), self.drugs)]

@@ -191,43 +191,29 @@ class CodeBilinear(nn.Module):
     return (p[cell_idx] * q[drug_idx]).sum(-1)
 
 
-class DrugLinear(nn.Module):
-  """A per-drug linear function of the cell features: score[c, d] = x[c]·W[:, d] + b[d] (ridge
-  inside the model, trained with it; `model.drug_linear` sets the L2 on W, as per-drug ridge's
-  lambda; the intercept b is not penalised, as in ridge).
+class EntityLinear(nn.Module):
+  """A linear function of one entity's features with weights per entity of the other kind:
+  score[i, j] = x[i]·W[:, j] + b[j] (ridge inside the model, trained with it; the intercept b is
+  not penalised, as in ridge). [N, num_outputs] once per step; per pair only a gather remains.
 
-  It scores cell lines never seen in training from their features alone, the way the per-drug
-  ridge baseline does (on a kernel map of the features, `data.cell_kernel`, kernel ridge), while
-  the network learns the rest. W and b start at zero (or at the tuned ridge's solution,
-  `model.linear_init`), and a drug with no training pairs keeps zeros. Computed once per step for
-  every (cell, drug), [C, D]; per pair only a gather remains.
+  Two uses, both starting at zero or at a tuned ridge's solution (`train/warm_start.py`), an entity
+  without training pairs keeping zeros:
+  - the per-drug term `drug_linear_term` on the cell features, [C, D] (L2 `model.drug_linear`,
+    start `model.linear_init`): it scores cell lines never seen in training from their features,
+    as the per-drug ridge baseline does (on the RBF kernel map, `data.cell_kernel`, kernel ridge);
+  - the per-line term `line_linear_term` on the drug kernel map, [D, C] (L2 per model,
+    `DeviceData.line_l2`; start `model.line_init`): on the kernel map of the leave-one-drug-out
+    baseline's drug kernel (`eval/lodo_kernel.py`, `kernel_map`) ridge with these weights is that
+    baseline's kernel ridge over drugs, so it scores a drug never seen in training from its
+    annotations and structure.
   """
-  num_drugs: int
+  num_outputs: int
 
   @nn.compact
-  def __call__(self, cell_x: jax.Array) -> jax.Array:
-    w = self.param('kernel', nn.initializers.zeros, (cell_x.shape[-1], self.num_drugs))
-    b = self.param('intercept', nn.initializers.zeros, (self.num_drugs,))
-    return cell_x @ w + b
-
-
-class LineLinear(nn.Module):
-  """A per-cell-line linear function of the drug kernel map: score[d, c] = k[d]·W[:, c] + b[c].
-
-  The mirror of `DrugLinear` for unseen drugs: on the kernel map of the leave-one-drug-out
-  baseline's drug kernel (`eval/lodo_kernel.py`, `kernel_map`), ridge with these weights is that
-  baseline's kernel ridge over drugs, so it scores a drug never seen in training from its
-  annotations and structure. W's L2 is per model (`DeviceData.line_l2`, each fold's own ridge);
-  b is not penalised. Starts at zero or at the fold's kernel ridge (`model.line_init`). [D, C]
-  once per step; per pair only a gather remains.
-  """
-  num_cells: int
-
-  @nn.compact
-  def __call__(self, drug_k: jax.Array) -> jax.Array:
-    w = self.param('kernel', nn.initializers.zeros, (drug_k.shape[-1], self.num_cells))
-    b = self.param('intercept', nn.initializers.zeros, (self.num_cells,))
-    return drug_k @ w + b
+  def __call__(self, x: jax.Array) -> jax.Array:
+    w = self.param('kernel', nn.initializers.zeros, (x.shape[-1], self.num_outputs))
+    b = self.param('intercept', nn.initializers.zeros, (self.num_outputs,))
+    return x @ w + b
 
 
 class FactorisedDense(nn.Module):
@@ -273,7 +259,7 @@ class EntityModel(nn.Module):
   """Shared shape of the models: `encode` every entity once, `fuse` per pair, optional extras.
 
   `encode` returns (drug codes, cell codes, linear scores): the last a dict with the [C, D]
-  DrugLinear and [D, C] LineLinear scores of the terms the model has; `fuse` gathers from them
+  per-drug and [D, C] per-line `EntityLinear` scores of the terms the model has; `fuse` gathers from them
   per pair. The fields below are keyword-only (each model
   adds its own architecture fields before them).
   """
@@ -282,8 +268,8 @@ class EntityModel(nn.Module):
   dropout: float = dataclasses.field(default=0.1, kw_only=True)
   id_embed_dim: int = dataclasses.field(default=0, kw_only=True)   # > 0: IdentityCodes of this dim
   bilinear_dim: int = dataclasses.field(default=0, kw_only=True)   # > 0: CodeBilinear of this rank
-  drug_linear: bool = dataclasses.field(default=False, kw_only=True)  # DrugLinear on cell features
-  line_linear: bool = dataclasses.field(default=False, kw_only=True)  # LineLinear on drug kernel map
+  drug_linear: bool = dataclasses.field(default=False, kw_only=True)  # per-drug EntityLinear, cells
+  line_linear: bool = dataclasses.field(default=False, kw_only=True)  # per-line EntityLinear, drugs
   node_sharding: Any = dataclasses.field(default=None, kw_only=True)  # see DrugGCN
 
   def setup_extras(self):
@@ -293,9 +279,9 @@ class EntityModel(nn.Module):
     if self.bilinear_dim:
       self.bilinear = CodeBilinear(self.bilinear_dim)
     if self.drug_linear:
-      self.drug_linear_term = DrugLinear(self.num_drugs)
+      self.drug_linear_term = EntityLinear(self.num_drugs)
     if self.line_linear:
-      self.line_linear_term = LineLinear(self.num_cells)
+      self.line_linear_term = EntityLinear(self.num_cells)
 
   def __call__(self, graphs, cell_x, cell_idx, drug_idx, pair_mask, train: bool,
                cell_active=None, drug_active=None, drug_x=None, drug_k=None):
@@ -303,8 +289,8 @@ class EntityModel(nn.Module):
     return self.fuse(codes, cell_idx, drug_idx, pair_mask, train)
 
   def linear_scores(self, codes, cell_x, drug_k):
-    """`codes` with the dict of linear scores of the terms the model has (DrugLinear on the cell
-    features, LineLinear on the drug kernel map `drug_k`) appended."""
+    """`codes` with the dict of linear scores of the terms the model has (per drug on the cell
+    features, per line on the drug kernel map `drug_k`) appended."""
     scores = {}
     if self.drug_linear:
       scores['drug_linear'] = self.drug_linear_term(cell_x)

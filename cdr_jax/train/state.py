@@ -32,7 +32,7 @@ class DeviceData:
   the entities in them (only those enter BatchNorm statistics); `y_mean` / `y_std` standardise ln
   IC50 with the model's training pairs; `l2_scale` is 1 / its number of training pairs (a penalty
   lambda on the summed squared error becomes lambda * l2_scale on the mean loss of a step);
-  `line_l2` is the model's lambda of the per-line linear term (`models.LineLinear`: each LODO fold
+  `line_l2` is the model's lambda of the per-line linear term (`models.EntityLinear`: each LODO fold
   chooses its own).
   """
   graphs: jraph.GraphsTuple   # every drug graph once, padded to fixed budgets

@@ -9,13 +9,13 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   (rank and L2 chosen on the validation pairs, ALS from the run's seed), sized with its rank and
   penalised with its L2 (unless `model.id_l2` is set). Trained from random codes by Adam the codes
   stay below the same factorisation fitted by ALS to convergence (README, Results: the summary).
-- `model.linear_init='ridge'` (unseen lines): the per-drug linear term (`DrugLinear`) is turned on
+- `model.linear_init='ridge'` (unseen lines): the per-drug linear term (`EntityLinear`) is turned on
   and starts from per-drug ridge on the features it sees (lambda by inner CV over training lines,
   `classical.ridge_per_drug`), with that lambda as its L2 (unless `model.drug_linear` is set). On
   the RBF kernel map of the cell features (`data.cell_kernel='rbf'`) that ridge is exactly the
   kernel ridge baseline (`classical.kernel_map`).
 
-- `model.line_init='kernel_ridge'` (unseen drugs): the per-line linear term (`LineLinear`) on the
+- `model.line_init='kernel_ridge'` (unseen drugs): the per-line linear term (`EntityLinear`) on the
   kernel map of the leave-one-drug-out baseline's drug kernel (`eval/lodo_kernel.py`) is turned on
   and starts from kernel ridge over the training drugs' z-scored profiles (`lodo_kernel.fit_drugs`,
   lambda by leave-one-out over those drugs), with that lambda as its L2 (unless
@@ -69,17 +69,9 @@ class WarmStart:
   settings: dict                  # the config fields it set
   seconds: float
 
-  @property
-  def name(self) -> str:
-    return 'lodo_kernel_ridge' if self.kind == 'line' else self.fit.name
-
   def info(self) -> dict:
-    if self.kind == 'line':
-      fit = {'lambda': self.fit.lam, 'drugs': int(len(self.fit.drugs)),
-             'loo_error': self.fit.loo_error}
-    else:
-      fit = {k: v for k, v in self.fit.params.items() if k not in ('val', 'cv')}
-    return {'from': self.name, **self.settings, 'seconds': self.seconds, 'fit': fit}
+    return {'from': self.fit.name, **self.settings, 'seconds': self.seconds,
+            'fit': {k: v for k, v in self.fit.params.items() if k not in ('val', 'cv')}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,12 +166,13 @@ def fit_line(ds: Dataset, train: np.ndarray, kernel: np.ndarray) -> lodo_kernel.
 
 
 def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
-              x_std: np.ndarray) -> Chosen:
+              x_std: np.ndarray, kernel: np.ndarray | None = None) -> Chosen:
   """A copy of `config` with the settings chosen from training / validation pairs, what they are,
   and the warm start it asks for (None: none). Chosen settings differ between the seeds or folds
   of one experiment (launch/report.py groups runs without them).
 
-  `x_std`: the cell features standardised on the split's training lines.
+  `x_std`: the cell features standardised on the split's training lines; `kernel`: the drug
+  kernel (`drug_kernel`, computed here when the 'line' warm start needs it and it is not given).
   """
   kind = check(config)
   out = copy.deepcopy(config)
@@ -202,7 +195,8 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
       out.model.id_l2 = chosen['model.id_l2'] = float(fit.params['l2']) / y_std
     settings = {'id_embed_dim': out.model.id_embed_dim, 'id_l2': out.model.id_l2}
   elif kind == 'line':
-    fit = fit_line(ds, split.train, network_kernel(drug_kernel(ds, config), config.data))
+    kernel = drug_kernel(ds, config) if kernel is None else kernel
+    fit = fit_line(ds, split.train, network_kernel(kernel, config.data))
     if not config.model.line_linear:
       out.model.line_linear = chosen['model.line_linear'] = fit.lam
     settings = {'line_linear': out.model.line_linear}
@@ -213,7 +207,7 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
       out.model.drug_linear = chosen['model.drug_linear'] = float(fit.params['lambda'])
     settings = {'drug_linear': out.model.drug_linear}
   warm = WarmStart(kind, fit, settings, time.perf_counter() - start)
-  logging.info('warm start from %s: %s (%.1f s)', warm.name, settings, warm.seconds)
+  logging.info('warm start from %s: %s (%.1f s)', fit.name, settings, warm.seconds)
   return Chosen(out, _agreed(chosen), warm)
 
 
@@ -243,7 +237,7 @@ def code_params(mf: classical.Predictor, y_mean: float, y_std: float) -> dict[st
 
 def linear_params(ridge: classical.Predictor, x: np.ndarray, lines: np.ndarray, y_mean: float,
                   y_std: float) -> dict[str, np.ndarray]:
-  """`DrugLinear` parameters on the standardised scale that reproduce per-drug ridge on `x`.
+  """Per-drug `EntityLinear` parameters on the standardised scale that reproduce per-drug ridge on `x`.
 
   Ridge's function per drug is intercept + (x - mean over `lines`) . w with w in the span of the
   training lines' centred features: the minimum-norm least-squares solution of its fitted values
@@ -262,7 +256,7 @@ def linear_params(ridge: classical.Predictor, x: np.ndarray, lines: np.ndarray, 
 
 def line_params(ridge: lodo_kernel.DrugRidge, kmap: np.ndarray, y_mean: float,
                 y_std: float) -> dict[str, np.ndarray]:
-  """`LineLinear` parameters on the standardised scale that reproduce `ridge` on the kernel map
+  """Per-line `EntityLinear` parameters on the standardised scale that reproduce `ridge` on the kernel map
   `kmap` (`lodo_kernel.kernel_map` of the kernel it was fitted with): ridge's dual solution
   alpha gives the primal weights kmap[drugs]^T alpha, times its spread; the intercept is the naive
   cell-line mean."""
@@ -286,7 +280,7 @@ def apply(states, warm: WarmStart, cell_x: np.ndarray, lines: np.ndarray, y_mean
   else:
     one = lambda m, s: line_params(warm.fit, drug_k, m, s)
   return start_from(states, warm.kind, [one(float(m), float(s)) for m, s in zip(y_mean, y_std)],
-                    warm.name)
+                    warm.fit.name)
 
 
 MODULES = {'mf': 'ids', 'ridge': 'drug_linear_term', 'line': 'line_linear_term'}
