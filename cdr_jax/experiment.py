@@ -236,34 +236,39 @@ def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
 
   Every hyperparameter and weight is chosen on training and validation pairs; test labels are
   never read. `prefit`: predictors already fitted on this split (see `classical.fit_classical`).
+  With `eval.classical_refit` the predictors' test predictions come from their refit on training +
+  validation pairs; the stack's weights are fitted on the validation predictions of the fits that
+  made the choices (a refit has seen those labels).
   Returns test predictions ('tuned_<name>', 'stack') and what each chose.
   """
   if not config.eval.classical or config.model.task != 'regression':
     return {}, {}
-  nv = len(split.val)
-  preds, info = fit_classical(ds, split, cell_x, config, np.concatenate([split.val, split.test]),
-                              prefit)
+  val_preds = {}
+  preds, info = fit_classical(ds, split, cell_x, config, split.test, prefit, val_preds)
   parts = {'model': np.concatenate([model_val, model_test]),
-           **{k: v for k, v in preds.items() if k != 'blend'}}
+           **{k: np.concatenate([val_preds[k], v]) for k, v in preds.items() if k != 'blend'}}
   with threadpoolctl.threadpool_limits(1):
     stacked, info['stack'] = classical.stack(parts, ds.pair_cell, ds.pair_drug, ds.pair_y,
                                              split.val, split.test, len(ds.cell_ids),
                                              len(ds.drug_ids))
-  out = {f'tuned_{k}': v[nv:].astype(np.float32) for k, v in preds.items()}
+  out = {f'tuned_{k}': v.astype(np.float32) for k, v in preds.items()}
   out['stack'] = stacked.astype(np.float32)
   return out, info
 
 
 def fit_classical(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
                   config: ml_collections.ConfigDict, pairs: np.ndarray,
-                  prefit: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
+                  prefit: dict | None = None,
+                  val_predictions: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
   """`classical.fit_classical` on the split's training and validation pairs, predicting `pairs`
-  (`cell_x`: the standardised cell features; the run's seed)."""
+  (`cell_x`: the standardised cell features; the run's seed; refit on both when
+  `eval.classical_refit`)."""
   with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
     return classical.fit_classical(
         split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs,
         len(ds.cell_ids), len(ds.drug_ids), x=np.asarray(cell_x, np.float64),
-        seed=config.train.seed, prefit=prefit)
+        seed=config.train.seed, refit=config.eval.get('classical_refit', False), prefit=prefit,
+        val_predictions=val_predictions)
 
 
 def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray,

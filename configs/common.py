@@ -91,7 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Evaluation
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=8192, baselines=True, mf_rank=20, mf_l2=5.0, mf_iters=15, ridge_lambda=1000.0,
-      classical=True))         # tuned classical predictors and the stack (eval/classical.py)
+      classical=True,          # tuned classical predictors and the stack (eval/classical.py)
+      # Once chosen on validation, the classical predictors are refit on training + validation
+      # pairs for their test predictions (the stack's weights stay fitted on validation).
+      classical_refit=True))
   # LODO sweep (launch/lodo.py)
   # folds_per_chunk: folds vmapped side by side; 0 = by platform: 1 on CPU (one fold after another
   # is faster there, README "Benchmarks"), 32 on an accelerator.

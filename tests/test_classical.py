@@ -291,6 +291,21 @@ def test_refit_keeps_every_choice_and_uses_validation_pairs():
   assert info_r['blend']['params']['weights'] == info['blend']['params']['weights']
 
 
+def test_refit_reports_validation_predictions_of_the_selecting_fits():
+  x, cell, drug, y = _synthetic()
+  train, val, test = _split(len(y))
+  on_val, _ = cl.fit_classical('seen_pairs', cell, drug, y, train, val, val, 40, 12, x, 0)
+  held = {}
+  pred_r, _ = cl.fit_classical('seen_pairs', cell, drug, y, train, val, test, 40, 12, x, 0,
+                               refit=True, val_predictions=held)
+  assert held.keys() == pred_r.keys() == on_val.keys()
+  for name, p in on_val.items():
+    np.testing.assert_allclose(held[name], p)   # not the refit's in-sample predictions
+  refit_on_val, _ = cl.fit_classical('seen_pairs', cell, drug, y, train, val, val, 40, 12, x, 0,
+                                     refit=True)
+  assert not np.allclose(refit_on_val['matrix_factorization'], held['matrix_factorization'])
+
+
 def test_bad_input_is_named():
   x, cell, drug, y = _synthetic()
   train, val, test = _split(len(y))

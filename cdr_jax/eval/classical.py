@@ -33,7 +33,7 @@ LAMBDAS = tuple(2.0 ** k for k in range(-4, 5))
 WIDTHS = (0.5, 1.0, 2.0, 4.0)
 INNER_FOLDS = 5
 MF_RANKS = (10, 20, 40, 80, 120)
-MF_L2S = (5.0, 10.0, 20.0, 40.0)
+MF_L2S = tuple(5.0 * 2.0 ** (k / 2) for k in range(7))   # 5 to 40 in steps of sqrt(2)
 MF_TOL = 1e-4        # ALS stops when the training objective changes by less than this, relatively
 MF_MAX_ITERS = 300   # a guard only; a fit that reaches it says so (`converged`: False)
 KNN_KS = (5, 10, 20, 40, 80)
@@ -667,8 +667,9 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
                   train: np.ndarray, val: np.ndarray, pairs: np.ndarray, n_cells: int,
                   n_drugs: int, x: np.ndarray | None = None, seed: int = 0,
                   refit: bool = False,
-                  prefit: dict[str, Predictor] | None = None
-                  ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+                  prefit: dict[str, Predictor] | None = None,
+                  val_predictions: dict[str, np.ndarray] | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict]:
   """Fits the classical predictors that apply to the split; predicts the pairs `pairs`.
 
   Args:
@@ -683,6 +684,10 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
     prefit: predictors already fitted and selected on these same training and validation pairs
       with this seed, by name (e.g. the matrix factorisation that initialised the network's
       identity codes): used as they are, not fitted again.
+    val_predictions: if a dict is given, it receives each predictor's predictions of the
+      validation pairs by the fit that made the choices (before any refit): a later blend of
+      these predictors (`stack`) is fitted on them, not on refit predictions of their own
+      training pairs.
   Returns:
     predictions: name -> predictions for `pairs`, for each predictor that applies;
     info: name -> {'applies', 'why', 'params', 'seconds'} for every predictor ('refit' added).
@@ -700,6 +705,8 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
   if kind == 'seen_pairs':
     _check_seen(tr, va, cell[pairs], drug[pairs])
   fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed, prefit or {})
+  if val_predictions is not None:
+    val_predictions.update({name: p.predict(va.cell, va.drug) for name, p in fitted.items()})
   if refit:
     both = Pairs(*(np.concatenate([a, b]) for a, b in zip(tr, va)))
     fitted = _refit(fitted, info, both, x, n_cells, n_drugs, seed)
