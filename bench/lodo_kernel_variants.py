@@ -1,0 +1,108 @@
+"""How far can the unseen-drug kernel baseline be pushed? Variants over all 223 LODO folds (JSON).
+
+  CDR_DATA_DIR=../shared/data python bench/lodo_kernel_variants.py --config=configs/baseline.py
+Every variant is the sweep's classical baseline (`cdr_jax.eval.lodo_kernel`: naive cell-line mean
+plus kernel ridge over the other drugs' z-scored profiles, the ridge chosen per fold by
+leave-one-out over the other drugs) with one thing changed:
+  kernels: each label-free drug kernel alone, the baseline's weighted sum, the sum plus ChemNet
+    (RBF on standardised ChemNet embeddings, when the data root has `drugs/chemnet.npy`), the sum
+    normalised to a unit diagonal, and its elementwise square (sharper: near neighbours count more);
+  scale: the predicted deviation times beta (per-drug PCC weighs naive against the deviation);
+  target expression: plus gamma times the mean standardised expression of the held-out drug's
+    annotated target genes (those among the expression genes), a mechanism prior that needs no
+    similar drug.
+Each variant is scored on all folds: a diagnostic of what these inputs can give, not a selection
+(the sweep keeps the baseline as it is). Seconds per variant.
+"""
+
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from ml_collections import config_flags
+import numpy as np
+import threadpoolctl
+
+from cdr_jax import data
+from cdr_jax.data import cells
+from cdr_jax.data import dataset
+from cdr_jax.data import drugs
+from cdr_jax.data import io
+from cdr_jax.eval import lodo_kernel as lk
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Data config.')
+
+
+def summary(profiles: np.ndarray, ds, naive: np.ndarray) -> dict:
+  """Mean / median per-drug PCC over all of each drug's pairs, and drugs above naive."""
+  r = lk.per_drug_pcc(profiles[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
+                      len(ds.drug_ids))
+  return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
+          'drugs_beating_naive': int((r > naive).sum())}
+
+
+def target_expression(ds, root: pathlib.Path) -> tuple[np.ndarray, int]:
+  """[D, C] mean standardised expression of each drug's annotated targets (0 where none of its
+  targets is an expression gene), and how many drugs have one. Label-free."""
+  ids, genes, x = io.read_matrix_csv(root / cells.EXPRESSION_FILE, 'expression', 'DepMap_ID')
+  x = np.where(np.isnan(x), np.nanmean(x, 0), x)
+  row = {c: i for i, c in enumerate(ids)}
+  x = x[[row[c] for c in ds.cell_ids]]
+  x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+  column = {g.upper(): j for j, g in enumerate(genes)}
+  ann = drugs.read_drug_list_annotations(root)
+  out = np.zeros((len(ds.drug_ids), len(ds.cell_ids)))
+  for d, cid in enumerate(ds.drug_ids):
+    hit = [column[t] for t in ann.targets[cid] if t in column]
+    if hit:
+      out[d] = x[:, hit].mean(1)
+  return out, int((out != 0).any(1).sum())
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  ds = data.load_dataset(config.data)
+  root = dataset.resolve_data_root(config.data.root)
+  kernels = lk.drug_kernels(ds, root)
+  chemnet = root / config.data.drug_embeddings['chemnet']
+  if chemnet.exists():
+    ids, emb = io.read_embedding(chemnet)
+    row = {d: i for i, d in enumerate(ids)}
+    emb = np.asarray(emb, np.float64)[[row[d] for d in ds.drug_ids]]
+    kernels['chemnet'] = lk.rbf_kernel((emb - emb.mean(0)) / np.maximum(emb.std(0), 1e-8))
+  base, _ = lk.weighted_kernel(ds, root)
+  unit = base / np.sqrt(np.outer(np.diag(base), np.diag(base)))
+  variants = {f'{name} alone': k for name, k in kernels.items()}
+  variants['baseline (weighted sum)'] = base
+  if 'chemnet' in kernels:
+    variants['baseline + chemnet'] = base + kernels['chemnet']
+  variants['baseline, unit diagonal'] = unit
+  variants['baseline, unit diagonal, squared'] = unit ** 2
+  out, fits = {}, {}
+  with threadpoolctl.threadpool_limits(1):
+    for name, k in variants.items():
+      fits[name] = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids),
+                                        k[None], np.ones((1, 1)), lk.LAMBDAS)
+  res = fits['baseline (weighted sum)']
+  naive = lk.per_drug_pcc(res.naive[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
+                          len(ds.drug_ids))
+  out['naive'] = summary(res.naive, ds, naive)
+  for name, fit in fits.items():
+    out[name] = summary(fit.profiles, ds, naive)
+  for beta in (0.75, 1.25, 1.5):
+    out[f'baseline, deviation x {beta:g}'] = summary(
+        res.naive + beta * (res.profiles - res.naive), ds, naive)
+  target, covered = target_expression(ds, root)
+  for gamma in (-0.1, -0.2):
+    out[f'baseline + {gamma:g} x target expression'] = summary(res.profiles + gamma * target, ds,
+                                                               naive)
+  print(json.dumps({'drugs': len(ds.drug_ids), 'drugs_with_a_target_gene_in_expression': covered,
+                    'chemnet': chemnet.exists(), 'variants': out}, indent=1))
+
+
+if __name__ == '__main__':
+  app.run(main)
