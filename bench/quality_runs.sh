@@ -138,3 +138,19 @@ python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
   --workdir="$out/lodo7_b_line_full"
 python launch/report.py --runs "$out/lodo7_b_line_full" "$out/lodo7_a_graph_full" --out docs/report_lodo7
+# Session 8: matrix factorisation's L2 grid in sqrt(2) steps and the classical predictors refit
+# on training + validation pairs (eval.classical_refit). Legacy (the README's main command), 3
+# seeds; unseen lines, 5 folds; then the unseen-drug table's (d) shuffled drug features and (c)
+# + ChemNet over all 223 folds (ChemNet made by the sidecar into a writable data root), the
+# kernel baseline's variants, and the report with all four sweeps.
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy8_expr_s$s; done
+for f in 0 1 2 3 4; do train configs/baseline.py:leave_cell_out lco8_expr_f$f --config.split.fold=$f; done
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan,shuffled_drugs \
+  --workdir="$out/lodo8_d_shuffled_full"
+python -m embed_torch chemnet --smiles "$CDR_DATA_DIR/deepcdr/223drugs_pubchem_smiles.txt" \
+  --out "$CDR_DATA_DIR/drugs/chemnet.npy"
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet \
+  --workdir="$out/lodo8_c_chemnet_full"
+python bench/lodo_kernel_variants.py --config=configs/baseline.py
+python launch/report.py --runs "$out/lodo7_b_line_full" "$out/lodo8_c_chemnet_full" \
+  "$out/lodo8_d_shuffled_full" "$out/lodo7_a_graph_full" --out docs/report_lodo8

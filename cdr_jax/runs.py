@@ -99,6 +99,8 @@ def classical_markdown(info: dict) -> str:
       lines.append(f'| stack | yes | weights (validation pairs, within drugs): {weights} |')
       continue
     what = _chosen(entry['params']) if entry['applies'] else entry['why']
+    if 'refit' in entry:
+      what += f"; refit with these on {entry['refit']['pairs']:,} training + validation pairs"
     lines.append(f"| tuned_{name} | {'yes' if entry['applies'] else 'no'} | {what} |")
   return '\n'.join(lines) + '\n'
 

@@ -253,3 +253,16 @@ def test_real_sweep_files_agree(sweep):
     epochs = [int(c['epoch']) for c in curves if c['drug_id'] == row['drug_id']]
     # best epoch -1: the fold's warm start (kernel ridge over drugs) validated best
     assert epochs == list(range(len(epochs))) and int(row['best_epoch']) in [-1] + epochs
+
+
+def test_classical_markdown_says_what_was_chosen_refit_and_why_not():
+  md = runs.classical_markdown({
+      'matrix_factorization': {'applies': True, 'params': {'rank': 80, 'l2': 14.142, 'val': {}},
+                               'refit': {'pairs': 89585}},
+      'ridge_per_drug': {'applies': True, 'params': {'lambda_rel': 0.5}},
+      'kernel_ridge': {'applies': False, 'why': 'no cell features given'},
+      'stack': {'weights': {'model': 0.0, 'tuned_blend': 1.0}}})
+  assert '| tuned_matrix_factorization | yes | rank 80, l2 14.14; refit with these on 89,585' in md
+  assert '| tuned_ridge_per_drug | yes | lambda_rel 0.5 |' in md
+  assert '| tuned_kernel_ridge | no | no cell features given |' in md
+  assert 'tuned_blend 1.00' in md and 'model 0.00' not in md
