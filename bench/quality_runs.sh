@@ -137,6 +137,7 @@ python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+
   --drugs=random:30:1 --workdir="$out/lodo7_b_line_30"
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
   --workdir="$out/lodo7_b_line_full"
+# (docs/report_lodo7, made here, is superseded by docs/report_lodo8 in the session 8 block.)
 python launch/report.py --runs "$out/lodo7_b_line_full" "$out/lodo7_a_graph_full" --out docs/report_lodo7
 # Session 8: matrix factorisation's L2 grid in sqrt(2) steps and the classical predictors refit
 # on training + validation pairs (eval.classical_refit). Legacy (the README's main command), 3
