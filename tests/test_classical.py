@@ -168,6 +168,20 @@ def test_item_knn_by_hand_and_user_knn_is_its_transpose():
   np.testing.assert_allclose(user.predict(np.array([0, 1]), np.array([3, 0])), [5.0, 1.0])
 
 
+def test_a_knn_predictor_is_a_base_for_another_knn():
+  ymat, mask, zero = _knn_case()
+  train = _pairs(mask, ymat)
+  item = cl.knn_residual(zero, zero, train, None, 'drug', ks=(2,))
+  cell, drug = np.nonzero(np.ones(ymat.shape, bool))
+  np.testing.assert_allclose(item.scores[cell, drug], item.predict(cell, drug))
+  cascade = cl.knn_residual(item, zero, train, None, 'cell', ks=(2,))
+  plain = cl.knn_residual(cl.Predictor('item_knn', item.scores, {}), zero, train, None, 'cell',
+                          ks=(2,))
+  assert cascade.name == 'user_knn_after_item_knn'
+  np.testing.assert_allclose(cascade.predict(cell, drug), plain.predict(cell, drug))
+  assert not np.allclose(cascade.predict(cell, drug), item.predict(cell, drug))
+
+
 def test_knn_weights_neighbours_by_similarity_and_picks_k_on_validation():
   # Drug 0's neighbours: drug 1 (similarity 1) and drug 2 (similarity 0.5); line 4 lacks drug 0.
   ymat = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 3.0], [3.0, 3.0, 2.0], [4.0, 4.0, 4.0],
@@ -230,7 +244,8 @@ def test_scrambled_test_labels_change_no_choice_and_no_prediction():
   pred_b, info_b = cl.fit_classical('legacy', cell, drug, scrambled, train, val, test, 40, 12, x,
                                     seed=0)
   assert set(pred_a) == {'additive', 'matrix_factorization', 'item_knn', 'user_knn',
-                         'item_knn_additive', 'user_knn_additive', 'ridge_per_drug',
+                         'item_knn_additive', 'user_knn_additive',
+                         'user_knn_after_item_knn', 'ridge_per_drug',
                          'kernel_ridge', 'blend'}
   for name in pred_a:
     np.testing.assert_array_equal(pred_a[name], pred_b[name])

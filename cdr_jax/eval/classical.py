@@ -9,7 +9,8 @@ reach a fit.
 
 `fit_classical` fits the predictors that apply to a kind of split and says why the others do not:
   seen_pairs    (legacy, random): all of them (additive effects, matrix factorisation, item- and
-                user-kNN on their residuals, ridge, kernel ridge, blend).
+                user-kNN on their residuals, user-kNN on item-kNN's residuals, ridge, kernel
+                ridge, blend).
   unseen_cells  (leave_cell_out, leave_cancer_type_out): ridge, kernel ridge and their blend; the
                 identity models learn one code per line and have none for a line never seen.
   unseen_drugs  (leave_drug_out): none; every predictor here is fitted per drug or learns drug
@@ -545,6 +546,15 @@ class KnnPredictor:
   def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
     return self.base.predict(cell, drug) + self.corrections(cell, drug, [self.k])[0]
 
+  @property
+  def scores(self) -> np.ndarray:
+    """[n_cells, n_drugs] its prediction of every pair it covers (nan elsewhere), as a
+    `Predictor`'s: another kNN can correct its residuals."""
+    out = np.full(self.base.scores.shape, np.nan)
+    cell, drug = np.nonzero(np.isfinite(self.base.scores))
+    out[cell, drug] = self.predict(cell, drug)
+    return out
+
   def corrections(self, cell: np.ndarray, drug: np.ndarray, ks: Sequence[int]) -> np.ndarray:
     if self.axis == 'drug':
       return _neighbour_means(self.sim, self.resid, self.mask, cell, drug, ks)
@@ -566,10 +576,11 @@ def knn_residual(base: Predictor, profiles: Predictor, train: Pairs, val: Pairs 
     raise ValueError(f'unknown kNN axis {axis!r}; choose drug (item-kNN) or cell (user-kNN)')
   if val is None and len(ks) != 1:
     raise ValueError(f'knn_residual: {len(ks)} values of k and no validation pairs to choose one')
-  n_cells, n_drugs = base.scores.shape
+  scores = base.scores   # computed once: a kNN base predicts its whole matrix here
+  n_cells, n_drugs = scores.shape
   ymat, mask = response_matrix(train, n_cells, n_drugs)
-  mask = mask & np.isfinite(base.scores) & np.isfinite(profiles.scores)
-  resid = np.where(mask, ymat - np.where(mask, base.scores, 0.0), 0.0)
+  mask = mask & np.isfinite(scores) & np.isfinite(profiles.scores)
+  resid = np.where(mask, ymat - np.where(mask, scores, 0.0), 0.0)
   prof = np.where(mask, ymat - np.where(mask, profiles.scores, 0.0), 0.0)
   sim = column_similarity(prof, mask) if axis == 'drug' else column_similarity(prof.T, mask.T)
   name = ('item_knn' if axis == 'drug' else 'user_knn') + _SUFFIX.get(base.name, '')
@@ -586,7 +597,7 @@ def knn_residual(base: Predictor, profiles: Predictor, train: Pairs, val: Pairs 
                                                    val=table))
 
 
-_SUFFIX = {'additive': '_additive'}
+_SUFFIX = {'additive': '_additive', 'item_knn': '_after_item_knn'}
 
 
 # --- Blend and the split-level entry point. -------------------------------------------------------
@@ -726,6 +737,7 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
       'user_knn': lambda: knn('matrix_factorization', 'cell'),
       'item_knn_additive': lambda: knn('additive', 'drug'),
       'user_knn_additive': lambda: knn('additive', 'cell'),
+      'user_knn_after_item_knn': lambda: knn('item_knn', 'cell'),
       'ridge_per_drug': lambda: ridge_per_drug(x, tr, n_drugs, seed),
       'kernel_ridge': lambda: _kernel_ridge_for(fitted.get('additive'), x, tr, n_drugs, seed),
       'blend': lambda: blend(list(fitted.values()), va),
@@ -752,6 +764,7 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
       'matrix_factorization': lambda p: matrix_factorization(
           both, n_cells, n_drugs, p.params['rank'], p.params['l2'], seed),
       'item_knn': knn, 'user_knn': knn, 'item_knn_additive': knn, 'user_knn_additive': knn,
+      'user_knn_after_item_knn': knn,
       'ridge_per_drug': lambda p: ridge_per_drug(x, both, n_drugs, seed,
                                                  lambdas=(p.params['lambda_rel'],)),
       'kernel_ridge': lambda p: _kernel_ridge_for(
@@ -817,6 +830,7 @@ _ABOUT = {
     'user_knn': 'matrix factorisation + its residuals on similar lines',
     'item_knn_additive': 'additive effects + their residuals on similar drugs',
     'user_knn_additive': 'additive effects + their residuals on similar lines',
+    'user_knn_after_item_knn': 'item-kNN + its residuals on similar lines (a cascade)',
     'ridge_per_drug': 'per-drug model of the cell features: scores any line with features',
     'kernel_ridge': 'per-drug model of the cell features: scores any line with features',
     'blend': 'weights fitted on the validation pairs',
