@@ -124,10 +124,11 @@ def short_table(summary: dict, strongest: int = 3) -> str:
   others = sorted((k for k in test if k not in ('model', 'stack') and per_drug(k) == per_drug(k)),
                   key=per_drug, reverse=True)[:strongest]
   rows = [k for k in ('model', 'stack') if k in test] + others
-  lines = [f'{"predictor":<28} {"PCC":>7} {"Spearman":>9} {"RMSE":>7} {"per-drug PCC":>13}']
+  width = max(28, *(len(k) + 1 for k in rows))
+  lines = [f'{"predictor":<{width}} {"PCC":>7} {"Spearman":>9} {"RMSE":>7} {"per-drug PCC":>13}']
   for k in rows:
     m = test[k]
-    lines.append(f'{k:<28} {m["pcc"]:7.4f} {m["spearman"]:9.4f} {m["rmse"]:7.3f} '
+    lines.append(f'{k:<{width}} {m["pcc"]:7.4f} {m["spearman"]:9.4f} {m["rmse"]:7.3f} '
                  f'{per_drug(k):13.3f}')
   return '\n'.join(lines)
 

@@ -266,3 +266,14 @@ def test_classical_markdown_says_what_was_chosen_refit_and_why_not():
   assert '| tuned_ridge_per_drug | yes | lambda_rel 0.5 |' in md
   assert '| tuned_kernel_ridge | no | no cell features given |' in md
   assert 'tuned_blend 1.00' in md and 'model 0.00' not in md
+
+
+def test_short_table_lists_model_stack_then_the_strongest_in_aligned_columns():
+  entry = lambda p: {'pcc': 0.9, 'spearman': 0.8, 'rmse': 1.0, 'per_drug_pcc': {'mean': p}}
+  test = {'model': entry(0.70), 'stack': entry(0.75), 'tuned_user_knn_after_item_knn': entry(0.74),
+          'tuned_item_knn': entry(0.73), 'cell_mean': entry(0.50), 'tuned_blend': entry(0.75),
+          'drug_mean': entry(float('nan'))}
+  lines = runs.short_table({'test': test}, strongest=3).split('\n')
+  assert [ln.split()[0] for ln in lines[1:]] == ['model', 'stack', 'tuned_blend',
+                                                 'tuned_user_knn_after_item_knn', 'tuned_item_knn']
+  assert len({len(ln) for ln in lines}) == 1   # every row as wide as the header: columns align
