@@ -50,8 +50,7 @@ def target_expression(ds, root: pathlib.Path) -> tuple[np.ndarray, int]:
   ids, genes, x = io.read_matrix_csv(root / cells.EXPRESSION_FILE, 'expression', 'DepMap_ID')
   x = np.where(np.isnan(x), np.nanmean(x, 0), x)
   row = {c: i for i, c in enumerate(ids)}
-  x = x[[row[c] for c in ds.cell_ids]]
-  x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+  x = cells.standardize(x[[row[c] for c in ds.cell_ids]], np.arange(len(ds.cell_ids)))
   column = {g.upper(): j for j, g in enumerate(genes)}
   ann = drugs.read_drug_list_annotations(root)
   out = np.zeros((len(ds.drug_ids), len(ds.cell_ids)))
@@ -69,11 +68,13 @@ def main(argv):
   root = dataset.resolve_data_root(config.data.root)
   kernels = lk.drug_kernels(ds, root)
   chemnet = root / config.data.drug_embeddings['chemnet']
-  if chemnet.exists():
-    ids, emb = io.read_embedding(chemnet)
-    row = {d: i for i, d in enumerate(ids)}
-    emb = np.asarray(emb, np.float64)[[row[d] for d in ds.drug_ids]]
-    kernels['chemnet'] = lk.rbf_kernel((emb - emb.mean(0)) / np.maximum(emb.std(0), 1e-8))
+  if chemnet.exists():  # read and aligned as the `chemnet` drug representation is
+    part = config.data.copy_and_resolve_references()
+    part.drug_repr, part.shuffle_drugs = 'chemnet', False
+    raw, names, _ = drugs.build_drug_features(part, root, ds.drug_ids,
+                                              dict(zip(ds.drug_ids, ds.drug_smiles)))
+    kernels['chemnet'] = lk.rbf_kernel(
+        drugs.standardize(raw, np.arange(len(raw)), names).features)
   base, _ = lk.weighted_kernel(ds, root)
   unit = base / np.sqrt(np.outer(np.diag(base), np.diag(base)))
   variants = {f'{name} alone': k for name, k in kernels.items()}

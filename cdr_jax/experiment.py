@@ -267,7 +267,7 @@ def fit_classical(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
     return classical.fit_classical(
         split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs,
         len(ds.cell_ids), len(ds.drug_ids), x=np.asarray(cell_x, np.float64),
-        seed=config.train.seed, refit=config.eval.get('classical_refit', False), prefit=prefit,
+        seed=config.train.seed, refit=config.eval.classical_refit, prefit=prefit,
         val_predictions=val_predictions)
 
 
