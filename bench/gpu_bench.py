@@ -40,6 +40,7 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cdr_jax import data, experiment, lodo  # pylint: disable=g-import-not-at-top
   from cdr_jax.data import splits  # pylint: disable=g-import-not-at-top
+  from cdr_jax.train import warm_start  # pylint: disable=g-import-not-at-top
   from configs import scfoundation  # pylint: disable=g-import-not-at-top
   t_start = time.time()
   out = {'benchmark': 'gpu', 'backend': jax.default_backend(),
@@ -66,13 +67,14 @@ def main(argv):
   lodo_config.train.num_epochs, lodo_config.train.patience = 2, 3
   ks = [1, 8] if _CPU.value else [int(k) for k in _FOLDS.value]
   folds = [lodo.make_fold(ds, d, lodo_config.lodo.val_fraction, 0) for d in range(max(ks))]
+  kernel = warm_start.drug_kernel(ds, lodo_config)   # once per sweep, as `lodo.run_sweep`
   sweep = {}
   for k in ks:
     warm = lodo_config.copy_and_resolve_references()
     warm.train.num_epochs = 1
-    lodo.run_chunk(ds, warm, folds[:k])   # compiles (same shapes)
+    lodo.run_chunk(ds, warm, folds[:k], drug_kernel=kernel)   # compiles (same shapes)
     t0 = time.time()
-    lodo.run_chunk(ds, lodo_config, folds[:k])
+    lodo.run_chunk(ds, lodo_config, folds[:k], drug_kernel=kernel)
     seconds = time.time() - t0
     per_hour = 3600 * k / seconds * 2 / _PROJECTED_EPOCHS.value
     sweep[str(k)] = {'seconds_2_epochs': round(seconds, 1), 'folds_per_hour': round(per_hour, 1),

@@ -1,7 +1,9 @@
-"""Leave-one-drug-out: every fold trained side by side in one vmapped sweep.
+"""Leave-one-drug-out: every fold trained side by side in one sweep.
 
 F fold models are stacked along a leading model axis and trained by the one loop (`train.loop.fit`)
-with the vmapped single-model step (`train.step.train_step`). All folds read one shared stream of batches over all pairs; fold f gives weight 0
+with the single-model step (`train.step.train_step`) lifted to the F models in one program
+(`train.step.over_models`: vmapped on an accelerator; on CPU a loop over the folds inside the step,
+`lodo.vmap_width`). All folds read one shared stream of batches over all pairs; fold f gives weight 0
 to its held-out drug's pairs and to its validation drugs' pairs, and keeps those drugs out of its
 BatchNorm statistics. Each fold selects its best epoch on its own validation drugs and stops on its
 own patience (a stopped fold stops changing). Folds run in chunks of `folds_per_chunk` so memory stays

@@ -98,7 +98,11 @@ def base_config() -> ml_collections.ConfigDict:
   # LODO sweep (launch/lodo.py)
   # folds_per_chunk: folds vmapped side by side; 0 = by platform: 1 on CPU (one fold after another
   # is faster there, README "Benchmarks"), 32 on an accelerator.
-  c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=0, val_fraction=0.05))
+  # vmap_width: folds vmapped together inside the step, which loops over groups of that many;
+  # 0 = by platform: 1 on CPU (a loop: the folds' shared work runs once, each fold's activations
+  # stay in cache), all of the chunk's folds on an accelerator (train/engine.py, vmap_width).
+  c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=0, val_fraction=0.05,
+                                          vmap_width=0))
   return c
 
 

@@ -11,6 +11,11 @@ def test_same_configuration_gives_the_same_optimizer():
   a = optimizer.create_optimizer(c.optimizer, 10, 5, 64)
   assert optimizer.create_optimizer(c.optimizer, 10, 5, 64) is a   # jitted functions reuse it
   assert optimizer.create_optimizer(c.optimizer, 11, 5, 64) is a    # a constant schedule: any split
+  c.optimizer.warmup_epochs = 2.0  # warm-up: its steps depend on the epoch's length, not the run's
+  w = optimizer.create_optimizer(c.optimizer, 10, 5, 64)
+  assert w is not a and optimizer.create_optimizer(c.optimizer, 10, 1, 64) is w
+  assert optimizer.create_optimizer(c.optimizer, 11, 5, 64) is not w
+  c.optimizer.warmup_epochs = 0.0
   c.optimizer.schedule = 'cosine'
   b = optimizer.create_optimizer(c.optimizer, 10, 5, 64)
   assert b is not a and optimizer.create_optimizer(c.optimizer, 11, 5, 64) is not b

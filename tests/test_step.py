@@ -7,6 +7,7 @@ import pytest
 from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax.data import splits
+from cdr_jax.train import engine as engine_lib
 from cdr_jax.train import loop
 from cdr_jax.train import step as step_lib
 from configs import test as test_config
@@ -35,38 +36,50 @@ def test_step_compiles_once_and_batches_are_sharded():
   del split
 
 
-def test_stacked_step_equals_the_single_model_step():
-  """The vmapped step of F = 3 models equals, for each model, the plain single-model step with its
-  own data view. SGD: Adam's first step is lr * sign(g), which turns float noise in mathematically
-  zero gradients (biases feeding BatchNorm) into +-lr; SGD compares the gradients themselves."""
+@pytest.mark.parametrize('num_models,width', [(3, 0), (3, 1), (3, 2), (16, 1)])
+def test_stacked_step_equals_the_single_model_step(num_models, width):
+  """The step of F stacked models (vmapped: width 0; a loop over them inside the step, one or two
+  vmapped per iteration: width 1, 2; F = 16 on 8 devices: a loop over two models on each device)
+  equals, for each model, the plain single-model step with its own data view. SGD: Adam's first
+  step is lr * sign(g), which turns float noise in mathematically zero gradients (biases feeding
+  BatchNorm) into +-lr; SGD compares the gradients themselves."""
   c = test_config.get_config()
   c.optimizer.name = 'sgd'
+  c.lodo.vmap_width = width or num_models
   rng = np.random.default_rng(0)
   _, _, run = make_run(c, lambda ds, split: [np.sort(rng.choice(split.train, len(split.train) // 2,
                                                                  replace=False))
-                                             for _ in range(3)])
+                                             for _ in range(num_models)])
+  per_device = num_models // run.engine.mesh.shape['model']
+  assert run.engine.width == (0 if width >= per_device else width)
   states = run.init()
   batch = jax.device_get(run.stream(0)[0])
   key = jax.random.key(5)
   host_states, host_data = jax.device_get(states), jax.device_get(run.data)
-  stacked, _ = run.engine.step(states, run.data, np.ones(3, bool), batch, key)  # donates states
-  for f in range(3):
+  stacked, _ = run.engine.step(states, run.data, np.ones(num_models, bool), batch, key)  # donates
+  single_step = jax.jit(lambda s, d, b, r: step_lib.train_step(
+      s, d, b, r, model=run.engine.model, tx=run.engine.tx, task='regression'))
+  for f in sorted({0, 1, num_models - 1}):
     one = jax.tree.map(lambda x: x[f], host_states)  # pylint: disable=cell-var-from-loop
-    single, _ = jax.jit(lambda s, d, b, r: step_lib.train_step(
-        s, d, b, r, model=run.engine.model, tx=run.engine.tx, task='regression'))(
-            one, host_data.model(f), batch, jax.random.fold_in(key, 0))
+    single, _ = single_step(one, host_data.model(f), batch, jax.random.fold_in(key, 0))
     for x, y in zip(jax.tree.leaves(stacked.params), jax.tree.leaves(single.params)):
       np.testing.assert_allclose(np.asarray(x)[f], np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
-def test_stopped_models_keep_their_state():
+@pytest.mark.parametrize('width', [0, 1])
+def test_stopped_models_keep_their_state(width):
+  """Vmapped (width 0) or in a loop (width 1), a stopped model keeps its state; its metrics are
+  loss nan and weight 0 (the loop skips its step)."""
   c = test_config.get_config()
+  c.lodo.vmap_width = width or 2
   _, split, run = make_run(c, lambda ds, split: [split.train, split.train])
   states = run.init()
-  new, _ = run.engine.step(jax.tree.map(lambda x: x.copy(), states), run.data,
+  new, m = run.engine.step(jax.tree.map(lambda x: x.copy(), states), run.data,
                            np.array([True, False]), run.stream(0)[0], jax.random.key(0))
   before, after = jax.device_get(states), jax.device_get(new)
   assert int(after.step[0]) == 1 and int(after.step[1]) == 0
+  loss, weight = np.asarray(m['loss']), np.asarray(m['weight'])
+  assert np.isfinite(loss[0]) and weight[0] > 0 and np.isnan(loss[1]) and weight[1] == 0
   for x, y in zip(jax.tree.leaves(before.params), jax.tree.leaves(after.params)):
     np.testing.assert_array_equal(x[1], y[1])
     assert not np.array_equal(x[0], y[0])
@@ -113,3 +126,15 @@ def test_batch_size_must_divide_devices():
   if jax.device_count() > 1:
     with pytest.raises(ValueError, match='must be a multiple of the'):
       make_run(c)
+
+
+def test_vmap_width_by_platform_and_checked():
+  """0: a loop over the models on CPU (width 1), all vmapped on an accelerator; a width that covers
+  a device's models is one vmap (0); a negative width is refused."""
+  c = test_config.get_config()
+  assert engine_lib.vmap_width(c, 8) == (1 if jax.default_backend() == 'cpu' else 0)
+  c.lodo.vmap_width = 4
+  assert engine_lib.vmap_width(c, 8) == 4 and engine_lib.vmap_width(c, 4) == 0
+  c.lodo.vmap_width = -1
+  with pytest.raises(ValueError, match='lodo.vmap_width must be >= 0'):
+    engine_lib.vmap_width(c, 8)

@@ -41,6 +41,12 @@ class Engine:
   l2: tuple[tuple[str, float], ...]
   mesh: jax.sharding.Mesh
   single: bool
+  width: int = 0   # F > 1: models vmapped per iteration of a loop over them; 0: all (no loop)
+
+  @property
+  def lift(self) -> dict:
+    """How `step.over_models` maps the stacked models: loop width, one block per model device."""
+    return dict(width=self.width, groups=self.mesh.shape['model'])
 
   @property
   def replicated(self):
@@ -83,7 +89,7 @@ class Engine:
   def step(self):
     """(states, data, active, batch, rng) -> (states, {'loss': [F], 'weight': [F]}); donates states."""
     fn = functools.partial(step_lib.stacked_step, model=self.step_model, tx=self.tx,
-                           task=self.task, l2=self.l2, single=self.single)
+                           task=self.task, l2=self.l2, single=self.single, **self.lift)
     return jax.jit(fn, donate_argnums=(0,),
                    in_shardings=(self.by_model, self.data_shardings, self.by_model, self.by_data,
                                  self.replicated),
@@ -92,13 +98,13 @@ class Engine:
   @functools.cached_property
   def encode(self):
     fn = functools.partial(step_lib.encode, model=self.model)
-    return jax.jit(step_lib.over_models(fn, (0, MODEL_AXES), self.single))
+    return jax.jit(step_lib.over_models(fn, (0, MODEL_AXES), self.single, **self.lift))
 
   @functools.cached_property
   def fuse(self):
     fn = functools.partial(step_lib.fuse, model=self.model)
     # Outputs replicated: every process reads all predictions.
-    return jax.jit(step_lib.over_models(fn, (0, 0, MODEL_AXES, 0), self.single),
+    return jax.jit(step_lib.over_models(fn, (0, 0, MODEL_AXES, 0), self.single, **self.lift),
                    out_shardings=self.replicated)
 
   def predict(self, states: TrainState, data: DeviceData, pair_lists: list[np.ndarray],
@@ -148,12 +154,24 @@ def create_engine(config: ml_collections.ConfigDict, ds: Dataset, batch_size: in
     # Split the drug GCN's atoms over the devices (each drug encoded once per step in total).
     step_model = model.clone(node_sharding=sharding.sharded(mesh, 'data', None))
   return _engine(model, step_model, tx, config.model.task, optimizer.l2_penalties(config.model),
-                 mesh, num_models == 1)
+                 mesh, num_models == 1, vmap_width(config, num_models // mesh.shape['model']))
+
+
+def vmap_width(config: ml_collections.ConfigDict, per_device: int) -> int:
+  """Stacked models vmapped together, of the `per_device` models each device runs: `lodo.vmap_width`,
+  or for 0 the platform's choice, 1 on CPU (a loop over the models inside the step: the work they
+  share runs once and each model's activations stay in cache, `step.over_models`) and all of them
+  on an accelerator (one vmap: one small model leaves it idle). Returns 0 for all (no loop)."""
+  width = config.lodo.get('vmap_width', 0)
+  if width < 0:
+    raise ValueError(f'lodo.vmap_width must be >= 0 (0 = by platform), got {width}')
+  width = width or (1 if jax.default_backend() == 'cpu' else per_device)
+  return 0 if width >= per_device else width
 
 
 @functools.lru_cache(maxsize=8)
-def _engine(model, step_model, tx, task, l2, mesh, single) -> Engine:
-  return Engine(model, step_model, tx, task, l2, mesh, single)
+def _engine(model, step_model, tx, task, l2, mesh, single, width) -> Engine:
+  return Engine(model, step_model, tx, task, l2, mesh, single, width)
 
 
 @functools.lru_cache(maxsize=8)

@@ -15,8 +15,10 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int, nu
   returns the same object, so the jitted functions keyed on it are reused (every split and every
   LODO chunk of a run shares one compilation).
   """
-  if config.schedule == 'constant' and not config.warmup_epochs:
-    steps_per_epoch = num_epochs = 0  # the schedule does not depend on them: one object for all
+  if config.schedule == 'constant':  # the schedule does not depend on the run's length
+    num_epochs = 0
+    if not config.warmup_epochs:
+      steps_per_epoch = 0  # nor on the epoch's length: one object for all splits
   return _optimizer(tuple(sorted(config.to_dict().items())), steps_per_epoch, num_epochs,
                     learning_rate(config, batch_size))
 

@@ -2,8 +2,14 @@
 
 `train_step` trains one model on a batch of pair indices shared by all models; the model's own
 weights are the batch weights times its `train_mask`. `over_models` lifts it (and `encode`, `fuse`)
-to F stacked models: `jax.vmap` over the leading model axis, or, for F = 1, the plain function on the
-one model (bit-identical to a single-model run, without batching overhead).
+to F stacked models in one program: `jax.vmap` over the leading model axis, or a loop over the
+models inside the program (`jax.lax.map`, `width` of them vmapped per iteration), or, for F = 1, the
+plain function on the one model (bit-identical to a single-model run, without batching overhead).
+
+The loop is for CPUs (`lodo.vmap_width`): the work every model shares (the batch's gathers, the
+dropout masks, the graph's normalisation) is computed once, outside the loop, while each model's
+activations stay in cache; vmapped, the K models' activations leave the cache and each batched
+gather or scatter costs more than K plain ones (README, "Benchmarks").
 """
 
 import functools
@@ -76,34 +82,63 @@ def fuse(state: TrainState, codes, data: DeviceData, idx: jax.Array, *, model) -
                      train=False, method='fuse')
 
 
-def over_models(fn, in_axes: tuple, single: bool):
-  """`fn` on stacked models: vmap with `in_axes` (0 = model axis, None = shared, prefix trees
-  allowed), or, when `single`, `fn` on model 0 with the model axis added back to its outputs."""
-  if not single:
+def over_models(fn, in_axes: tuple, single: bool, width: int = 0, groups: int = 1):
+  """`fn` on stacked models (leading model axis 0 of the arguments `in_axes` marks; None = shared,
+  prefix trees allowed).
+
+  single: `fn` on model 0, the model axis added back to its outputs. Otherwise, width 0: `jax.vmap`
+  over the model axis; width w > 0: a loop over the models (`jax.lax.map`), w models vmapped per
+  iteration. `groups` > 1 (the devices of the mesh's model axis) splits the models into that many
+  contiguous blocks, vmapped over the blocks (each device runs its own block's loop).
+  """
+  is_none = lambda a: a is None
+  if single:
+    def call(*args):
+      first = [jax.tree.map(lambda ax, x: x if ax is None else jax.tree.map(lambda a: a[0], x),
+                            axes, arg, is_leaf=is_none)
+               for axes, arg in zip(in_axes, args)]
+      return jax.tree.map(lambda x: x[None], fn(*first))
+    return call
+  if not width:
     return jax.vmap(fn, in_axes=in_axes)
 
-  def call(*args):
-    first = [jax.tree.map(lambda ax, x: x if ax is None else jax.tree.map(lambda a: a[0], x),
-                          axes, arg, is_leaf=lambda a: a is None)
-             for axes, arg in zip(in_axes, args)]
-    return jax.tree.map(lambda x: x[None], fn(*first))
-  return call
+  def looped(*args):
+    part = lambda per: [jax.tree.map(lambda ax, x: x if (ax is None) != per else None, axes, arg,
+                                     is_leaf=is_none) for axes, arg in zip(in_axes, args)]
+    per_model, shared = part(True), part(False)
+    one = lambda p: fn(*[jax.tree.map(lambda ax, a, b: b if ax is None else a, axes, pa, sa,
+                                      is_leaf=is_none)
+                         for axes, pa, sa in zip(in_axes, p, shared)])
+    loop = lambda p: jax.lax.map(one, p, batch_size=width if width > 1 else None)
+    if groups == 1:
+      return loop(per_model)
+    blocks = jax.tree.map(lambda x: x.reshape((groups, -1) + x.shape[1:]), per_model)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), jax.vmap(loop)(blocks))
+  return looped
 
 
 def stacked_step(states: TrainState, data: DeviceData, active: jax.Array, batch: dict,
-                 rng: jax.Array, *, model, tx, task: str, l2, single: bool):
-  """`train_step` on F stacked models; models not `active` (stopped early) keep their state.
+                 rng: jax.Array, *, model, tx, task: str, l2, single: bool, width: int = 0,
+                 groups: int = 1):
+  """`train_step` on F stacked models (`over_models`); models not `active` (stopped early) keep
+  their state, and their metrics are loss nan, weight 0. In a loop (`width` 1, one group) a
+  stopped model's step is skipped, not computed.
 
   Every active model is at the same step, so this step's dropout key (`rng` folded with the step)
   is one key shared by all models: the masks are drawn once, not once per model.
   """
   key = jax.random.fold_in(rng, jnp.max(states.step))
   step = functools.partial(train_step, model=model, tx=tx, task=task, l2=l2)
-  new, metrics = over_models(step, (0, MODEL_AXES, None, None), single)(states, data, batch, key)
-  metrics['step'] = jnp.max(states.step) + 1   # the step just taken by every active model
   if single:  # a single model is never stepped once stopped
-    return new, metrics
-  return per_model_where(active, new, states), metrics
+    new, metrics = over_models(step, (0, MODEL_AXES, None, None), True)(states, data, batch, key)
+  else:
+    def step_if_active(state, data, batch, key, on):
+      skip = lambda: (state, {'loss': jnp.full((), jnp.nan), 'weight': jnp.zeros(())})
+      return jax.lax.cond(on, lambda: step(state, data, batch, key), skip)
+    new, metrics = over_models(step_if_active, (0, MODEL_AXES, None, None, 0), False, width,
+                               groups)(states, data, batch, key, active)
+  metrics['step'] = jnp.max(states.step) + 1   # the step just taken by every active model
+  return new, metrics
 
 
 def per_model_where(mask: jax.Array, new, old):
