@@ -192,13 +192,14 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 
 def folds_per_chunk(config: ml_collections.ConfigDict) -> int:
-  """`config.lodo.folds_per_chunk`, or for 0 the platform's choice: 1 on CPU, where vmapped folds
-  run slower than the same folds one after another (their K-fold working set leaves the cache;
-  `bench/lodo_throughput.py`), and 32 on an accelerator, where one small fold leaves it idle."""
+  """`config.lodo.folds_per_chunk`, or for 0 the platform's choice: 8 on CPU, where the step loops
+  over a chunk's folds (`lodo.vmap_width`) and 8 folds take 1.4x less time than one after another
+  while 32 gain nothing more (`bench/lodo_throughput.py`), and 32 on an accelerator, where one
+  small fold leaves it idle."""
   size = config.lodo.folds_per_chunk
   if size < 0:
     raise ValueError(f'lodo.folds_per_chunk must be >= 0 (0 = by platform), got {size}')
-  return size or (1 if jax.default_backend() == 'cpu' else 32)
+  return size or (8 if jax.default_backend() == 'cpu' else 32)
 
 
 # Candidate weights of the network in the stack (1 - w goes to the kernel baseline).

@@ -96,8 +96,8 @@ def base_config() -> ml_collections.ConfigDict:
       # pairs for their test predictions (the stack's weights stay fitted on validation).
       classical_refit=True))
   # LODO sweep (launch/lodo.py)
-  # folds_per_chunk: folds vmapped side by side; 0 = by platform: 1 on CPU (one fold after another
-  # is faster there, README "Benchmarks"), 32 on an accelerator.
+  # folds_per_chunk: folds trained side by side; 0 = by platform: 8 on CPU, 32 on an accelerator
+  # (lodo.folds_per_chunk; README "Benchmarks").
   # vmap_width: folds vmapped together inside the step, which loops over groups of that many;
   # 0 = by platform: 1 on CPU (a loop: the folds' shared work runs once, each fold's activations
   # stay in cache), all of the chunk's folds on an accelerator (train/engine.py, vmap_width).

@@ -39,10 +39,14 @@ def test_fold_has_no_leakage(prepared):
   np.testing.assert_array_equal(lodo.make_fold(ds, 3, 0.2, seed=0).val_drugs, f.val_drugs)
 
 
-def test_fold_in_sweep_matches_fold_alone(prepared):
-  """A fold trained inside a vmapped chunk of 3 equals the same fold trained alone, which runs the
-  plain (un-vmapped) single-model step: the path of every single training run."""
+@pytest.mark.parametrize('width', [1, 3])
+def test_fold_in_sweep_matches_fold_alone(prepared, width):
+  """A fold trained inside a chunk of 3 (a loop over the folds inside the step: width 1; all three
+  vmapped: width 3) equals the same fold trained alone, which runs the plain single-model step:
+  the path of every single training run."""
   c, ds, _ = prepared
+  c = c.copy_and_resolve_references()
+  c.lodo.vmap_width = width
   folds = [lodo.make_fold(ds, d, c.lodo.val_fraction, 0) for d in (1, 4, 7)]
   together = lodo.run_chunk(ds, c, folds)
   alone = lodo.run_chunk(ds, c, folds[1:2])
@@ -181,7 +185,7 @@ def test_killed_sweep_resumes_inside_its_chunk(tmp_path):
 def test_folds_per_chunk_by_platform():
   c = config()
   c.lodo.folds_per_chunk = 0
-  assert lodo.folds_per_chunk(c) == (1 if jax.default_backend() == 'cpu' else 32)
+  assert lodo.folds_per_chunk(c) == (8 if jax.default_backend() == 'cpu' else 32)
   c.lodo.folds_per_chunk = 5
   assert lodo.folds_per_chunk(c) == 5
   c.lodo.folds_per_chunk = -1

@@ -69,7 +69,7 @@ def test_stacked_step_equals_the_single_model_step(num_models, width):
 @pytest.mark.parametrize('width', [0, 1])
 def test_stopped_models_keep_their_state(width):
   """Vmapped (width 0) or in a loop (width 1), a stopped model keeps its state; its metrics are
-  loss nan and weight 0 (the loop skips its step)."""
+  loss nan and weight 0."""
   c = test_config.get_config()
   c.lodo.vmap_width = width or 2
   _, split, run = make_run(c, lambda ds, split: [split.train, split.train])
