@@ -3,7 +3,7 @@
   python bench/lodo_step.py --config=configs/scfoundation.py:lodo [--folds=8] [--steps=6]
 The `lodo` model's jitted training step on the real data (the sweep's batch, its drug kernel),
 for K = 1 (the plain single-model step) and for K folds stacked, mapped as a loop inside the step
-(`lodo.vmap_width=1`, the CPU default) or all vmapped (`lodo.vmap_width=K`). Prints JSON: the
+(`lodo.fold_map=loop`, the CPU default) or vmapped (`lodo.fold_map=vmap`). Prints JSON: the
 step's wall time per fold in each mode (after compilation, the mean of `--steps` steps), and per
 mode the XLA operations that take the most time per fold (a `jax.profiler` trace of 3 steps,
 operations grouped by their HLO name without its number: e.g. `wrapped_reduce-window` are the
@@ -47,13 +47,13 @@ def op_times(trace_dir: str) -> collections.Counter:
   return groups
 
 
-def measure(config, ds, folds, kernel, width: int) -> dict:
-  """Step time per fold and the top operation groups, for `folds` mapped with `width`."""
+def measure(config, ds, folds, kernel, fold_map: str) -> dict:
+  """Step time per fold and the top operation groups, for `folds` mapped by `fold_map`."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cdr_jax import experiment  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
-  config.lodo.vmap_width = width
+  config.lodo.fold_map = fold_map
   k = len(folds)
   run = experiment.setup(config, ds, [f.train for f in folds], np.arange(ds.num_pairs), kernel,
                          [1.0] * k if k > 1 else None)
@@ -87,9 +87,8 @@ def main(argv):
   folds = [lodo.make_fold(ds, d, config.lodo.val_fraction, 0) for d in range(_FOLDS.value)]
   out = {'benchmark': 'lodo_step', 'folds': len(folds), 'batch_size': config.train.batch_size,
          'backend': jax.default_backend()}
-  for mode, chosen, width in [('plain', folds[:1], 1), ('loop', folds, 1),
-                              ('vmap', folds, len(folds))]:
-    out[mode] = measure(config, ds, chosen, kernel, width)
+  for mode, chosen in [('plain', folds[:1]), ('loop', folds), ('vmap', folds)]:
+    out[mode] = measure(config, ds, chosen, kernel, 'loop' if mode == 'plain' else mode)
     print(json.dumps({'mode': mode, **out[mode]}), flush=True)
   plain = out['plain']['step_ms_per_fold']
   out['loop_vs_plain'] = round(plain / out['loop']['step_ms_per_fold'], 2)

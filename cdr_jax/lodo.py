@@ -3,7 +3,7 @@
 F fold models are stacked along a leading model axis and trained by the one loop (`train.loop.fit`)
 with the single-model step (`train.step.train_step`) lifted to the F models in one program
 (`train.step.over_models`: vmapped on an accelerator; on CPU a loop over the folds inside the step,
-`lodo.vmap_width`). All folds read one shared stream of batches over all pairs; fold f gives weight 0
+`lodo.fold_map`). All folds read one shared stream of batches over all pairs; fold f gives weight 0
 to its held-out drug's pairs and to its validation drugs' pairs, and keeps those drugs out of its
 BatchNorm statistics. Each fold selects its best epoch on its own validation drugs and stops on its
 own patience (a stopped fold stops changing). Folds run in chunks of `folds_per_chunk` so memory stays
@@ -193,7 +193,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 def folds_per_chunk(config: ml_collections.ConfigDict) -> int:
   """`config.lodo.folds_per_chunk`, or for 0 the platform's choice: 8 on CPU, where the step loops
-  over a chunk's folds (`lodo.vmap_width`) and 8 folds take 1.4x less time than one after another
+  over a chunk's folds (`lodo.fold_map`) and 8 folds take 1.4x less time than one after another
   while 32 gain nothing more (`bench/lodo_throughput.py`), and 32 on an accelerator, where one
   small fold leaves it idle."""
   size = config.lodo.folds_per_chunk

@@ -98,11 +98,11 @@ def base_config() -> ml_collections.ConfigDict:
   # LODO sweep (launch/lodo.py)
   # folds_per_chunk: folds trained side by side; 0 = by platform: 8 on CPU, 32 on an accelerator
   # (lodo.folds_per_chunk; README "Benchmarks").
-  # vmap_width: folds vmapped together inside the step, which loops over groups of that many;
-  # 0 = by platform: 1 on CPU (a loop: the folds' shared work runs once, each fold's activations
-  # stay in cache), all of the chunk's folds on an accelerator (train/engine.py, vmap_width).
+  # fold_map: how a chunk's folds share the step: 'loop' (a loop over the folds inside the one
+  # program: their shared work runs once, each fold's activations stay in cache, stopped folds are
+  # skipped), 'vmap', or 'auto': a loop on CPU, vmap on an accelerator (train/engine.py, fold_loop).
   c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=0, val_fraction=0.05,
-                                          vmap_width=0))
+                                          fold_map='auto'))
   return c
 
 

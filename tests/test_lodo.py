@@ -39,14 +39,14 @@ def test_fold_has_no_leakage(prepared):
   np.testing.assert_array_equal(lodo.make_fold(ds, 3, 0.2, seed=0).val_drugs, f.val_drugs)
 
 
-@pytest.mark.parametrize('width', [1, 3])
-def test_fold_in_sweep_matches_fold_alone(prepared, width):
-  """A fold trained inside a chunk of 3 (a loop over the folds inside the step: width 1; all three
-  vmapped: width 3) equals the same fold trained alone, which runs the plain single-model step:
-  the path of every single training run."""
+@pytest.mark.parametrize('fold_map', ['loop', 'vmap'])
+def test_fold_in_sweep_matches_fold_alone(prepared, fold_map):
+  """A fold trained inside a chunk of 3 (a loop over the folds inside the step, or vmapped) equals
+  the same fold trained alone, which runs the plain single-model step: the path of every single
+  training run."""
   c, ds, _ = prepared
   c = c.copy_and_resolve_references()
-  c.lodo.vmap_width = width
+  c.lodo.fold_map = fold_map
   folds = [lodo.make_fold(ds, d, c.lodo.val_fraction, 0) for d in (1, 4, 7)]
   together = lodo.run_chunk(ds, c, folds)
   alone = lodo.run_chunk(ds, c, folds[1:2])

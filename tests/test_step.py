@@ -36,22 +36,20 @@ def test_step_compiles_once_and_batches_are_sharded():
   del split
 
 
-@pytest.mark.parametrize('num_models,width', [(3, 0), (3, 1), (3, 2), (16, 1)])
-def test_stacked_step_equals_the_single_model_step(num_models, width):
-  """The step of F stacked models (vmapped: width 0; a loop over them inside the step, one or two
-  vmapped per iteration: width 1, 2; F = 16 on 8 devices: a loop over two models on each device)
-  equals, for each model, the plain single-model step with its own data view. SGD: Adam's first
-  step is lr * sign(g), which turns float noise in mathematically zero gradients (biases feeding
-  BatchNorm) into +-lr; SGD compares the gradients themselves."""
+@pytest.mark.parametrize('num_models,fold_map', [(3, 'vmap'), (3, 'loop'), (16, 'loop')])
+def test_stacked_step_equals_the_single_model_step(num_models, fold_map):
+  """The step of F stacked models (vmapped, or a loop over them inside the step; F = 16 on 8
+  devices: a loop over two models on each device) equals, for each model, the plain single-model
+  step with its own data view. SGD: Adam's first step is lr * sign(g), which turns float noise in
+  mathematically zero gradients (biases feeding BatchNorm) into +-lr; SGD compares the gradients."""
   c = test_config.get_config()
   c.optimizer.name = 'sgd'
-  c.lodo.vmap_width = width or num_models
+  c.lodo.fold_map = fold_map
   rng = np.random.default_rng(0)
   _, _, run = make_run(c, lambda ds, split: [np.sort(rng.choice(split.train, len(split.train) // 2,
                                                                  replace=False))
                                              for _ in range(num_models)])
-  per_device = num_models // run.engine.mesh.shape['model']
-  assert run.engine.width == (0 if width >= per_device else width)
+  assert run.engine.loop == (fold_map == 'loop')
   states = run.init()
   batch = jax.device_get(run.stream(0)[0])
   key = jax.random.key(5)
@@ -66,12 +64,12 @@ def test_stacked_step_equals_the_single_model_step(num_models, width):
       np.testing.assert_allclose(np.asarray(x)[f], np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('width', [0, 1])
-def test_stopped_models_keep_their_state(width):
-  """Vmapped (width 0) or in a loop (width 1), a stopped model keeps its state; its metrics are
-  loss nan and weight 0."""
+@pytest.mark.parametrize('fold_map', ['vmap', 'loop'])
+def test_stopped_models_keep_their_state(fold_map):
+  """Vmapped or in a loop (which steps only the active models), a stopped model keeps its state;
+  its metrics are loss nan and weight 0."""
   c = test_config.get_config()
-  c.lodo.vmap_width = width or 2
+  c.lodo.fold_map = fold_map
   _, split, run = make_run(c, lambda ds, split: [split.train, split.train])
   states = run.init()
   new, m = run.engine.step(jax.tree.map(lambda x: x.copy(), states), run.data,
@@ -128,13 +126,14 @@ def test_batch_size_must_divide_devices():
       make_run(c)
 
 
-def test_vmap_width_by_platform_and_checked():
-  """0: a loop over the models on CPU (width 1), all vmapped on an accelerator; a width that covers
-  a device's models is one vmap (0); a negative width is refused."""
+def test_fold_map_by_platform_and_checked():
+  """'auto': a loop over the models on CPU, vmap on an accelerator; an unknown value is named."""
   c = test_config.get_config()
-  assert engine_lib.vmap_width(c, 8) == (1 if jax.default_backend() == 'cpu' else 0)
-  c.lodo.vmap_width = 4
-  assert engine_lib.vmap_width(c, 8) == 4 and engine_lib.vmap_width(c, 4) == 0
-  c.lodo.vmap_width = -1
-  with pytest.raises(ValueError, match='lodo.vmap_width must be >= 0'):
-    engine_lib.vmap_width(c, 8)
+  assert engine_lib.fold_loop(c) == (jax.default_backend() == 'cpu')
+  c.lodo.fold_map = 'vmap'
+  assert not engine_lib.fold_loop(c)
+  c.lodo.fold_map = 'loop'
+  assert engine_lib.fold_loop(c)
+  c.lodo.fold_map = 'scan'
+  with pytest.raises(ValueError, match="unknown lodo.fold_map 'scan'; choose one of: auto, loop"):
+    engine_lib.fold_loop(c)

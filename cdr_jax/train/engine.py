@@ -41,12 +41,12 @@ class Engine:
   l2: tuple[tuple[str, float], ...]
   mesh: jax.sharding.Mesh
   single: bool
-  width: int = 0   # F > 1: models vmapped per iteration of a loop over them; 0: all (no loop)
+  loop: bool = False   # F > 1: a loop over the models inside the program, not a vmap
 
   @property
   def lift(self) -> dict:
-    """How `step.over_models` maps the stacked models: loop width, one block per model device."""
-    return dict(width=self.width, groups=self.mesh.shape['model'])
+    """How `step.over_models` maps the stacked models: loop or vmap, one block per model device."""
+    return dict(loop=self.loop, groups=self.mesh.shape['model'])
 
   @property
   def replicated(self):
@@ -154,24 +154,26 @@ def create_engine(config: ml_collections.ConfigDict, ds: Dataset, batch_size: in
     # Split the drug GCN's atoms over the devices (each drug encoded once per step in total).
     step_model = model.clone(node_sharding=sharding.sharded(mesh, 'data', None))
   return _engine(model, step_model, tx, config.model.task, optimizer.l2_penalties(config.model),
-                 mesh, num_models == 1, vmap_width(config, num_models // mesh.shape['model']))
+                 mesh, num_models == 1, fold_loop(config))
 
 
-def vmap_width(config: ml_collections.ConfigDict, per_device: int) -> int:
-  """Stacked models vmapped together, of the `per_device` models each device runs: `lodo.vmap_width`,
-  or for 0 the platform's choice, 1 on CPU (a loop over the models inside the step: the work they
-  share runs once and each model's activations stay in cache, `step.over_models`) and all of them
-  on an accelerator (one vmap: one small model leaves it idle). Returns 0 for all (no loop)."""
-  width = config.lodo.get('vmap_width', 0)
-  if width < 0:
-    raise ValueError(f'lodo.vmap_width must be >= 0 (0 = by platform), got {width}')
-  width = width or (1 if jax.default_backend() == 'cpu' else per_device)
-  return 0 if width >= per_device else width
+FOLD_MAPS = ('auto', 'loop', 'vmap')
+
+
+def fold_loop(config: ml_collections.ConfigDict) -> bool:
+  """Whether stacked models run as a loop inside the program (`lodo.fold_map`): 'loop', 'vmap', or
+  'auto', the platform's choice: a loop on CPU (the work the models share runs once and each
+  model's activations stay in cache; only the models still training are stepped,
+  `step.stacked_step`), one vmap on an accelerator (one small model leaves it idle)."""
+  how = config.lodo.get('fold_map', 'auto')
+  if how not in FOLD_MAPS:
+    raise ValueError(f'unknown lodo.fold_map {how!r}; choose one of: {", ".join(FOLD_MAPS)}')
+  return how == 'loop' or (how == 'auto' and jax.default_backend() == 'cpu')
 
 
 @functools.lru_cache(maxsize=8)
-def _engine(model, step_model, tx, task, l2, mesh, single, width) -> Engine:
-  return Engine(model, step_model, tx, task, l2, mesh, single, width)
+def _engine(model, step_model, tx, task, l2, mesh, single, loop) -> Engine:
+  return Engine(model, step_model, tx, task, l2, mesh, single, loop)
 
 
 @functools.lru_cache(maxsize=8)

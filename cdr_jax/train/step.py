@@ -3,13 +3,14 @@
 `train_step` trains one model on a batch of pair indices shared by all models; the model's own
 weights are the batch weights times its `train_mask`. `over_models` lifts it (and `encode`, `fuse`)
 to F stacked models in one program: `jax.vmap` over the leading model axis, or a loop over the
-models inside the program (`jax.lax.map`, `width` of them vmapped per iteration), or, for F = 1, the
-plain function on the one model (bit-identical to a single-model run, without batching overhead).
+models inside the program, or, for F = 1, the plain function on the one model (bit-identical to a
+single-model run, without batching overhead).
 
-The loop is for CPUs (`lodo.vmap_width`): the work every model shares (the batch's gathers, the
-dropout masks, the graph's normalisation) is computed once, outside the loop, while each model's
-activations stay in cache; vmapped, the K models' activations leave the cache and each batched
-gather or scatter costs more than K plain ones (README, "Benchmarks").
+The loop is for CPUs (`lodo.fold_map`): XLA hoists the work every model shares (the dropout masks'
+random bits, the batch's gathers, the graph's normalisation) out of the loop and runs it once,
+while each model's activations stay in cache; vmapped, the K models' activations leave the cache
+and their batched reductions, gathers and scatters run slower than K plain ones (README,
+"Benchmarks"). The training step's loop visits only the models still training.
 """
 
 import functools
@@ -82,63 +83,106 @@ def fuse(state: TrainState, codes, data: DeviceData, idx: jax.Array, *, model) -
                      train=False, method='fuse')
 
 
-def over_models(fn, in_axes: tuple, single: bool, width: int = 0, groups: int = 1):
+def _parts(in_axes: tuple, args: tuple) -> tuple[list, list]:
+  """(per-model parts, shared parts) of `args` by `in_axes`; each holds None where the other holds
+  the value."""
+  part = lambda per: [jax.tree.map(lambda ax, x: x if (ax is None) != per else None, axes, arg,
+                                   is_leaf=_is_none) for axes, arg in zip(in_axes, args)]
+  return part(True), part(False)
+
+
+def _merge(in_axes: tuple, per_model: list, shared: list) -> list:
+  return [jax.tree.map(lambda ax, a, b: b if ax is None else a, axes, pa, sa, is_leaf=_is_none)
+          for axes, pa, sa in zip(in_axes, per_model, shared)]
+
+
+def _is_none(a) -> bool:
+  return a is None
+
+
+def _by_blocks(fn, args: tuple, groups: int):
+  """`fn(*args)` on the whole model axis, or with `groups` > 1 vmapped over that many contiguous
+  blocks of it (one per device of the mesh's model axis: each device runs its own block)."""
+  if groups == 1:
+    return fn(*args)
+  blocks = jax.tree.map(lambda x: x.reshape((groups, -1) + x.shape[1:]), args)
+  return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), jax.vmap(fn)(*blocks))
+
+
+def over_models(fn, in_axes: tuple, single: bool, loop: bool = False, groups: int = 1):
   """`fn` on stacked models (leading model axis 0 of the arguments `in_axes` marks; None = shared,
   prefix trees allowed).
 
-  single: `fn` on model 0, the model axis added back to its outputs. Otherwise, width 0: `jax.vmap`
-  over the model axis; width w > 0: a loop over the models (`jax.lax.map`), w models vmapped per
-  iteration. `groups` > 1 (the devices of the mesh's model axis) splits the models into that many
-  contiguous blocks, vmapped over the blocks (each device runs its own block's loop).
+  single: `fn` on model 0, the model axis added back to its outputs. Otherwise `jax.vmap` over the
+  model axis, or with `loop` a loop over the models inside the program (`jax.lax.map`; `groups`:
+  see `_by_blocks`).
   """
-  is_none = lambda a: a is None
   if single:
     def call(*args):
       first = [jax.tree.map(lambda ax, x: x if ax is None else jax.tree.map(lambda a: a[0], x),
-                            axes, arg, is_leaf=is_none)
+                            axes, arg, is_leaf=_is_none)
                for axes, arg in zip(in_axes, args)]
       return jax.tree.map(lambda x: x[None], fn(*first))
     return call
-  if not width:
+  if not loop:
     return jax.vmap(fn, in_axes=in_axes)
 
   def looped(*args):
-    part = lambda per: [jax.tree.map(lambda ax, x: x if (ax is None) != per else None, axes, arg,
-                                     is_leaf=is_none) for axes, arg in zip(in_axes, args)]
-    per_model, shared = part(True), part(False)
-    one = lambda p: fn(*[jax.tree.map(lambda ax, a, b: b if ax is None else a, axes, pa, sa,
-                                      is_leaf=is_none)
-                         for axes, pa, sa in zip(in_axes, p, shared)])
-    loop = lambda p: jax.lax.map(one, p, batch_size=width if width > 1 else None)
-    if groups == 1:
-      return loop(per_model)
-    blocks = jax.tree.map(lambda x: x.reshape((groups, -1) + x.shape[1:]), per_model)
-    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), jax.vmap(loop)(blocks))
+    per_model, shared = _parts(in_axes, args)
+    one = lambda per: fn(*_merge(in_axes, per, shared))
+    return _by_blocks(lambda *per: jax.lax.map(one, per), tuple(per_model), groups)
   return looped
 
 
+def _step_active_models(step, states: TrainState, data: DeviceData, active: jax.Array,
+                        batch: dict, key: jax.Array, groups: int):
+  """`step` on the active models only: a loop whose trip count is their number. Its body has no
+  branch, so XLA still hoists the work every model shares out of it (a `lax.cond` around the step
+  in a loop over all models kept it from doing so: 61 against 43 ms per fold and step at K = 8)."""
+  (per_data,), (shared_data,) = _parts((MODEL_AXES,), (data,))
+
+  def block(states, per_data, on):
+    order = jnp.argsort(jnp.logical_not(on))   # the active models first
+
+    def body(i, carry):
+      states, loss, weight = carry
+      j = order[i]
+      take = lambda x: jax.lax.dynamic_index_in_dim(x, j, keepdims=False)
+      view = _merge((MODEL_AXES,), [jax.tree.map(take, per_data)], [shared_data])[0]
+      new, m = step(jax.tree.map(take, states), view, batch, key)
+      put = lambda x, y: jax.lax.dynamic_update_index_in_dim(x, y, j, 0)
+      return jax.tree.map(put, states, new), put(loss, m['loss']), put(weight, m['weight'])
+
+    init = (states, jnp.full(on.shape, jnp.nan, jnp.float32), jnp.zeros(on.shape, jnp.float32))
+    return jax.lax.fori_loop(0, jnp.sum(on), body, init)
+
+  new, loss, weight = _by_blocks(block, (states, per_data, active), groups)
+  return new, {'loss': loss, 'weight': weight}
+
+
 def stacked_step(states: TrainState, data: DeviceData, active: jax.Array, batch: dict,
-                 rng: jax.Array, *, model, tx, task: str, l2, single: bool, width: int = 0,
+                 rng: jax.Array, *, model, tx, task: str, l2, single: bool, loop: bool = False,
                  groups: int = 1):
-  """`train_step` on F stacked models (`over_models`); models not `active` (stopped early) keep
-  their state, and their metrics are loss nan, weight 0.
+  """`train_step` on F stacked models; models not `active` (stopped early) keep their state, and
+  their metrics are loss nan, weight 0. Vmapped, a stopped model's step is computed and discarded;
+  in a loop (`loop`, the CPU default) only the active models are stepped.
 
   Every active model is at the same step, so this step's dropout key (`rng` folded with the step)
-  is one key shared by all models: the masks are drawn once, not once per model. A stopped model's
-  step is computed and discarded, not skipped: in the loop (`width` > 0) a `lax.cond` around the
-  step would keep XLA from hoisting the models' shared work out of the loop, which costs more
-  (43 against 61 ms per fold and step at K = 8, `bench/lodo_step.py`) than stopped folds do.
+  is one key shared by all models: the masks are drawn once, not once per model.
   """
   key = jax.random.fold_in(rng, jnp.max(states.step))
   step = functools.partial(train_step, model=model, tx=tx, task=task, l2=l2)
-  new, metrics = over_models(step, (0, MODEL_AXES, None, None), single, width, groups)(
-      states, data, batch, key)
-  metrics['step'] = jnp.max(states.step) + 1   # the step just taken by every active model
   if single:  # a single model is never stepped once stopped
-    return new, metrics
-  metrics['loss'] = jnp.where(active, metrics['loss'], jnp.nan)
-  metrics['weight'] = jnp.where(active, metrics['weight'], 0.0)
-  return per_model_where(active, new, states), metrics
+    new, metrics = over_models(step, (0, MODEL_AXES, None, None), True)(states, data, batch, key)
+  elif loop:
+    new, metrics = _step_active_models(step, states, data, active, batch, key, groups)
+  else:
+    new, metrics = jax.vmap(step, in_axes=(0, MODEL_AXES, None, None))(states, data, batch, key)
+    metrics = {'loss': jnp.where(active, metrics['loss'], jnp.nan),
+               'weight': jnp.where(active, metrics['weight'], 0.0)}
+    new = per_model_where(active, new, states)
+  metrics['step'] = jnp.max(states.step) + 1   # the step just taken by every active model
+  return new, metrics
 
 
 def per_model_where(mask: jax.Array, new, old):
