@@ -155,7 +155,7 @@ python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+
 python bench/lodo_kernel_variants.py --config=configs/baseline.py
 python launch/report.py --runs "$out/lodo7_b_line_full" "$out/lodo8_c_chemnet_full" \
   "$out/lodo8_d_shuffled_full" "$out/lodo7_a_graph_full" --out docs/report_lodo8
-# Session 9: the LODO step loops over a chunk's folds on CPU (lodo.vmap_width) and CPU sweeps run
+# Session 9: the LODO step loops over a chunk's folds on CPU (lodo.fold_map) and CPU sweeps run
 # 8 folds per chunk. The speed benchmarks, then sweep (b) again with the new defaults (its wall
 # time against session 7's one fold per chunk, and its per-drug PCCs against session 7's).
 python bench/lodo_throughput.py --config=configs/scfoundation.py:lodo --folds=8 --epochs=2 --repeats=3

@@ -193,9 +193,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 def folds_per_chunk(config: ml_collections.ConfigDict) -> int:
   """`config.lodo.folds_per_chunk`, or for 0 the platform's choice: 8 on CPU, where the step loops
-  over a chunk's folds (`lodo.fold_map`) and 8 folds take 1.4x less time than one after another
-  while 32 gain nothing more (`bench/lodo_throughput.py`), and 32 on an accelerator, where one
-  small fold leaves it idle."""
+  over a chunk's folds still training (`lodo.fold_map`): 8 folds took 1.55x less time than one
+  after another with early stopping, and 32 gained nothing over 8 (`bench/lodo_throughput.py`);
+  32 on an accelerator, where one small fold leaves it idle."""
   size = config.lodo.folds_per_chunk
   if size < 0:
     raise ValueError(f'lodo.folds_per_chunk must be >= 0 (0 = by platform), got {size}')
