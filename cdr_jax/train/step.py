@@ -143,13 +143,13 @@ def _step_active_models(step, states: TrainState, data: DeviceData, active: jax.
 
   def block(states, per_data, on):
     order = jnp.argsort(jnp.logical_not(on))   # the active models first
+    block_data = _merge((MODEL_AXES,), [per_data], [shared_data])[0]
 
     def body(i, carry):
       states, loss, weight = carry
       j = order[i]
       take = lambda x: jax.lax.dynamic_index_in_dim(x, j, keepdims=False)
-      view = _merge((MODEL_AXES,), [jax.tree.map(take, per_data)], [shared_data])[0]
-      new, m = step(jax.tree.map(take, states), view, batch, key)
+      new, m = step(jax.tree.map(take, states), block_data.model(j), batch, key)
       put = lambda x, y: jax.lax.dynamic_update_index_in_dim(x, y, j, 0)
       return jax.tree.map(put, states, new), put(loss, m['loss']), put(weight, m['weight'])
 
