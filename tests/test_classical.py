@@ -56,19 +56,35 @@ def test_ridge_per_drug_is_each_drugs_closed_form_on_its_own_lines():
     np.testing.assert_allclose(fit.scores[:, d], yo.mean() + (x - xo.mean(0)) @ w, atol=1e-6)
 
 
-def test_kernel_ridge_is_the_direct_solve_per_drug():
+def test_group_kernel_by_hand():
+  same = cl.group_kernel(np.array([0, 1, 0, -1, -1]), 5)
+  np.testing.assert_array_equal(same, [[1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [1, 0, 1, 0, 0],
+                                       [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])   # -1: no group
+  assert cl.group_kernel(None, 5) is None
+  with pytest.raises(ValueError, match='one integer per cell line'):
+    cl.group_kernel(np.zeros(4, int), 5)
+
+
+@pytest.mark.parametrize('grouped', [False, True])
+def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
+  """Per drug, ridge with an intercept on the kernel RBF (+ weight x same group), solved directly."""
   rng = np.random.default_rng(2)
   x = rng.standard_normal((15, 4))
+  groups = np.arange(15) % 3 - 1 if grouped else None   # -1, 0, 1, -1, ...
   ymat = np.sin(x[:, :2]) + 0.1 * rng.standard_normal((15, 2))
   mask = np.ones((15, 2), bool)
   mask[[0, 7, 8], 0] = False
-  fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3)
+  fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3, groups=groups,
+                        group_weights=(0.5,))
   width, lam = fit.params['width'], fit.params['lambda']
   assert fit.params['width_rel'] in cl.WIDTHS and fit.params['lambda_rel'] in cl.LAMBDAS
+  assert fit.params['group_weight'] == (0.5 if grouped else 0.0)
   d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
   distances = np.sqrt(d2[np.triu_indices(15, 1)])
   assert fit.params['median_distance'] == pytest.approx(np.median(distances))
   k = np.exp(-d2 / (2 * width ** 2))
+  if grouped:
+    k += 0.5 * ((groups[:, None] == groups[None]) & (groups[:, None] >= 0))
   for d in range(2):
     o = mask[:, d]
     ko = k[np.ix_(o, o)]
@@ -279,6 +295,24 @@ def test_unseen_lines_get_only_feature_models_and_say_why():
   assert 'cell line' in info['matrix_factorization']['why']
   assert set(info['blend']['params']['weights']) == {'ridge_per_drug', 'kernel_ridge'}
   assert cl.mean_drug_pcc(pred['kernel_ridge'], y[test], drug[test]) > 0.3  # 0.40 measured
+  assert info['kernel_ridge']['params']['group_weight'] == 0.0   # no groups given
+
+
+def test_refit_keeps_the_chosen_group_weight():
+  """With groups, kernel ridge chooses its same-group weight on training lines; the refit on
+  training + validation pairs keeps it (and the width and lambda)."""
+  x, cell, drug, y = _synthetic()
+  groups = np.arange(40) % 4
+  lines = np.random.default_rng(7).permutation(40)
+  test, val = np.flatnonzero(np.isin(cell, lines[:6])), np.flatnonzero(np.isin(cell, lines[6:10]))
+  train = np.flatnonzero(np.isin(cell, lines[10:]))
+  _, info = cl.fit_classical('leave_cell_out', cell, drug, y, train, val, test, 40, 12, x, 0,
+                             refit=True, groups=groups)
+  chosen, refit = info['kernel_ridge']['params'], info['kernel_ridge']['refit']['params']
+  assert chosen['group_weight'] in cl.GROUP_WEIGHTS and chosen['groups'] == 4
+  assert len(chosen['cv']) == len(cl.WIDTHS) * len(cl.GROUP_WEIGHTS) * len(cl.LAMBDAS)
+  for key in ('group_weight', 'width_rel', 'lambda_rel'):
+    assert refit[key] == chosen[key]
 
 
 def test_unseen_drugs_get_no_predictor():
@@ -338,22 +372,48 @@ def test_bad_input_is_named():
                      test[:1], 40, 12, x)
 
 
-def test_ridge_on_the_kernel_map_is_kernel_ridge():
-  """Per-drug ridge on `kernel_map` features is `kernel_ridge` at that width: the same lambda
-  chosen by the same inner CV, the same predictions for training and held-out lines."""
+@pytest.mark.parametrize('grouped', [False, True])
+def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
+  """Per-drug ridge on `kernel_map` features is `kernel_ridge` at that width (and same-group
+  weight): the same lambda chosen by the same inner CV, the same predictions for training and
+  held-out lines."""
   rng = np.random.default_rng(0)
   n, d, drugs = 60, 8, 5
   x = rng.standard_normal((n, d))
+  groups = rng.integers(-1, 4, n) if grouped else None
   cell, drug = np.repeat(np.arange(n), drugs), np.tile(np.arange(drugs), n)
   y = np.sin(x[cell, 0] * (drug + 1)) + drug + 0.1 * rng.standard_normal(len(cell))
   lines = np.arange(45)
   keep = (rng.random(len(cell)) > 0.2) & np.isin(cell, lines)
   train = cl.Pairs(cell[keep], drug[keep], y[keep])
-  kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,))
-  phi, info = cl.kernel_map(x, lines, 2.0)
+  kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,), groups=groups, group_weights=(0.3,))
+  phi, info = cl.kernel_map(x, lines, 2.0, groups, kr.params['group_weight'])
+  assert info['group_weight'] == (0.3 if grouped else 0.0)
   rr = cl.ridge_per_drug(phi, train, drugs, 0)
   assert info['dim'] <= len(lines) - 1 and info['width'] == pytest.approx(2 * info['median_distance'])
   assert rr.params['lambda'] == pytest.approx(kr.params['lambda'])
   assert rr.params['lambda_rel'] == kr.params['lambda_rel']
   np.testing.assert_allclose(rr.scores, kr.scores, atol=1e-9)
   np.testing.assert_allclose(phi[lines].mean(0), 0.0, atol=1e-9)   # centred on training lines
+
+
+def test_kernel_ridge_weights_the_cancer_type_when_it_carries_the_signal():
+  """Lines of a type share a sensitivity the features barely show: inner CV over training lines
+  turns the same-type kernel on, and held-out lines are predicted better than by RBF alone."""
+  rng = np.random.default_rng(4)
+  n, drugs = 120, 6
+  groups = rng.integers(0, 6, n)
+  x = rng.standard_normal((n, 5))
+  effect = rng.standard_normal(6)[groups]
+  cell, drug = np.repeat(np.arange(n), drugs), np.tile(np.arange(drugs), n)
+  y = effect[cell] * (1 + 0.2 * drug) + 0.3 * x[cell, 0] + 0.3 * rng.standard_normal(len(cell))
+  held = np.arange(n) >= 90
+  train = ~held[cell]
+  pairs = cl.Pairs(cell[train], drug[train], y[train])
+  with_type = cl.kernel_ridge(x, pairs, drugs, 0, groups=groups)
+  rbf = cl.kernel_ridge(x, pairs, drugs, 0)
+  assert with_type.params['group_weight'] > 0 and with_type.params['groups'] == 6
+  assert rbf.params['group_weight'] == 0.0 and rbf.params['groups'] is None
+  score = lambda fit: cl.mean_drug_pcc(fit.scores[cell[~train], drug[~train]], y[~train],
+                                       drug[~train])
+  assert score(with_type) > score(rbf) + 0.2

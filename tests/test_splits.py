@@ -113,3 +113,14 @@ def test_unknown_split_and_fold(synthetic_dataset):
     splits.make_split(synthetic_dataset, split_cfg('blind'))
   with pytest.raises(ValueError, match=r'split.fold=99 out of range'):
     splits.make_split(synthetic_dataset, split_cfg('leave_drug_out', fold=99))
+
+
+def test_type_groups_for_the_same_type_kernel(synthetic_dataset):
+  """Cancer types as kernel-ridge groups: 'NA' (unlabelled) joins no group; none at all when a
+  whole type is held out (its lines would share no group with a training line)."""
+  ds = dataclasses.replace(synthetic_dataset, cancer_types=('BRCA', 'NA', 'LUAD', 'SKCM'))
+  groups = splits.type_groups(ds, 'leave_cell_out')
+  np.testing.assert_array_equal(groups, np.where(ds.cell_type == 1, -1, ds.cell_type))
+  assert (groups == -1).any() and set(groups.tolist()) == {-1, 0, 2, 3}
+  np.testing.assert_array_equal(splits.type_groups(ds, 'legacy'), groups)
+  assert splits.type_groups(ds, 'leave_cancer_type_out') is None

@@ -78,8 +78,10 @@ def test_untrained_network_predicts_ridge_on_unseen_lines(kernel):
   train = classical.Pairs(ds.pair_cell[split.train], ds.pair_drug[split.train],
                           ds.pair_y[split.train].astype(np.float64))
   if kernel == 'rbf':
-    want = classical.kernel_ridge(x, train, len(ds.drug_ids), 0)
+    want = classical.kernel_ridge(x, train, len(ds.drug_ids), 0,
+                                  groups=splits.type_groups(ds, split.name))
     assert warmed.data.rbf_width == want.params['width_rel']
+    assert warmed.data.type_weight == want.params['group_weight']
   else:
     want = classical.ridge_per_drug(x, train, len(ds.drug_ids), 0)
   assert warm.fit.params['lambda'] == pytest.approx(want.params['lambda'])

@@ -158,3 +158,13 @@ def make_split(ds: Dataset, cfg: ml_collections.ConfigDict) -> Split:
   if cfg.name not in _SPLITS:
     raise ValueError(f'unknown split {cfg.name!r}; choose one of: {", ".join(NAMES)}')
   return _SPLITS[cfg.name](ds, cfg)
+
+
+def type_groups(ds: Dataset, name: str) -> np.ndarray | None:
+  """Each line's cancer type as a group index for kernel ridge's same-type kernel (-1: 'NA'), or
+  None for `leave_cancer_type_out`: there every held-out line's type has no training lines, so the
+  kernel says nothing about them while inner CV over the training lines would weight it."""
+  if name == 'leave_cancer_type_out':
+    return None
+  unlabelled = ds.cancer_types.index('NA') if 'NA' in ds.cancer_types else -1
+  return np.where(ds.cell_type == unlabelled, -1, ds.cell_type).astype(np.int64)

@@ -32,6 +32,11 @@ from cdr_jax.errors import DataError
 # between training lines (the median heuristic).
 LAMBDAS = tuple(2.0 ** k for k in range(-4, 5))
 WIDTHS = (0.5, 1.0, 2.0, 4.0)
+# Kernel ridge adds `weight` x a same-group kernel (1 for two lines of one cancer type) to the RBF
+# kernel: lines of a type share a sensitivity the expression profile shows only in part. The weight
+# is chosen with the width and lambda by the same inner CV; the grid steps by 2 as lambda's does
+# (on the five leave_cell_out folds a finer one, 0.01 to 0.08, chose less steadily: 0.449 vs 0.451).
+GROUP_WEIGHTS = (0.0, 0.05, 0.1, 0.2)
 INNER_FOLDS = 5
 MF_RANKS = (10, 20, 40, 80, 120)
 MF_L2S = tuple(5.0 * 2.0 ** (k / 2) for k in range(7))   # 5 to 40 in steps of sqrt(2)
@@ -307,21 +312,44 @@ def _sq_dists(x: np.ndarray) -> np.ndarray:
 
 def kernel_ridge(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
                  widths: Sequence[float] = WIDTHS, lambdas: Sequence[float] = LAMBDAS,
-                 folds: int = INNER_FOLDS) -> Predictor:
+                 folds: int = INNER_FOLDS, groups: np.ndarray | None = None,
+                 group_weights: Sequence[float] = GROUP_WEIGHTS) -> Predictor:
   """Multi-output kernel ridge over drugs, RBF kernel on the cell features; scores unseen lines.
 
   All drugs share the kernel, its width (times the median distance between training lines) and
-  lambda, chosen by inner K-fold CV over training lines. A drug missing on some training lines is
-  fitted exactly on the lines that have it (see `_complete`), not by imputing them.
+  lambda, chosen by inner K-fold CV over training lines. With `groups` (each line's group, e.g. its
+  cancer type; -1: none) the kernel is RBF + weight x `group_kernel`, the weight chosen from
+  `group_weights` by the same CV. A drug missing on some training lines is fitted exactly on the
+  lines that have it (see `_complete`), not by imputing them.
   """
   x = _check_features(x)
   check_pairs(train, len(x), n_drugs, 'kernel_ridge training pairs')
   d2 = _sq_dists(x)
   median = rbf_width(x, np.unique(train.cell))
-  kernels = [({'width_rel': w}, np.exp(-d2 / (2 * (w * median) ** 2))) for w in widths]
+  same = group_kernel(groups, len(x))
+  weights = (0.0,) if same is None else group_weights
+  kernels = [({'width_rel': w, 'group_weight': g}, _rbf_plus(d2, w * median, same, g))
+             for w in widths for g in weights]
   fit = _fit_kernels('kernel_ridge', kernels, train, len(x), n_drugs, lambdas, folds, seed)
-  fit.params.update(width=fit.params['width_rel'] * median, median_distance=median)
+  fit.params.update(width=fit.params['width_rel'] * median, median_distance=median,
+                    groups=None if same is None else int(len(np.unique(groups[groups >= 0]))))
   return fit
+
+
+def group_kernel(groups: np.ndarray | None, n_cells: int) -> np.ndarray | None:
+  """[C, C] 1 where two lines share a group (index >= 0), else 0; None for no groups."""
+  if groups is None:
+    return None
+  groups = np.asarray(groups)
+  if groups.shape != (n_cells,) or not np.issubdtype(groups.dtype, np.integer):
+    raise ValueError(f'cell groups: shape {groups.shape}, dtype {groups.dtype}; expected one '
+                     f'integer per cell line ({n_cells}), -1 for a line with none')
+  return ((groups[:, None] == groups[None]) & (groups[:, None] >= 0)).astype(np.float64)
+
+
+def _rbf_plus(d2: np.ndarray, width: float, same: np.ndarray | None, weight: float) -> np.ndarray:
+  k = np.exp(-d2 / (2 * width ** 2))
+  return k if same is None or not weight else k + weight * same
 
 
 def rbf_width(x: np.ndarray, lines: np.ndarray) -> float:
@@ -333,26 +361,30 @@ def rbf_width(x: np.ndarray, lines: np.ndarray) -> float:
   return median
 
 
-def kernel_map(x: np.ndarray, lines: np.ndarray, width_rel: float,
-               rel_tol: float = 1e-10) -> tuple[np.ndarray, dict]:
-  """Features whose dot products are the RBF kernel, centred as kernel ridge centres it.
+def kernel_map(x: np.ndarray, lines: np.ndarray, width_rel: float, groups: np.ndarray | None = None,
+               group_weight: float = 0.0, rel_tol: float = 1e-10) -> tuple[np.ndarray, dict]:
+  """Features whose dot products are the kernel of `kernel_ridge`, centred as it centres it.
 
   phi[c] = k~(x[c], training lines) U S^(-1/2), with U S U^T the eigendecomposition of the
   training lines' centred kernel (eigenvalues above `rel_tol` times the largest): on the training
-  lines phi phi^T is that kernel, and for any line the kernel ridge of `kernel_ridge` (width
-  `width_rel` times the median distance between training lines) is ridge with an intercept on phi,
-  same lambda. Label-free: only the training lines' features enter.
+  lines phi phi^T is that kernel, and for any line the kernel ridge of `kernel_ridge` (RBF width
+  `width_rel` times the median distance between training lines, plus `group_weight` x the
+  same-group kernel of `groups`) is ridge with an intercept on phi, same lambda. Label-free: only
+  the training lines' features (and groups) enter.
   """
   x = _check_features(x)
   lines = np.asarray(lines)
   median = rbf_width(x, lines)
   width = width_rel * median
-  k_cross = np.exp(-_sq_dists(x)[:, lines] / (2 * width ** 2))
+  same = group_kernel(groups, len(x))
+  k_cross = _rbf_plus(_sq_dists(x)[:, lines], width, None if same is None else same[:, lines],
+                      group_weight)
   eig = _centred_eig(k_cross[lines])
   keep = eig.s > rel_tol * eig.s.max()
   phi = (_centre_cross(k_cross, eig) @ eig.u[:, keep]) / np.sqrt(eig.s[keep])
   return phi, {'width_rel': width_rel, 'width': width, 'median_distance': median,
-               'dim': int(keep.sum()), 'training_lines': int(len(lines))}
+               'group_weight': group_weight, 'dim': int(keep.sum()),
+               'training_lines': int(len(lines))}
 
 
 # --- Identity models: additive effects and matrix factorisation (ALS). ---------------------------
@@ -677,7 +709,7 @@ def kind_of(name: str) -> str:
 def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.ndarray,
                   train: np.ndarray, val: np.ndarray, pairs: np.ndarray, n_cells: int,
                   n_drugs: int, x: np.ndarray | None = None, seed: int = 0,
-                  refit: bool = False,
+                  refit: bool = False, groups: np.ndarray | None = None,
                   prefit: dict[str, Predictor] | None = None,
                   val_predictions: dict[str, np.ndarray] | None = None
                   ) -> tuple[dict[str, np.ndarray], dict]:
@@ -690,6 +722,9 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
     train, val, pairs: pair indices to fit on, to select on, and to predict.
     x: [n_cells, d] cell features standardised on training lines, or None (no feature models).
     seed: initialises matrix factorisation and assigns the inner CV folds.
+    groups: each line's group (its cancer type; -1: none), or None: kernel ridge may add a
+      same-group kernel (`kernel_ridge`). Give them only where the lines to predict share groups
+      with training lines (not when a whole cancer type is held out).
     refit: once every hyperparameter and the blend's weights are chosen, refit each predictor with
       them on the training and validation pairs together (more data; no choice is revisited).
     prefit: predictors already fitted and selected on these same training and validation pairs
@@ -715,17 +750,18 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
   check_pairs(va, n_cells, n_drugs, 'validation pairs')
   if kind == 'seen_pairs':
     _check_seen(tr, va, cell[pairs], drug[pairs])
-  fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed, prefit or {})
+  fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed, prefit or {}, groups)
   if val_predictions is not None:
     val_predictions.update({name: p.predict(va.cell, va.drug) for name, p in fitted.items()})
   if refit:
     both = Pairs(*(np.concatenate([a, b]) for a, b in zip(tr, va)))
-    fitted = _refit(fitted, info, both, x, n_cells, n_drugs, seed)
+    fitted = _refit(fitted, info, both, x, n_cells, n_drugs, seed, groups)
   return {name: p.predict(cell[pairs], drug[pairs]) for name, p in fitted.items()}, info
 
 
 def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int, n_drugs: int,
-            seed: int, prefit: dict[str, Predictor]) -> tuple[dict, dict]:
+            seed: int, prefit: dict[str, Predictor], groups: np.ndarray | None = None
+            ) -> tuple[dict, dict]:
   """Fits, in order, each predictor that applies (hyperparameters chosen; those in `prefit` are
   taken as they are); info for all of them."""
   fitted, info = {}, {}
@@ -739,7 +775,8 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
       'user_knn_additive': lambda: knn('additive', 'cell'),
       'user_knn_after_item_knn': lambda: knn('item_knn', 'cell'),
       'ridge_per_drug': lambda: ridge_per_drug(x, tr, n_drugs, seed),
-      'kernel_ridge': lambda: _kernel_ridge_for(fitted.get('additive'), x, tr, n_drugs, seed),
+      'kernel_ridge': lambda: _kernel_ridge_for(fitted.get('additive'), x, tr, n_drugs, seed,
+                                                groups=groups),
       'blend': lambda: blend(list(fitted.values()), va),
   }
   for name, fit in steps.items():
@@ -755,7 +792,7 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
 
 
 def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells: int,
-           n_drugs: int, seed: int) -> dict:
+           n_drugs: int, seed: int, groups: np.ndarray | None = None) -> dict:
   """Each fitted predictor again on `both` pairs with the hyperparameters it chose."""
   out = {}
   knn = lambda p: knn_residual(out[p.base.name], out['additive'], both, None, p.axis, (p.k,))
@@ -769,7 +806,8 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
                                                  lambdas=(p.params['lambda_rel'],)),
       'kernel_ridge': lambda p: _kernel_ridge_for(
           out.get('additive'), x, both, n_drugs, seed, widths=(p.params['width_rel'],),
-          lambdas=(p.params['lambda_rel'],)),
+          lambdas=(p.params['lambda_rel'],), groups=groups,
+          group_weights=(p.params['group_weight'],)),
       'blend': lambda p: dataclasses.replace(p, parts=tuple(out[q.name] for q in p.parts)),
   }
   for name, p in fitted.items():

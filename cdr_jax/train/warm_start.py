@@ -22,8 +22,8 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   `model.line_linear` is set): the network starts as the baseline, fitted on its training drugs.
   In the sweep (`cdr_jax.lodo`) every fold gets its own fit and its own lambda.
 
-And one setting: `data.cell_kernel='rbf'` with `data.rbf_width=0` takes the width kernel ridge
-chooses by inner CV over the training lines.
+And two settings: `data.cell_kernel='rbf'` with `data.rbf_width=0` and `data.type_weight=-1` take
+the width and the same-cancer-type weight kernel ridge chooses by inner CV over the training lines.
 
 Only training and validation pairs are read. The run's classical predictors reuse the factorisation.
 
@@ -129,16 +129,20 @@ def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
                                                len(ds.cell_ids), len(ds.drug_ids), seed)
 
 
-def cell_inputs(x_std: np.ndarray, lines: np.ndarray,
-                data_config: ml_collections.ConfigDict) -> np.ndarray:
-  """The cell features the network sees: the standardised ones, or with `cell_kernel='rbf'` their
-  RBF kernel map fitted on the training lines `lines` (`classical.kernel_map`)."""
+def cell_inputs(x_std: np.ndarray, lines: np.ndarray, data_config: ml_collections.ConfigDict,
+                groups: np.ndarray | None = None) -> np.ndarray:
+  """The cell features the network sees: the standardised ones, or with `cell_kernel='rbf'` the
+  kernel map (`classical.kernel_map`, fitted on the training lines `lines`) of the RBF kernel plus
+  `data.type_weight` x the same-group kernel of `groups` (`splits.type_groups`; None: RBF alone)."""
   if data_config.get('cell_kernel', 'none') != 'rbf':  # .get: runs written before the field
     return x_std
-  if not data_config.rbf_width > 0:
-    raise ValueError('data.cell_kernel=rbf needs data.rbf_width > 0 here (0 is chosen by '
-                     'launch/train.py runs, from kernel ridge on the training lines)')
-  return classical.kernel_map(x_std, lines, data_config.rbf_width)[0].astype(np.float32)
+  weight = data_config.get('type_weight', 0.0)
+  if not data_config.rbf_width > 0 or weight < 0:
+    raise ValueError(f'data.cell_kernel=rbf needs data.rbf_width > 0 (is {data_config.rbf_width}) '
+                     f'and data.type_weight >= 0 (is {weight}) here: launch/train.py runs choose '
+                     'them (0 and -1) by kernel ridge on the training lines')
+  return classical.kernel_map(x_std, lines, data_config.rbf_width, groups,
+                              weight)[0].astype(np.float32)
 
 
 def drug_kernel(ds: Dataset, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -179,11 +183,19 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   seed = config.train.seed
   chosen = {}
   lines = np.unique(ds.pair_cell[split.train])
-  if out.data.cell_kernel == 'rbf' and not out.data.rbf_width:
-    kr = classical.kernel_ridge(x_std, _pairs(ds, split.train), len(ds.drug_ids), seed)
+  groups = splits.type_groups(ds, split.name)
+  if out.data.cell_kernel == 'rbf' and (not out.data.rbf_width or out.data.type_weight < 0):
+    grid = {}   # what the config fixes
+    if out.data.rbf_width:
+      grid['widths'] = (out.data.rbf_width,)
+    if out.data.type_weight >= 0:
+      grid['group_weights'] = (out.data.type_weight,)
+    kr = classical.kernel_ridge(x_std, _pairs(ds, split.train), len(ds.drug_ids), seed,
+                                groups=groups, **grid)
     out.data.rbf_width = chosen['data.rbf_width'] = float(kr.params['width_rel'])
-    logging.info('RBF kernel map: width %g x the median distance (kernel ridge inner CV)',
-                 out.data.rbf_width)
+    out.data.type_weight = chosen['data.type_weight'] = float(kr.params['group_weight'])
+    logging.info('kernel map: RBF width %g x the median distance + %g x same cancer type '
+                 '(kernel ridge inner CV)', out.data.rbf_width, out.data.type_weight)
   if kind is None:
     return Chosen(out, _agreed(chosen), None)
   start = time.perf_counter()
@@ -201,7 +213,8 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
       out.model.line_linear = chosen['model.line_linear'] = fit.lam
     settings = {'line_linear': out.model.line_linear}
   else:
-    fit = classical.ridge_per_drug(np.asarray(cell_inputs(x_std, lines, out.data), np.float64),
+    fit = classical.ridge_per_drug(np.asarray(cell_inputs(x_std, lines, out.data, groups),
+                                              np.float64),
                                    _pairs(ds, split.train), len(ds.drug_ids), seed)
     if not config.model.drug_linear:
       out.model.drug_linear = chosen['model.drug_linear'] = float(fit.params['lambda'])

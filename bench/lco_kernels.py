@@ -1,0 +1,136 @@
+"""Kernel ridge on unseen cell lines: which kernel validates? (JSON out, seconds per fold)
+
+For each leave_cell_out fold, per-drug PCC on the test pairs of multi-output kernel ridge
+(`classical.kernel_ridge`: width, weights and lambda chosen by inner CV over the training lines,
+never on test) with the kernel
+  rbf                    RBF on the standardised cell features (the kernel before session 10);
+  rbf+type               + weight x same cancer type (`classical.GROUP_WEIGHTS`; the default now);
+  rbf+type+<omics>       + weight x a linear kernel on another omics block (z-scored on training
+                         lines; lines without it add nothing), for methylation and mutation+cna;
+  rbf+type, per-component lambda   the rbf+type fit with one lambda per block of the training
+                         response matrix's drug-space principal components ([1], [2-5], [6-20],
+                         rest), each chosen by inner CV on its squared error.
+The last two are explorations, not predictors the runs fit.
+
+  CDR_DATA_DIR=../shared/data python bench/lco_kernels.py [--config=configs/baseline.py]
+"""
+
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from ml_collections import config_flags
+import numpy as np
+
+from cdr_jax import data
+from cdr_jax import experiment
+from cdr_jax.data import splits
+from cdr_jax.eval import classical as cl
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Cell representation.')
+_FOLDS = flags.DEFINE_list('folds', ['0', '1', '2', '3', '4'], 'leave_cell_out folds to score.')
+_OMICS = flags.DEFINE_list('omics', ['methylation', 'mutation+cna'], 'Extra kernels to try.')
+OMICS_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)
+BLOCKS = (1, 5, 20)   # component block edges for the per-component lambda
+
+
+def omics_block(config, rep: str, cell_ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+  """Another representation's raw features aligned to `cell_ids` (rows) and which lines have it."""
+  other = config.data.copy_and_resolve_references()
+  other.cell_repr = rep
+  ds = data.load_dataset(other)
+  index = {c: i for i, c in enumerate(ds.cell_ids)}
+  rows = np.array([index.get(c, -1) for c in cell_ids])
+  x = np.zeros((len(cell_ids), ds.cell_features.shape[1]))
+  x[rows >= 0] = ds.cell_features[rows[rows >= 0]]
+  return x, rows >= 0
+
+
+def linear_kernel(x: np.ndarray, has: np.ndarray, lines: np.ndarray) -> np.ndarray:
+  fit = lines[has[lines]]
+  z = np.where(has[:, None], (x - x[fit].mean(0)) / (x[fit].std(0) + 1e-6), 0.0)
+  return z @ z.T / z.shape[1]
+
+
+def per_component_lambda(fit: cl.Predictor, k_all: np.ndarray, train: cl.Pairs, n_cells: int,
+                         n_drugs: int, folds: int = cl.INNER_FOLDS, seed: int = 0) -> np.ndarray:
+  """`fit`'s kernel ridge again with one lambda per block of drug-space components (inner CV)."""
+  ymat, mask = cl.response_matrix(train, n_cells, n_drugs)
+  lines, drugs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.sum(0) >= 2)
+  k = k_all[np.ix_(lines, lines)]
+  eig, lam0 = cl._centred_eig(k), fit.params['lambda']  # pylint: disable=protected-access
+  filled, _ = cl._complete(eig, lam0, ymat[np.ix_(lines, drugs)],  # pylint: disable=protected-access
+                           mask[np.ix_(lines, drugs)])
+  mu = filled.mean(0)
+  vt = np.linalg.svd(filled - mu, full_matrices=False)[2]
+  z = (filled - mu) @ vt.T
+  lams = lam0 * 2.0 ** np.arange(-4, 7)
+  fold = np.random.default_rng(seed).permutation(len(lines)) % folds
+  err = np.zeros((len(lams), z.shape[1]))
+  for f in range(folds):
+    out, inn = fold == f, fold != f
+    e = cl._centred_eig(k[np.ix_(inn, inn)])  # pylint: disable=protected-access
+    cross = cl._centre_cross(k[np.ix_(out, inn)], e) @ e.u  # pylint: disable=protected-access
+    coef = e.u.T @ (z[inn] - z[inn].mean(0))
+    for j, lam in enumerate(lams):
+      err[j] += ((z[inn].mean(0) + cross @ (coef / (e.s + lam)[:, None]) - z[out]) ** 2).sum(0)
+  edges = (0,) + BLOCKS + (z.shape[1],)
+  lam_c = np.concatenate([np.full(b - a, lams[np.argmin(err[:, a:b].sum(1))])
+                          for a, b in zip(edges[:-1], edges[1:])])
+  cross = cl._centre_cross(k_all[:, lines], eig) @ eig.u  # pylint: disable=protected-access
+  scores = np.full((n_cells, n_drugs), np.nan)
+  scores[:, drugs] = mu + (z.mean(0) + cross @ ((eig.u.T @ z) / (eig.s[:, None] + lam_c))) @ vt
+  return scores
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  config.split.name = 'leave_cell_out'
+  ds = data.load_dataset(config.data)
+  n_cells, n_drugs = len(ds.cell_ids), len(ds.drug_ids)
+  groups = splits.type_groups(ds, config.split.name)
+  same = cl.group_kernel(groups, n_cells)
+  blocks = {rep: omics_block(config, rep, ds.cell_ids) for rep in _OMICS.value}
+  folds = []
+  for f in map(int, _FOLDS.value):
+    config.split.fold = f
+    split = splits.make_split(ds, config.split)
+    lines = np.unique(ds.pair_cell[split.train])
+    x = np.asarray(experiment.standardized_features(
+        ds, lines, np.unique(ds.pair_drug[split.train]), config)[0], np.float64)
+    train = cl.Pairs(ds.pair_cell[split.train], ds.pair_drug[split.train],
+                     ds.pair_y[split.train].astype(np.float64))
+    te = split.test
+    score = lambda s: cl.mean_drug_pcc(s[ds.pair_cell[te], ds.pair_drug[te]], ds.pair_y[te],
+                                       ds.pair_drug[te])
+    rbf = cl.kernel_ridge(x, train, n_drugs, config.train.seed)
+    typed = cl.kernel_ridge(x, train, n_drugs, config.train.seed, groups=groups)
+    row = {'rbf': score(rbf.scores), 'rbf+type': score(typed.scores),
+           'chosen': {k: typed.params[k] for k in ('width_rel', 'group_weight', 'lambda_rel')}}
+    d2 = cl._sq_dists(x)  # pylint: disable=protected-access
+    base = np.exp(-d2 / (2 * typed.params['width'] ** 2)) + typed.params['group_weight'] * same
+    for rep, (raw, has) in blocks.items():
+      extra = linear_kernel(raw, has, lines)
+      fit = cl._fit_kernels(  # pylint: disable=protected-access
+          rep, [({'weight': w}, base + w * extra) for w in OMICS_WEIGHTS], train, n_cells,
+          n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed)
+      row[f'rbf+type+{rep}'] = score(fit.scores)
+      row['chosen'][f'{rep}_weight'] = fit.params['weight']
+    row['rbf+type, per-component lambda'] = score(
+        per_component_lambda(typed, base, train, n_cells, n_drugs, seed=config.train.seed))
+    folds.append(row)
+    print(json.dumps({'fold': f, **row}), file=sys.stderr, flush=True)
+  names = [k for k in folds[0] if k != 'chosen']
+  print(json.dumps({'cell_repr': config.data.cell_repr, 'folds': folds, 'summary': {
+      k: {'mean': float(np.mean([r[k] for r in folds])),
+          'sd': float(np.std([r[k] for r in folds], ddof=1)) if len(folds) > 1 else 0.0}
+      for k in names}}, indent=1))
+
+
+if __name__ == '__main__':
+  app.run(main)
