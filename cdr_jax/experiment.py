@@ -35,6 +35,9 @@ from cdr_jax.train import warm_start
 from cdr_jax.train.state import DeviceData, TrainState, device_data, param_count
 
 
+REFIT_CHECKPOINTS = 'checkpoints_refit'   # the refit network (`refit`), under the run's workdir
+
+
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """A split made ready for training F models: the engine and the data on device."""
@@ -208,6 +211,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if not progress.done:
     return {'interrupted': True, 'epoch': progress.epoch}
   pred, val_pred = (run.predict(best, [pairs])[0] for pairs in (split.test, split.val))
+  before_refit = None
+  if len(refit_pool(config, split)) > len(split.train):
+    again = refit(chosen, ds, split, progress.best_epoch[0] + 1, workdir)
+    if again is None:
+      return {'interrupted': True, 'epoch': progress.epoch, 'phase': 'refit'}
+    before_refit, (refit_run, refit_states, refit_info) = pred, again
+    pred = refit_run.predict(refit_states, [split.test])[0]
   extra = {'split': {'name': split.name, 'description': split.description, **split.sizes()},
            'selection': {'select_on': cfg.select_on, 'metric': cfg.select_metric,
                          'leaky': cfg.select_on == 'test', 'best_epoch': progress.best_epoch[0],
@@ -218,7 +228,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   extra['chosen'] = chosen.settings   # config fields set from training / validation pairs
   if warm:
     extra['warm_start'] = warm.info()
-  preds = {'model': pred, **baseline_predictions(ds, split.train, split.test, config)}
+  preds = {'model': pred}
+  if before_refit is not None:
+    extra['refit'] = refit_info
+    preds['model_before_refit'] = before_refit
+  preds.update(baseline_predictions(ds, split.train, split.test, config))
   prefit = {'matrix_factorization': warm.fit} if warm and warm.kind == 'mf' else None
   # The classical predictors see the standardised features (whatever map the network sees).
   x = standardized_features(ds, np.unique(ds.pair_cell[split.train]),
@@ -226,6 +240,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   tuned, extra['classical'] = classical_predictions(ds, split, x, config, val_pred, pred, prefit)
   preds.update(tuned)
   return runs.write_results(workdir, ds, split.test, preds, config, extra, write=writer)
+
+
+def refit(chosen: warm_start.Chosen, ds: Dataset, split: splits.Split, epochs: int,
+          workdir: pathlib.Path) -> tuple[Setup, TrainState, dict] | None:
+  """The network trained again on the training and validation pairs together for `epochs`
+  epochs (the selected epoch + 1, chosen on validation), from its warm start refit on those pairs
+  with the choices it made (`warm_start.refit`); nothing is selected, the last epoch is kept.
+  Resumable (`checkpoints_refit/`); None when `train.max_epochs_this_run` stops it first.
+
+  As `eval.classical_refit` does for the classical predictors: every choice is made on
+  validation first, then the validation labels join the fit.
+  """
+  cfg = chosen.config.train
+  both = np.concatenate([split.train, split.val])
+  lines, seen = np.unique(ds.pair_cell[both]), np.unique(ds.pair_drug[both])
+  x_std = standardized_features(ds, lines, seen, chosen.config)[0]
+  kernel = (warm_start.drug_kernel(ds, chosen.config)
+            if models.has_line_linear(chosen.config.model) else None)
+  with threadpoolctl.threadpool_limits(1):
+    again = warm_start.refit(chosen, ds, both, x_std, kernel)
+  run = setup(again.config, ds, [both], both, kernel)
+  states = run.init()
+  if again.warm:
+    states = warm_start.apply(states, again.warm, run.host.cell_x, lines, run.host.y_mean,
+                              run.host.y_std, run.host.drug_k)
+  info = {'pairs': len(both), 'epochs': epochs,
+          'warm_start': again.warm.info() if again.warm else None}
+  ckpts = checkpoint.Checkpoints(pathlib.Path(workdir) / REFIT_CHECKPOINTS)
+  done = True
+  if epochs <= 0:   # the warm start validated best: the refit is the refit warm start
+    ckpts.save('best', 0, states, {'epoch': -1})
+  else:
+    schedule = dataclasses.replace(loop.Schedule.from_config(cfg), num_epochs=epochs,
+                                   patience=epochs + 1)
+    states, progress = loop.fit(run.step(run.engine.key(cfg.seed + 1)), states, run.stream, None,
+                                ckpts, schedule)
+    done = progress.done
+  ckpts.close()
+  return (run, states, info) if done else None
+
+
+def refit_pool(config: ml_collections.ConfigDict, split: splits.Split) -> np.ndarray:
+  """The pairs the reported network was trained on: training + validation pairs for a refit run
+  (`train.refit`, selected on validation), else the training pairs."""
+  if config.train.get('refit', False) and config.train.select_on == 'val':
+    return np.concatenate([split.train, split.val])
+  return split.train
 
 
 def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,

@@ -70,12 +70,16 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   config = runs.read_config(workdir)
   ds = data.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
-  run = experiment.setup(config, ds, [split.train], split.train)
-  restored = checkpoint.Checkpoints(workdir / 'checkpoints').restore('best', run.init())
+  # The network the run reported: its refit on training + validation pairs when it made one.
+  pool = experiment.refit_pool(config, split)
+  where = (workdir / (experiment.REFIT_CHECKPOINTS if len(pool) > len(split.train)
+                      else 'checkpoints'))
+  run = experiment.setup(config, ds, [pool], pool)
+  restored = checkpoint.Checkpoints(where).restore('best', run.init())
   if restored is None:
-    raise DataError(f'{workdir}/checkpoints/best: no checkpoint (has the run finished an epoch?)')
+    raise DataError(f'{where}/best: no checkpoint (has the run finished?)')
   params = jax.tree.map(lambda x: np.asarray(x[0]), restored[0].params)
-  fit_cells, fit_drugs = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
+  fit_cells, fit_drugs = np.unique(ds.pair_cell[pool]), np.unique(ds.pair_drug[pool])
   notes = []
   if new_drugs and 'line_linear_term' in params:
     raise DataError(f'{workdir}: this run has a per-line linear term on the kernel map of its own '
@@ -108,7 +112,7 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   cell_x, drug_x = experiment.network_features(query, fit_cells, fit_drugs, config)
   host = dataclasses.replace(device_data(query, cell_x, drug_x, [everything], run.host.drug_k),
                              y_mean=run.host.y_mean, y_std=run.host.y_std)
-  engine = engine_lib.create_engine(config, query, run.batch_size, len(split.train), 1)
+  engine = engine_lib.create_engine(config, query, run.batch_size, len(pool), 1)
   state = restored[0].replace(params=jax.tree.map(lambda x: x[None], params))
   out = engine.predict(jax.device_put(state, engine.by_model), engine.put_data(host), [everything],
                        config.eval.batch_size)[0]

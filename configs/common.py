@@ -88,6 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
       progress=True,
       max_epochs_this_run=0,   # > 0: stop (resumably) after this many epochs in one invocation
       checkpoint_every_s=60.0,  # save at most this often, and at the end (0: every epoch)
+      # Once the epoch is chosen on validation, train the network again on training +
+      # validation pairs for that many epochs (from its warm start refit on them); the test
+      # predictions are the refit's, the selected network's stay beside them (model_before_refit)
+      refit=False,
       score_start=True))       # with a warm start, the untrained network competes in selection
                                # (best epoch -1: it never ends below the predictor it starts as)
   # Evaluation

@@ -14,6 +14,7 @@ from cdr_jax import experiment
 from cdr_jax import lodo
 from cdr_jax.data import splits
 from cdr_jax.eval import classical
+from cdr_jax.eval import lodo_kernel
 from cdr_jax.train import warm_start
 from configs import test as test_config
 
@@ -337,3 +338,74 @@ def test_unseen_drugs_run_predicts_from_checkpoint(tmp_path):
   assert got[0]['predicted'] == pytest.approx(float(first[4]), abs=1e-4)
   with pytest.raises(DataError, match='cannot place a new drug'):
     predict.predict(tmp_path, new_drugs=[('new', 'CCO')])
+
+
+@pytest.mark.parametrize('c', [config(), unseen_lines(cell_kernel='rbf'), unseen_drugs()],
+                         ids=['mf', 'ridge', 'line'])
+def test_refit_start_is_the_classical_refit(c):
+  """The network's refit starts from its warm start fitted again on training + validation pairs
+  with the same choices: the untrained refit network predicts what that classical refit does."""
+  ds = data.load_dataset(c.data)
+  split = splits.make_split(ds, c.split)
+  lines, seen_drugs = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
+  chosen = warm_start.configure(c, ds, split,
+                                experiment.standardized_features(ds, lines, seen_drugs, c)[0])
+  both = np.concatenate([split.train, split.val])
+  both_lines = np.unique(ds.pair_cell[both])
+  x_both = experiment.standardized_features(ds, both_lines, np.unique(ds.pair_drug[both]), c)[0]
+  again = warm_start.refit(chosen, ds, both, x_both)
+  assert again.warm.kind == chosen.warm.kind and again.settings == chosen.settings
+  pairs = split.test
+  if chosen.warm.kind == 'mf':
+    p = chosen.warm.fit.params
+    want = classical.matrix_factorization(warm_start._pairs(ds, both), len(ds.cell_ids),
+                                          len(ds.drug_ids), p['rank'], p['l2'], c.train.seed)
+    want = want.predict(ds.pair_cell[pairs], ds.pair_drug[pairs])
+    assert again.config.model.id_l2 == pytest.approx(p['l2'] / ds.pair_y[both].std(), rel=1e-5)
+  elif chosen.warm.kind == 'ridge':   # kernel ridge refit with the width, weight and lambda chosen
+    kr = classical.kernel_ridge(np.asarray(x_both, np.float64), warm_start._pairs(ds, split.train),
+                                len(ds.drug_ids), 0, groups=splits.type_groups(ds, split.name))
+    want = classical.kernel_ridge(
+        np.asarray(x_both, np.float64), warm_start._pairs(ds, both), len(ds.drug_ids), 0,
+        widths=(kr.params['width_rel'],), lambdas=(chosen.warm.fit.params['lambda_rel'],),
+        groups=splits.type_groups(ds, split.name), group_weights=(kr.params['group_weight'],))
+    assert again.config.model.drug_linear == pytest.approx(want.params['lambda'])
+    want = want.predict(ds.pair_cell[pairs], ds.pair_drug[pairs])
+  else:   # kernel ridge over drugs (its predictions through the network: the tests above)
+    want = lodo_kernel.fit_drugs(ds.pair_cell[both], ds.pair_drug[both], ds.pair_y[both],
+                                 len(ds.cell_ids), warm_start.drug_kernel(ds, c),
+                                 lambdas=(chosen.warm.fit.lam,))
+    assert again.warm.fit.lam == chosen.warm.fit.lam
+    np.testing.assert_allclose(again.warm.fit.alpha, want.alpha, atol=1e-10)
+    want = None
+  run = experiment.setup(again.config, ds, [both], both)
+  states = warm_start.apply(run.init(), again.warm, run.host.cell_x, both_lines, run.host.y_mean,
+                            run.host.y_std, run.host.drug_k)
+  got = run.predict(states, [pairs])[0]
+  if want is not None:
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_refit_run_trains_on_train_and_val(tmp_path):
+  """End to end with train.refit: the run trains again on training + validation pairs for the
+  selected epoch + 1 epochs; the test predictions are the refit's, the selected network's beside
+  them; a second invocation resumes both phases and reproduces the results."""
+  c = config()
+  c.train.num_epochs, c.train.patience, c.train.refit = 3, 3, True
+  c.train.score_start = False   # so the refit trains (best epoch >= 0)
+  first = experiment.train_and_evaluate(c, tmp_path)
+  metrics = json.loads((tmp_path / 'metrics.json').read_text())
+  ds = data.load_dataset(c.data)
+  split = splits.make_split(ds, c.split)
+  assert metrics['refit']['epochs'] == metrics['selection']['best_epoch'] + 1 >= 1
+  assert metrics['refit']['pairs'] == len(split.train) + len(split.val)
+  assert metrics['refit']['warm_start']['from'] == 'matrix_factorization'
+  assert (tmp_path / 'checkpoints_refit').is_dir()
+  model, before = metrics['test']['model'], metrics['test']['model_before_refit']
+  assert model['pcc'] != before['pcc']
+  again = experiment.train_and_evaluate(c, tmp_path)   # resumes: nothing left to train
+  assert again['test']['model']['pcc'] == pytest.approx(first['test']['model']['pcc'], abs=1e-6)
+  from cdr_jax import predict  # pylint: disable=g-import-not-at-top
+  rows = [r.split(',') for r in (tmp_path / 'predictions.csv').read_text().splitlines()[1:4]]
+  got = predict.predict(tmp_path, [(r[0], r[1]) for r in rows])   # the refit network
+  np.testing.assert_allclose([g['predicted'] for g in got], [float(r[4]) for r in rows], atol=1e-4)

@@ -73,7 +73,7 @@ class Schedule:
 
 
 def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
-        select: Callable[[TrainState], tuple[np.ndarray, list[dict]]],
+        select: Callable[[TrainState], tuple[np.ndarray, list[dict]]] | None,
         checkpoints: checkpoint_lib.Checkpoints | None, schedule: Schedule,
         names: Sequence[str] | None = None,
         on_epoch: Callable[[Progress], None] | None = None,
@@ -85,7 +85,9 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
       step number just taken}), the metrics readable by every process.
     states: the initial states (overwritten by the latest checkpoint when there is one).
     stream: epoch -> that epoch's batches (already placed on device).
-    select: states -> (score per model, higher is better; validation metrics per model).
+    select: states -> (score per model, higher is better; validation metrics per model). None:
+      no selection (a refit trains a number of epochs chosen before): every epoch is the best so
+      far, so the states returned are the last.
     checkpoints: where `latest` and `best` are kept (None: no checkpointing).
     schedule: epochs, patience, an optional per-invocation epoch budget.
     names: a name per model for error messages (default: its index).
@@ -104,7 +106,9 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
     logging.info('resumed at epoch %d', progress.epoch)
   where = jax.jit(step_lib.per_model_where)
   epochs_run, last_save, best_unsaved = 0, time.time(), False
-  if restored is None and score_start:
+  if select is None:
+    select = lambda _: (np.full(n, float(progress.epoch)), [{}] * n)   # the latest wins
+  elif restored is None and score_start:
     scores, _ = select(states)
     progress.best_score = [-np.inf if np.isnan(x) else float(x) for x in scores]
     progress.best_epoch, best_unsaved = [-1] * n, True

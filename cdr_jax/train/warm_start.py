@@ -224,6 +224,42 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   return Chosen(out, _agreed(chosen), warm)
 
 
+def refit(chosen: Chosen, ds: Dataset, pairs: np.ndarray, x_std: np.ndarray,
+          kernel: np.ndarray | None = None) -> Chosen:
+  """`chosen` for the network's refit on `pairs` (training + validation): its warm start fitted
+  again on those pairs with the hyperparameters it chose (no choice is revisited), and the L2s
+  derived from them recomputed on the new pairs (`model.id_l2` is l2 / std of the labels; a
+  ridge's absolute lambda scales with its kernel). `x_std`: the cell features standardised on the
+  lines of `pairs`; `kernel`: the drug kernel (kind 'line'; computed here when not given)."""
+  warm, out = chosen.warm, copy.deepcopy(chosen.config)
+  if warm is None:
+    return Chosen(out, chosen.settings, None)
+  start, seed, n_drugs = time.perf_counter(), out.train.seed, len(ds.drug_ids)
+  if warm.kind == 'mf':
+    rank, l2 = int(warm.fit.params['rank']), float(warm.fit.params['l2'])
+    fit = classical.matrix_factorization(_pairs(ds, pairs), len(ds.cell_ids), n_drugs, rank, l2,
+                                         seed)
+    if 'model.id_l2' in chosen.settings:
+      out.model.id_l2 = l2 / float(np.asarray(ds.pair_y[pairs], np.float32).std())
+  elif warm.kind == 'line':
+    kernel = drug_kernel(ds, out) if kernel is None else kernel
+    fit = lodo_kernel.fit_drugs(ds.pair_cell[pairs], ds.pair_drug[pairs], ds.pair_y[pairs],
+                                len(ds.cell_ids), network_kernel(kernel, out.data),
+                                lambdas=(warm.fit.lam,))
+  else:
+    lines = np.unique(ds.pair_cell[pairs])
+    x = cell_inputs(x_std, lines, out.data, splits.type_groups(ds, out.split.name))
+    fit = classical.ridge_per_drug(np.asarray(x, np.float64), _pairs(ds, pairs), n_drugs, seed,
+                                   lambdas=(warm.fit.params['lambda_rel'],))
+    if 'model.drug_linear' in chosen.settings:
+      out.model.drug_linear = float(fit.params['lambda'])
+  settings = {k: out.model[k] for k in warm.settings}
+  again = WarmStart(warm.kind, fit, settings, time.perf_counter() - start)
+  logging.info('refit: warm start from %s on %d pairs: %s (%.1f s)', fit.name, len(pairs),
+               settings, again.seconds)
+  return Chosen(out, chosen.settings, again)
+
+
 def _agreed(chosen: dict) -> dict:
   """`chosen`, checked equal on every process (each fits on its own copy of the data: on hosts
   with different BLAS a near-tie could choose differently, and the shapes would disagree)."""
