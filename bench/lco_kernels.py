@@ -9,8 +9,11 @@ never on test) with the kernel
                          lines; lines without it add nothing), for methylation and mutation+cna;
   rbf+type, per-component lambda   the rbf+type fit with one lambda per block of the training
                          response matrix's drug-space principal components ([1], [2-5], [6-20],
-                         rest), each chosen by inner CV on its squared error.
-The last two are explorations, not predictors the runs fit.
+                         rest), each chosen by inner CV on its squared error;
+  rbf+type, relevance-weighted genes   rbf+type on features scaled by sqrt of each gene's
+                         relevance: the norm over drugs of its covariance with the drug-centred
+                         responses of the training lines (labels of training lines only).
+The last three are explorations, not predictors the runs fit.
 
   CDR_DATA_DIR=../shared/data python bench/lco_kernels.py [--config=configs/baseline.py]
 """
@@ -121,6 +124,13 @@ def main(argv):
           n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed)
       row[f'rbf+type+{rep}'] = score(fit.scores)
       row['chosen'][f'{rep}_weight'] = fit.params['weight']
+    ymat, mask = cl.response_matrix(train, n_cells, n_drugs)
+    centred = np.where(mask, ymat - np.nanmean(np.where(mask, ymat, np.nan), 0), 0.0)[lines]
+    xc = x[lines] - x[lines].mean(0)
+    relevance = np.linalg.norm(xc.T @ centred, axis=1) / np.linalg.norm(xc, axis=0)
+    weighted = cl.kernel_ridge(x * np.sqrt(relevance / relevance.max()), train, n_drugs,
+                               config.train.seed, groups=groups)
+    row['rbf+type, relevance-weighted genes'] = score(weighted.scores)
     row['rbf+type, per-component lambda'] = score(
         per_component_lambda(typed, base, train, n_cells, n_drugs, seed=config.train.seed))
     folds.append(row)

@@ -6,6 +6,7 @@ the baselines and writes every output (see `cdr_jax.runs`).
 """
 
 from collections.abc import Sequence
+import copy
 import dataclasses
 import logging
 import pathlib
@@ -169,15 +170,23 @@ def check_resumable(workdir: pathlib.Path, settings: dict) -> None:
                       'resume with the same data and code, or start a fresh workdir')
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """Trains (resuming from the latest checkpoint), selects on validation, evaluates on test."""
-  workdir = pathlib.Path(workdir)
+@dataclasses.dataclass(frozen=True)
+class Trained:
+  """A trained network's predictions (natural scale) and what it chose (`train_network`)."""
+  test: np.ndarray                 # the reported network's (the refit's, with train.refit)
+  val: np.ndarray                  # the selected network's: the stack's weights are fitted on them
+  before_refit: np.ndarray | None  # the selected network's test predictions, when it was refit
+  chosen: warm_start.Chosen
+  extra: dict                      # selection, parameters, chosen, warm_start, refit
+
+
+def train_network(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
+                  workdir: pathlib.Path) -> Trained | dict:
+  """Trains one network (resuming from the latest checkpoint), selects its epoch on validation
+  and, with `train.refit`, trains it again on training + validation pairs. Writes config.json,
+  history and checkpoints to `workdir`; returns {'interrupted': ...} when stopped early."""
   writer = sharding.is_writer()  # every process trains; process 0 writes the run's files
   cfg = config.train
-  if cfg.select_on not in ('val', 'test'):
-    raise ValueError(f'unknown train.select_on {cfg.select_on!r}; choose val (or test: leaky)')
-  ds = data_lib.load_dataset(config.data)
-  split = splits.make_split(ds, config.split)
   chosen, run, states = prepare(config, ds, split)
   config, warm = chosen.config, chosen.warm   # the written config has what was chosen
   check_resumable(workdir, chosen.settings)
@@ -211,35 +220,100 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if not progress.done:
     return {'interrupted': True, 'epoch': progress.epoch}
   pred, val_pred = (run.predict(best, [pairs])[0] for pairs in (split.test, split.val))
+  extra = {'selection': {'select_on': cfg.select_on, 'metric': cfg.select_metric,
+                         'leaky': cfg.select_on == 'test', 'best_epoch': progress.best_epoch[0],
+                         'epochs_trained': progress.epoch},
+           'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
+           'chosen': chosen.settings}   # config fields set from training / validation pairs
+  if warm:
+    extra['warm_start'] = warm.info()
   before_refit = None
   if len(refit_pool(config, split)) > len(split.train):
     again = refit(chosen, ds, split, progress.best_epoch[0] + 1, workdir)
     if again is None:
       return {'interrupted': True, 'epoch': progress.epoch, 'phase': 'refit'}
-    before_refit, (refit_run, refit_states, refit_info) = pred, again
+    before_refit, (refit_run, refit_states, extra['refit']) = pred, again
     pred = refit_run.predict(refit_states, [split.test])[0]
+  return Trained(pred, val_pred, before_refit, chosen, extra)
+
+
+MEMBERS = 'members'   # an ensemble's member runs: workdir/members/<k>/
+
+
+def member_config(config: ml_collections.ConfigDict, k: int) -> ml_collections.ConfigDict:
+  """Ensemble member k: the run's config with training seed `train.seed + k` (its initial
+  weights, dropout and batch order; the split and its validation part stay the run's)."""
+  member = copy.deepcopy(config)
+  member.train.seed, member.train.ensemble = config.train.seed + k, 1
+  return member
+
+
+def train_ensemble(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
+                   workdir: pathlib.Path) -> Trained | dict:
+  """`train.ensemble` networks (`member_config`), each a full run under workdir/members/<k>/
+  (resumable, its own choices and refit), trained one after the other; their predictions are
+  averaged. With one member: `train_network` in `workdir` itself."""
+  n = int(config.train.get('ensemble', 1))
+  if n < 1:
+    raise ValueError(f'train.ensemble must be >= 1 (networks to average), got {n}')
+  if n == 1:
+    return train_network(config, ds, split, workdir)
+  members = []
+  for k in range(n):
+    logging.info('ensemble member %d of %d (train.seed %d)', k + 1, n, config.train.seed + k)
+    out = train_network(member_config(config, k), ds, split, workdir / MEMBERS / str(k))
+    if isinstance(out, dict):
+      return {**out, 'member': k}
+    if sharding.is_writer():
+      runs.write_predictions(workdir / MEMBERS / str(k), ds, split.test, out.test,
+                             config.model.task)
+    members.append(out)
+  mean = lambda xs: np.mean(xs, axis=0)
+  before = [m.before_refit for m in members]
+  task = config.model.task
+  first = members[0]
+  extra = dict(first.extra, ensemble={
+      'members': n, 'seeds': [config.train.seed + k for k in range(n)],
+      'best_epochs': [m.extra['selection']['best_epoch'] for m in members],
+      'member_test': [evaluate.evaluate(m.test, ds, split.test, task) for m in members]})
+  return Trained(mean([m.test for m in members]), mean([m.val for m in members]),
+                 None if before[0] is None else mean(before), first.chosen, extra)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """Trains (resuming from the latest checkpoints), selects on validation, evaluates on test."""
+  workdir = pathlib.Path(workdir)
+  if config.train.select_on not in ('val', 'test'):
+    raise ValueError(f'unknown train.select_on {config.train.select_on!r}; choose val (or test: '
+                     'leaky)')
+  ds = data_lib.load_dataset(config.data)
+  split = splits.make_split(ds, config.split)
+  net = train_ensemble(config, ds, split, workdir)
+  if isinstance(net, dict):
+    return net
+  ensemble = int(config.train.get('ensemble', 1))
+  config = net.chosen.config   # (a member's choices; the ensemble's size stays the run's)
+  if ensemble > 1:
+    config = copy.deepcopy(config)   # member 0's: the run's seed
+    config.train.ensemble = ensemble
+    if sharding.is_writer():
+      runs.write_config(workdir, config)
   extra = {'split': {'name': split.name, 'description': split.description, **split.sizes()},
-           'selection': {'select_on': cfg.select_on, 'metric': cfg.select_metric,
-                         'leaky': cfg.select_on == 'test', 'best_epoch': progress.best_epoch[0],
-                         'epochs_trained': progress.epoch},
-           'dataset': dict(ds.info),
-           'parameters': param_count(jax.tree.map(lambda x: x[0], best.params)),
-           'devices': jax.device_count()}
-  extra['chosen'] = chosen.settings   # config fields set from training / validation pairs
-  if warm:
-    extra['warm_start'] = warm.info()
-  preds = {'model': pred}
-  if before_refit is not None:
-    extra['refit'] = refit_info
-    preds['model_before_refit'] = before_refit
+           'dataset': dict(ds.info), 'devices': jax.device_count(), **net.extra}
+  preds = {'model': net.test}
+  if net.before_refit is not None:
+    preds['model_before_refit'] = net.before_refit
   preds.update(baseline_predictions(ds, split.train, split.test, config))
+  warm = net.chosen.warm
   prefit = {'matrix_factorization': warm.fit} if warm and warm.kind == 'mf' else None
   # The classical predictors see the standardised features (whatever map the network sees).
   x = standardized_features(ds, np.unique(ds.pair_cell[split.train]),
                             np.unique(ds.pair_drug[split.train]), config)[0]
-  tuned, extra['classical'] = classical_predictions(ds, split, x, config, val_pred, pred, prefit)
+  tuned, extra['classical'] = classical_predictions(ds, split, x, config, net.val, net.test,
+                                                    prefit)
   preds.update(tuned)
-  return runs.write_results(workdir, ds, split.test, preds, config, extra, write=writer)
+  return runs.write_results(workdir, ds, split.test, preds, config, extra,
+                            write=sharding.is_writer())
 
 
 def refit(chosen: warm_start.Chosen, ds: Dataset, split: splits.Split, epochs: int,
@@ -270,7 +344,8 @@ def refit(chosen: warm_start.Chosen, ds: Dataset, split: splits.Split, epochs: i
   ckpts = checkpoint.Checkpoints(pathlib.Path(workdir) / REFIT_CHECKPOINTS)
   done = True
   if epochs <= 0:   # the warm start validated best: the refit is the refit warm start
-    ckpts.save('best', 0, states, {'epoch': -1})
+    if ckpts.restore('best', states) is None:   # (a resumed run saved it already)
+      ckpts.save('best', 0, states, {'epoch': -1})
   else:
     schedule = dataclasses.replace(loop.Schedule.from_config(cfg), num_epochs=epochs,
                                    patience=epochs + 1)

@@ -68,6 +68,12 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   them. Notes on what a prediction could not use are logged and returned in each row."""
   workdir = pathlib.Path(workdir)
   config = runs.read_config(workdir)
+  members = int(config.train.get('ensemble', 1))
+  if members > 1:   # the mean of the member networks' predictions, as the run reported
+    outs = [predict(workdir / experiment.MEMBERS / str(k), pairs, new_drugs, annotations)
+            for k in range(members)]
+    return [dict(rows[0], predicted=float(np.mean([r['predicted'] for r in rows])))
+            for rows in zip(*outs)]
   ds = data.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
   # The network the run reported: its refit on training + validation pairs when it made one.

@@ -148,15 +148,7 @@ def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: d
   if not write:
     return summary
   io.atomic_write_json(workdir / METRICS_FILE, summary)
-  model_pred = preds['model']
-  rows = [{'cell_id': ds.cell_ids[c], 'drug_id': ds.drug_ids[d],
-           'cancer_type': ds.cancer_types[ds.cell_type[c]], 'observed': float(y),
-           'predicted': float(p)}
-          for c, d, y, p in zip(ds.pair_cell[test], ds.pair_drug[test], ds.pair_y[test], model_pred)]
-  if task == 'classification':
-    for r, label in zip(rows, ds.pair_label[test]):
-      r['label'] = int(label)
-  write_csv(workdir / PREDICTIONS_FILE, rows)
+  write_predictions(workdir, ds, test, preds['model'], task)
   if task == 'regression':
     for name, table in evaluate.group_tables(preds, ds, test).items():
       write_csv(workdir / f'per_{name}.csv', table)
@@ -167,6 +159,19 @@ def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: d
     md += '\n**Leaky:** the model was selected on the test set (published protocol).\n'
   io.atomic_write_text(workdir / SUMMARY_FILE, md)
   return summary
+
+
+def write_predictions(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, pred: np.ndarray,
+                      task: str) -> None:
+  """predictions.csv: cell, drug, cancer type, observed, predicted (and label) per test pair."""
+  rows = [{'cell_id': ds.cell_ids[c], 'drug_id': ds.drug_ids[d],
+           'cancer_type': ds.cancer_types[ds.cell_type[c]], 'observed': float(y),
+           'predicted': float(p)}
+          for c, d, y, p in zip(ds.pair_cell[test], ds.pair_drug[test], ds.pair_y[test], pred)]
+  if task == 'classification':
+    for r, label in zip(rows, ds.pair_label[test]):
+      r['label'] = int(label)
+  write_csv(workdir / PREDICTIONS_FILE, rows)
 
 
 def write_lodo(workdir: pathlib.Path, ds: Dataset, rows: list[dict], summary: dict) -> None:

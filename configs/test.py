@@ -29,6 +29,8 @@ def get_config(arg: str | None = None):
   c.train.patience = 2
   c.train.progress = False
   c.train.checkpoint_every_s = 0.0  # every epoch: the resume tests kill runs between epochs
+  c.train.refit = False  # one training phase per test run (tests/test_warm_start.py tests refits)
+  c.train.ensemble = 1   # one network per test run (the unseen-lines variants average five)
   # Evaluation
   c.eval.batch_size = 256
   c.eval.mf_rank = 4

@@ -409,3 +409,29 @@ def test_refit_run_trains_on_train_and_val(tmp_path):
   rows = [r.split(',') for r in (tmp_path / 'predictions.csv').read_text().splitlines()[1:4]]
   got = predict.predict(tmp_path, [(r[0], r[1]) for r in rows])   # the refit network
   np.testing.assert_allclose([g['predicted'] for g in got], [float(r[4]) for r in rows], atol=1e-4)
+
+
+def test_ensemble_run_averages_its_members(tmp_path):
+  """train.ensemble=2: two member runs (seeds 0 and 1, each refit) under members/; the run's
+  predictions are their mean, predict.py gives the same, and a second invocation resumes."""
+  from cdr_jax import predict  # pylint: disable=g-import-not-at-top
+  c = config('leave_cell_out', id_embed_dim=0, linear_init='ridge')
+  c.train.num_epochs, c.train.patience, c.train.refit, c.train.ensemble = 2, 2, True, 2
+  first = experiment.train_and_evaluate(c, tmp_path)
+  metrics = json.loads((tmp_path / 'metrics.json').read_text())
+  assert metrics['ensemble']['members'] == 2 and metrics['ensemble']['seeds'] == [0, 1]
+  read = lambda p: [r.split(',') for r in p.read_text().splitlines()[1:]]
+  rows = read(tmp_path / 'predictions.csv')
+  members = [read(tmp_path / 'members' / str(k) / 'predictions.csv') for k in range(2)]
+  assert not any((tmp_path / 'members' / str(k) / 'metrics.json').exists() for k in range(2))
+  for k in range(2):
+    assert json.loads((tmp_path / 'members' / str(k) / 'config.json').read_text())[
+        'train']['seed'] == k
+  mean = [np.mean([float(m[i][4]) for m in members]) for i in range(len(rows))]
+  np.testing.assert_allclose([float(r[4]) for r in rows], mean, atol=1e-5)
+  assert max(abs(float(a[4]) - float(b[4])) for a, b in zip(*members)) > 1e-4  # seeds differ
+  got = predict.predict(tmp_path, [(r[0], r[1]) for r in rows[:3]])
+  np.testing.assert_allclose([g['predicted'] for g in got], [float(r[4]) for r in rows[:3]],
+                             atol=1e-4)
+  again = experiment.train_and_evaluate(c, tmp_path)
+  assert again['test']['model']['pcc'] == pytest.approx(first['test']['model']['pcc'], abs=1e-6)
