@@ -128,3 +128,18 @@ def test_scored_start_stays_best_until_beaten():
   _, plain = loop.fit(toy_step, toy_states(), stream, select, None,
                       loop.Schedule(num_epochs=6, patience=4))
   assert plain.best_epoch[1] == 5   # without it: the best epoch, below the start
+
+
+def test_without_selection_the_last_epoch_is_kept(tmp_path):
+  """select=None (a refit): every model trains every epoch and the states returned are the last,
+  also when the run is resumed from its checkpoints."""
+  best, progress = loop.fit(toy_step, toy_states(), stream, None, None,
+                            loop.Schedule(num_epochs=4, patience=1))
+  assert progress.done and progress.active == [True] * 3 and progress.best_epoch == [3] * 3
+  np.testing.assert_array_equal(np.asarray(best.params['w']), [8.0] * 3)
+  for budget in (3, 0):
+    ckpts = checkpoint.Checkpoints(tmp_path)
+    best, progress = loop.fit(toy_step, toy_states(), stream, None, ckpts,
+                              loop.Schedule(num_epochs=4, patience=1, max_epochs_this_run=budget))
+    ckpts.close()
+  np.testing.assert_array_equal(np.asarray(best.params['w']), [8.0] * 3)

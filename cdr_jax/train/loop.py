@@ -106,7 +106,8 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
     logging.info('resumed at epoch %d', progress.epoch)
   where = jax.jit(step_lib.per_model_where)
   epochs_run, last_save, best_unsaved = 0, time.time(), False
-  if select is None:
+  selecting = select is not None
+  if not selecting:
     select = lambda _: (np.full(n, float(progress.epoch)), [{}] * n)   # the latest wins
   elif restored is None and score_start:
     scores, _ = select(states)
@@ -135,9 +136,10 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
       last_save, best_unsaved = time.time(), False
     if on_epoch:
       on_epoch(progress)
-    logging.info('epoch %d: %d/%d models active, loss %.4f, mean validation score %.4f (%.1fs)',
-                 epoch, sum(progress.active), n, float(np.nanmean(loss)),
-                 float(np.nanmean(np.where(np.isfinite(scores), scores, np.nan))), time.time() - t0)
+    valid = (f'mean validation score {np.nanmean(np.where(np.isfinite(scores), scores, np.nan)):.4f}'
+             if selecting else f'epoch {epoch + 1} of {schedule.num_epochs}, no selection')
+    logging.info('epoch %d: %d/%d models active, loss %.4f, %s (%.1fs)', epoch,
+                 sum(progress.active), n, float(np.nanmean(loss)), valid, time.time() - t0)
     if epochs_run == schedule.max_epochs_this_run:
       break
   return best, progress
