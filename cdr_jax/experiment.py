@@ -1,8 +1,10 @@
 """One training run: train on a split with the one loop (F = 1), select on validation, evaluate.
 
 `train_and_evaluate(config, workdir)` trains with early stopping on the validation split, keeps the
-latest and best checkpoints (resuming from the latest), then evaluates the best model on test beside
-the baselines and writes every output (see `cdr_jax.runs`).
+latest and best checkpoints (resuming from the latest), with `train.refit` trains the network again
+on training + validation pairs for the chosen number of epochs (`refit`), with `train.ensemble`
+averages several such networks (`train_ensemble`), then evaluates on test beside the baselines, the
+tuned classical predictors and the stack, and writes every output (see `cdr_jax.runs`).
 """
 
 from collections.abc import Sequence
