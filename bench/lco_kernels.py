@@ -13,7 +13,9 @@ never on test) with the kernel
   rbf+type, relevance-weighted genes   rbf+type on features scaled by sqrt of each gene's
                          relevance: the norm over drugs of its covariance with the drug-centred
                          responses of the training lines (labels of training lines only).
-The last three are explorations, not predictors the runs fit.
+The last three are explorations, not predictors the runs fit; the last two are each the best of
+several forms tried on the same test folds (blockings; gene weightings and top-k selections), so
+their figures are optimistic.
 
   CDR_DATA_DIR=../shared/data python bench/lco_kernels.py [--config=configs/baseline.py]
 """
