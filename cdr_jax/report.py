@@ -411,10 +411,12 @@ def summary_table(groups: list[list[run_io.Run]], columns) -> list[str]:
 
 
 def predictor_label(name: str) -> str:
-  """How the tables name a predictor beside the model: the stack, a tuned classical predictor
-  (eval/classical.py), or a naive baseline (eval/baselines.py)."""
+  """How the tables name a predictor beside the model: the stack, the network before its refit,
+  a tuned classical predictor (eval/classical.py), or a naive baseline (eval/baselines.py)."""
   if name == 'stack':
     return 'stack: network + classical (weights on validation)'
+  if name == 'model_before_refit':
+    return 'network: selected on validation, before its refit'
   if name.startswith('tuned_'):
     return f'classical: {name[6:]}'
   return f'naive: {name}'

@@ -253,3 +253,11 @@ def test_labels_name_drug_representations_beyond_the_graph():
                          path) == plain
   assert report.describe({**base, 'data.drug_repr': 'graph+morgan', 'data.shuffle_drugs': True},
                          path) == 'expression · drugs: graph+morgan shuffled · leave_drug_out · seed'
+
+
+def test_predictor_labels_say_what_each_is():
+  assert report.predictor_label('stack').startswith('stack: network + classical')
+  assert report.predictor_label('model_before_refit') == (
+      'network: selected on validation, before its refit')
+  assert report.predictor_label('tuned_kernel_ridge') == 'classical: kernel_ridge'
+  assert report.predictor_label('type_drug_mean') == 'naive: type_drug_mean'
