@@ -189,3 +189,5 @@ for f in 0 1 2 3 4; do
   train configs/baseline.py:shuffled,leave_cell_out lco10_shuf_f$f --config.split.fold=$f \
     --config.train.ensemble=1
 done
+python launch/report.py --runs "$out"/lco10e_expr_f* "$out"/lco10_shuf_f* --out docs/report_lco10
+python launch/report.py --runs "$out"/legacy10r_expr_s* --out docs/report_legacy10
