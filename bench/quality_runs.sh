@@ -191,3 +191,11 @@ for f in 0 1 2 3 4; do
 done
 python launch/report.py --runs "$out"/lco10e_expr_f* "$out"/lco10_shuf_f* --out docs/report_lco10
 python launch/report.py --runs "$out"/legacy10r_expr_s* --out docs/report_legacy10
+# Unseen lines, every other config, one network per fold (with the type kernel and the refit).
+for c in multiomics.py:leave_cell_out:mo scfoundation.py:leave_cell_out:scf \
+         scfoundation.py:shuffled,leave_cell_out:scfshuf baseline.py:onehot,leave_cell_out:onehot; do
+  cfg=${c%:*}; name=${c##*:}
+  for f in 0 1 2 3 4; do
+    train "configs/$cfg" "lco10_${name}_f$f" --config.split.fold=$f --config.train.ensemble=1
+  done
+done
