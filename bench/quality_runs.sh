@@ -199,3 +199,8 @@ for c in multiomics.py:leave_cell_out:mo scfoundation.py:leave_cell_out:scf \
     train "configs/$cfg" "lco10_${name}_f$f" --config.split.fold=$f --config.train.ensemble=1
   done
 done
+# The legacy split, every other config, 3 seeds (with the type kernel and the refit).
+for c in multiomics.py::mo scfoundation.py::scf baseline.py:shuffled,:shuf baseline.py:onehot,:onehot; do
+  cfg=${c%:*}; name=${c##*:}
+  for s in 0 1 2; do train "configs/${cfg}seed=$s" "legacy10_${name}_s$s"; done
+done
