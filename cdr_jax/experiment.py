@@ -139,17 +139,22 @@ def network_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
   return warm_start.cell_inputs(cell_x, fit_cells, config.data, groups), drug_x
 
 
-def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split
+def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
+            refit_of: warm_start.Chosen | None = None
             ) -> tuple[warm_start.Chosen, Setup, TrainState]:
   """A single run made ready: settings chosen on training / validation pairs and the warm start
-  (`warm_start.configure`), the run set up with them, its initial (warm-started) state."""
-  lines, seen = np.unique(ds.pair_cell[split.train]), np.unique(ds.pair_drug[split.train])
+  (`warm_start.configure`), the run set up with them, its initial (warm-started) state. With
+  `refit_of` (what the run chose): the same for its refit on training + validation pairs, the
+  warm start fitted again on them with those choices (`warm_start.refit`)."""
+  pairs = split.train if refit_of is None else np.concatenate([split.train, split.val])
+  lines, seen = np.unique(ds.pair_cell[pairs]), np.unique(ds.pair_drug[pairs])
   x_std = standardized_features(ds, lines, seen, config)[0]
   # The drug kernel (RDKit fingerprints and descriptors) once, for the warm start and the network.
   kernel = warm_start.drug_kernel(ds, config) if models.has_line_linear(config.model) else None
   with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
-    chosen = warm_start.configure(config, ds, split, x_std, kernel)
-  run = setup(chosen.config, ds, [split.train], split.train, kernel)
+    chosen = (warm_start.configure(config, ds, split, x_std, kernel) if refit_of is None
+              else warm_start.refit(refit_of, ds, pairs, x_std, kernel))
+  run = setup(chosen.config, ds, [pairs], pairs, kernel)
   states = run.init()
   if chosen.warm:
     states = warm_start.apply(states, chosen.warm, run.host.cell_x, lines, run.host.y_mean,
@@ -230,7 +235,7 @@ def train_network(config: ml_collections.ConfigDict, ds: Dataset, split: splits.
   if warm:
     extra['warm_start'] = warm.info()
   before_refit = None
-  if len(refit_pool(config, split)) > len(split.train):
+  if refits(config, split):
     again = refit(chosen, ds, split, progress.best_epoch[0] + 1, workdir)
     if again is None:
       return {'interrupted': True, 'epoch': progress.epoch, 'phase': 'refit'}
@@ -329,19 +334,8 @@ def refit(chosen: warm_start.Chosen, ds: Dataset, split: splits.Split, epochs: i
   validation first, then the validation labels join the fit.
   """
   cfg = chosen.config.train
-  both = np.concatenate([split.train, split.val])
-  lines, seen = np.unique(ds.pair_cell[both]), np.unique(ds.pair_drug[both])
-  x_std = standardized_features(ds, lines, seen, chosen.config)[0]
-  kernel = (warm_start.drug_kernel(ds, chosen.config)
-            if models.has_line_linear(chosen.config.model) else None)
-  with threadpoolctl.threadpool_limits(1):
-    again = warm_start.refit(chosen, ds, both, x_std, kernel)
-  run = setup(again.config, ds, [both], both, kernel)
-  states = run.init()
-  if again.warm:
-    states = warm_start.apply(states, again.warm, run.host.cell_x, lines, run.host.y_mean,
-                              run.host.y_std, run.host.drug_k)
-  info = {'pairs': len(both), 'epochs': epochs,
+  again, run, states = prepare(chosen.config, ds, split, refit_of=chosen)
+  info = {'pairs': len(run.pool), 'epochs': epochs,
           'warm_start': again.warm.info() if again.warm else None}
   ckpts = checkpoint.Checkpoints(pathlib.Path(workdir) / REFIT_CHECKPOINTS)
   done = True
@@ -358,12 +352,16 @@ def refit(chosen: warm_start.Chosen, ds: Dataset, split: splits.Split, epochs: i
   return (run, states, info) if done else None
 
 
+def refits(config: ml_collections.ConfigDict, split: splits.Split) -> bool:
+  """Whether the run refits its network (`train.refit`, selected on validation pairs it has)."""
+  return (config.train.get('refit', False) and config.train.select_on == 'val'
+          and len(split.val) > 0)
+
+
 def refit_pool(config: ml_collections.ConfigDict, split: splits.Split) -> np.ndarray:
   """The pairs the reported network was trained on: training + validation pairs for a refit run
-  (`train.refit`, selected on validation), else the training pairs."""
-  if config.train.get('refit', False) and config.train.select_on == 'val':
-    return np.concatenate([split.train, split.val])
-  return split.train
+  (`refits`), else the training pairs."""
+  return np.concatenate([split.train, split.val]) if refits(config, split) else split.train
 
 
 def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,

@@ -78,8 +78,8 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   split = splits.make_split(ds, config.split)
   # The network the run reported: its refit on training + validation pairs when it made one.
   pool = experiment.refit_pool(config, split)
-  where = (workdir / (experiment.REFIT_CHECKPOINTS if len(pool) > len(split.train)
-                      else 'checkpoints'))
+  where = workdir / (experiment.REFIT_CHECKPOINTS if experiment.refits(config, split)
+                     else 'checkpoints')
   run = experiment.setup(config, ds, [pool], pool)
   restored = checkpoint.Checkpoints(where).restore('best', run.init())
   if restored is None:
