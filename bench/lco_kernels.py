@@ -4,13 +4,19 @@ For each leave_cell_out fold, per-drug PCC on the test pairs of multi-output ker
 (`classical.kernel_ridge`: width, weights and lambda chosen by inner CV over the training lines,
 never on test) with the kernel
   rbf                    RBF on the standardised cell features (the kernel before session 10);
-  rbf+type               + weight x same cancer type (`classical.GROUP_WEIGHTS`; the default now);
-  rbf+type+<omics>       + weight x a linear kernel on another omics block (z-scored on training
-                         lines; lines without it add nothing), for methylation and mutation+cna;
-  rbf+type, per-component lambda   the rbf+type fit with one lambda per block of the training
+  rbf+type               + weight x same cancer type (session 10);
+  rbf+type+medium        + weight x same GDSC screening medium (`splits.line_groups`, both weights
+                         from `classical.GROUP_WEIGHTS`, chosen jointly: the default since
+                         session 11);
+  rbf+type+<annotation>  rbf+type + weight x same value of another GDSC line annotation
+                         (growth properties; GDSC's finer tissue label), weight from 0-0.4;
+  rbf+type+medium+<omics>  + weight x a linear kernel on another omics block (z-scored on
+                         training lines; lines without it add nothing), for methylation and
+                         mutation+cna;
+  rbf+type+medium, per-component lambda   that fit with one lambda per block of the training
                          response matrix's drug-space principal components ([1], [2-5], [6-20],
                          rest), each chosen by inner CV on its squared error;
-  rbf+type, relevance-weighted genes   rbf+type on features scaled by sqrt of each gene's
+  rbf+type+medium, relevance-weighted genes   on features scaled by sqrt of each gene's
                          relevance: the norm over drugs of its covariance with the drug-centred
                          responses of the training lines (labels of training lines only).
 The last three are explorations, not predictors the runs fit; the last two are each the best of
@@ -33,6 +39,8 @@ import numpy as np
 
 from cdr_jax import data
 from cdr_jax import experiment
+from cdr_jax.data import dataset
+from cdr_jax.data import events
 from cdr_jax.data import splits
 from cdr_jax.eval import classical as cl
 
@@ -40,6 +48,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Cell
 _FOLDS = flags.DEFINE_list('folds', ['0', '1', '2', '3', '4'], 'leave_cell_out folds to score.')
 _OMICS = flags.DEFINE_list('omics', ['methylation', 'mutation+cna'], 'Extra kernels to try.')
 OMICS_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)
+ANNOTATION_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.4)
+ANNOTATIONS = {'growth': 'GROWTH_PROPERTIES', 'gdsc_tissue': 'GDSC2'}   # cosmic_info columns
 BLOCKS = (1, 5, 20)   # component block edges for the per-component lambda
 
 
@@ -98,8 +108,10 @@ def main(argv):
   config.split.name = 'leave_cell_out'
   ds = data.load_dataset(config.data)
   n_cells, n_drugs = len(ds.cell_ids), len(ds.drug_ids)
-  groups = splits.type_groups(ds, config.split.name)
-  same = cl.group_kernel(groups, n_cells)
+  groups = splits.line_groups(ds, config.split.name)
+  root = dataset.resolve_data_root(config.data.root)
+  annotations = {n: cl.group_kernel(events.line_table_groups(root, ds.cell_ids, col, n)[0],
+                                    n_cells) for n, col in ANNOTATIONS.items()}
   blocks = {rep: omics_block(config, rep, ds.cell_ids) for rep in _OMICS.value}
   folds = []
   for f in map(int, _FOLDS.value):
@@ -113,18 +125,30 @@ def main(argv):
     te = split.test
     score = lambda s: cl.mean_drug_pcc(s[ds.pair_cell[te], ds.pair_drug[te]], ds.pair_y[te],
                                        ds.pair_drug[te])
+    fit_kernels = lambda name, kernels: cl._fit_kernels(  # pylint: disable=protected-access
+        name, kernels, train, n_cells, n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed)
     rbf = cl.kernel_ridge(x, train, n_drugs, config.train.seed)
-    typed = cl.kernel_ridge(x, train, n_drugs, config.train.seed, groups=groups)
+    typed = cl.kernel_ridge(x, train, n_drugs, config.train.seed,
+                            groups={'type': groups['type']})
+    both = cl.kernel_ridge(x, train, n_drugs, config.train.seed, groups=groups)
     row = {'rbf': score(rbf.scores), 'rbf+type': score(typed.scores),
-           'chosen': {k: typed.params[k] for k in ('width_rel', 'group_weight', 'lambda_rel')}}
+           'rbf+type+medium': score(both.scores),
+           'chosen': {k: both.params[k] for k in ('width_rel', 'type_weight', 'medium_weight',
+                                                  'lambda_rel')}}
     d2 = cl._sq_dists(x)  # pylint: disable=protected-access
-    base = np.exp(-d2 / (2 * typed.params['width'] ** 2)) + typed.params['group_weight'] * same
+    same = cl.same_group_kernels(groups, n_cells)
+    rbf_with = lambda p: cl._rbf_plus(  # pylint: disable=protected-access
+        d2, p['width'], same, cl.group_weights_of(p))
+    for name, extra in annotations.items():
+      fit = fit_kernels(name, [({'weight': w}, rbf_with(typed.params) + w * extra)
+                               for w in ANNOTATION_WEIGHTS])
+      row[f'rbf+type+{name}'] = score(fit.scores)
+      row['chosen'][f'{name}_weight'] = fit.params['weight']
+    base = rbf_with(both.params)
     for rep, (raw, has) in blocks.items():
       extra = linear_kernel(raw, has, lines)
-      fit = cl._fit_kernels(  # pylint: disable=protected-access
-          rep, [({'weight': w}, base + w * extra) for w in OMICS_WEIGHTS], train, n_cells,
-          n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed)
-      row[f'rbf+type+{rep}'] = score(fit.scores)
+      fit = fit_kernels(rep, [({'weight': w}, base + w * extra) for w in OMICS_WEIGHTS])
+      row[f'rbf+type+medium+{rep}'] = score(fit.scores)
       row['chosen'][f'{rep}_weight'] = fit.params['weight']
     ymat, mask = cl.response_matrix(train, n_cells, n_drugs)
     centred = np.where(mask, ymat - np.nanmean(np.where(mask, ymat, np.nan), 0), 0.0)[lines]
@@ -132,9 +156,9 @@ def main(argv):
     relevance = np.linalg.norm(xc.T @ centred, axis=1) / np.linalg.norm(xc, axis=0)
     weighted = cl.kernel_ridge(x * np.sqrt(relevance / relevance.max()), train, n_drugs,
                                config.train.seed, groups=groups)
-    row['rbf+type, relevance-weighted genes'] = score(weighted.scores)
-    row['rbf+type, per-component lambda'] = score(
-        per_component_lambda(typed, base, train, n_cells, n_drugs, seed=config.train.seed))
+    row['rbf+type+medium, relevance-weighted genes'] = score(weighted.scores)
+    row['rbf+type+medium, per-component lambda'] = score(
+        per_component_lambda(both, base, train, n_cells, n_drugs, seed=config.train.seed))
     folds.append(row)
     print(json.dumps({'fold': f, **row}), file=sys.stderr, flush=True)
   names = [k for k in folds[0] if k != 'chosen']

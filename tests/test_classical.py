@@ -70,21 +70,25 @@ def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
   """Per drug, ridge with an intercept on the kernel RBF (+ weight x same group), solved directly."""
   rng = np.random.default_rng(2)
   x = rng.standard_normal((15, 4))
-  groups = np.arange(15) % 3 - 1 if grouped else None   # -1, 0, 1, -1, ...
+  # Two annotations: -1, 0, 1, -1, ... and 0, 0, 1, 1, 0, 0, ...
+  groups = {'type': np.arange(15) % 3 - 1, 'medium': np.arange(15) // 2 % 2} if grouped else None
   ymat = np.sin(x[:, :2]) + 0.1 * rng.standard_normal((15, 2))
   mask = np.ones((15, 2), bool)
   mask[[0, 7, 8], 0] = False
   fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3, groups=groups,
-                        group_weights=(0.5,))
+                        group_weights={'type': (0.5,), 'medium': (0.25,)})
   width, lam = fit.params['width'], fit.params['lambda']
   assert fit.params['width_rel'] in cl.WIDTHS and fit.params['lambda_rel'] in cl.LAMBDAS
-  assert fit.params['group_weight'] == (0.5 if grouped else 0.0)
+  assert fit.params['type_weight'] == (0.5 if grouped else 0.0)
+  assert fit.params['medium_weight'] == (0.25 if grouped else 0.0)
   d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
   distances = np.sqrt(d2[np.triu_indices(15, 1)])
   assert fit.params['median_distance'] == pytest.approx(np.median(distances))
   k = np.exp(-d2 / (2 * width ** 2))
   if grouped:
-    k += 0.5 * ((groups[:, None] == groups[None]) & (groups[:, None] >= 0))
+    for name, w in (('type', 0.5), ('medium', 0.25)):
+      g = groups[name]
+      k += w * ((g[:, None] == g[None]) & (g[:, None] >= 0))
   for d in range(2):
     o = mask[:, d]
     ko = k[np.ix_(o, o)]
@@ -284,6 +288,15 @@ def test_blend_beats_its_parts_on_seen_pairs():
   assert error['blend'] < error['matrix_factorization'] < error['additive'], error
 
 
+def test_line_annotations_are_named_and_checked():
+  x = np.random.default_rng(0).standard_normal((12, 3))
+  with pytest.raises(ValueError, match="unknown line annotation 'tissue'"):
+    cl.same_group_kernels({'tissue': np.zeros(12, int)}, 12)
+  with pytest.raises(ValueError, match="a weight for 'medium' but no such line groups"):
+    cl.kernel_map(x, np.arange(10), 1.0, {'type': np.zeros(12, int)}, {'medium': 0.1})
+  assert cl.group_weights_of({'type_weight': 0.1}) == {'type': 0.1, 'medium': 0.0}
+
+
 def test_unseen_lines_get_only_feature_models_and_say_why():
   x, cell, drug, y = _synthetic()
   lines = np.random.default_rng(7).permutation(40)
@@ -295,23 +308,27 @@ def test_unseen_lines_get_only_feature_models_and_say_why():
   assert 'cell line' in info['matrix_factorization']['why']
   assert set(info['blend']['params']['weights']) == {'ridge_per_drug', 'kernel_ridge'}
   assert cl.mean_drug_pcc(pred['kernel_ridge'], y[test], drug[test]) > 0.3  # 0.40 measured
-  assert info['kernel_ridge']['params']['group_weight'] == 0.0   # no groups given
+  assert info['kernel_ridge']['params']['type_weight'] == 0.0   # no groups given
+  assert info['kernel_ridge']['params']['medium_weight'] == 0.0
 
 
-def test_refit_keeps_the_chosen_group_weight():
-  """With groups, kernel ridge chooses its same-group weight on training lines; the refit on
-  training + validation pairs keeps it (and the width and lambda)."""
+def test_refit_keeps_the_chosen_group_weights():
+  """With groups, kernel ridge chooses its same-group weights on training lines, jointly with
+  the width and lambda; the refit on training + validation pairs keeps them all."""
   x, cell, drug, y = _synthetic()
-  groups = np.arange(40) % 4
+  groups = {'type': np.arange(40) % 4, 'medium': np.arange(40) % 3 - 1}
   lines = np.random.default_rng(7).permutation(40)
   test, val = np.flatnonzero(np.isin(cell, lines[:6])), np.flatnonzero(np.isin(cell, lines[6:10]))
   train = np.flatnonzero(np.isin(cell, lines[10:]))
   _, info = cl.fit_classical('leave_cell_out', cell, drug, y, train, val, test, 40, 12, x, 0,
                              refit=True, groups=groups)
   chosen, refit = info['kernel_ridge']['params'], info['kernel_ridge']['refit']['params']
-  assert chosen['group_weight'] in cl.GROUP_WEIGHTS and chosen['groups'] == 4
-  assert len(chosen['cv']) == len(cl.WIDTHS) * len(cl.GROUP_WEIGHTS) * len(cl.LAMBDAS)
-  for key in ('group_weight', 'width_rel', 'lambda_rel'):
+  assert chosen['type_weight'] in cl.GROUP_WEIGHTS['type']
+  assert chosen['medium_weight'] in cl.GROUP_WEIGHTS['medium']
+  assert chosen['groups'] == {'type': 4, 'medium': 2}   # -1: no group
+  assert len(chosen['cv']) == (len(cl.WIDTHS) * len(cl.GROUP_WEIGHTS['type'])
+                               * len(cl.GROUP_WEIGHTS['medium']) * len(cl.LAMBDAS))
+  for key in ('type_weight', 'medium_weight', 'width_rel', 'lambda_rel'):
     assert refit[key] == chosen[key]
 
 
@@ -380,15 +397,17 @@ def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
   rng = np.random.default_rng(0)
   n, d, drugs = 60, 8, 5
   x = rng.standard_normal((n, d))
-  groups = rng.integers(-1, 4, n) if grouped else None
+  groups = ({'type': rng.integers(-1, 4, n), 'medium': rng.integers(-1, 2, n)} if grouped
+            else None)
   cell, drug = np.repeat(np.arange(n), drugs), np.tile(np.arange(drugs), n)
   y = np.sin(x[cell, 0] * (drug + 1)) + drug + 0.1 * rng.standard_normal(len(cell))
   lines = np.arange(45)
   keep = (rng.random(len(cell)) > 0.2) & np.isin(cell, lines)
   train = cl.Pairs(cell[keep], drug[keep], y[keep])
-  kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,), groups=groups, group_weights=(0.3,))
-  phi, info = cl.kernel_map(x, lines, 2.0, groups, kr.params['group_weight'])
-  assert info['group_weight'] == (0.3 if grouped else 0.0)
+  kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,), groups=groups,
+                       group_weights={'type': (0.3,), 'medium': (0.1,)})
+  phi, info = cl.kernel_map(x, lines, 2.0, groups, cl.group_weights_of(kr.params))
+  assert (info['type_weight'], info['medium_weight']) == ((0.3, 0.1) if grouped else (0.0, 0.0))
   rr = cl.ridge_per_drug(phi, train, drugs, 0)
   assert info['dim'] <= len(lines) - 1 and info['width'] == pytest.approx(2 * info['median_distance'])
   assert rr.params['lambda'] == pytest.approx(kr.params['lambda'])
@@ -397,9 +416,11 @@ def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
   np.testing.assert_allclose(phi[lines].mean(0), 0.0, atol=1e-9)   # centred on training lines
 
 
-def test_kernel_ridge_weights_the_cancer_type_when_it_carries_the_signal():
-  """Lines of a type share a sensitivity the features barely show: inner CV over training lines
-  turns the same-type kernel on, and held-out lines are predicted better than by RBF alone."""
+@pytest.mark.parametrize('kind', ['type', 'medium'])
+def test_kernel_ridge_weights_an_annotation_when_it_carries_the_signal(kind):
+  """Lines of a group (cancer type, screening medium) share a sensitivity the features barely
+  show: inner CV over training lines turns that same-group kernel on, and held-out lines are
+  predicted better than by RBF alone."""
   rng = np.random.default_rng(4)
   n, drugs = 120, 6
   groups = rng.integers(0, 6, n)
@@ -410,10 +431,10 @@ def test_kernel_ridge_weights_the_cancer_type_when_it_carries_the_signal():
   held = np.arange(n) >= 90
   train = ~held[cell]
   pairs = cl.Pairs(cell[train], drug[train], y[train])
-  with_type = cl.kernel_ridge(x, pairs, drugs, 0, groups=groups)
+  with_type = cl.kernel_ridge(x, pairs, drugs, 0, groups={kind: groups})
   rbf = cl.kernel_ridge(x, pairs, drugs, 0)
-  assert with_type.params['group_weight'] > 0 and with_type.params['groups'] == 6
-  assert rbf.params['group_weight'] == 0.0 and rbf.params['groups'] is None
+  assert with_type.params[f'{kind}_weight'] > 0 and with_type.params['groups'] == {kind: 6}
+  assert rbf.params[f'{kind}_weight'] == 0.0 and rbf.params['groups'] == {}
   score = lambda fit: cl.mean_drug_pcc(fit.scores[cell[~train], drug[~train]], y[~train],
                                        drug[~train])
   assert score(with_type) > score(rbf) + 0.2

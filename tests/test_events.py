@@ -19,6 +19,7 @@ _ROWS = {  # cosmic id -> MSI, BRAF, KRAS, TP53, gain, loss
 # GDSC names: exact, ambiguous, case/punctuation, CCLE_ID prefix, two names for one line, NA id.
 _NAMES = {'1': 'KM-H2', '2': 'KMH-2', '3': 'hcc-1954', '4': 'A-375', '5': 'SW48', '6': 'SW-48',
           '7': 'Ghost', '9': 'FOO'}  # 8 has no name
+_MEDIA = {'1': 'R', '2': 'D/F12', '3': 'D/F12', '4': '', '5': 'R', '6': 'R', '7': 'H', '9': 'H'}
 _ANNOTATION = [('KMH2_HAEMATOPOIETIC_AND_LYMPHOID_TISSUE', 'ACH-000001', 'KM-H2'),
                ('KMH2_THYROID', 'ACH-000002', 'NA'), ('HCC1954_BREAST', 'ACH-000003', 'HCC 1954'),
                ('A375_SKIN', 'ACH-000004', 'NA'), ('SW48_LARGE_INTESTINE', 'ACH-000005', 'SW48'),
@@ -33,7 +34,8 @@ def _write(root: pathlib.Path, rows=None, header=_HEADER) -> pathlib.Path:
   with gzip.open(root / events.EVENTS_FILE, 'wt') as f:
     f.write('\n'.join(body) + '\n')
   with gzip.open(root / events.COSMIC_FILE, 'wt') as f:
-    f.write('SAMPLE_NAME,COSMIC_ID,GDSC1\n' + ''.join(f'{n},{c},x\n' for c, n in _NAMES.items()))
+    f.write('SAMPLE_NAME,COSMIC_ID,GDSC1,SCREEN_MEDIUM\n'
+            + ''.join(f'{n},{c},x,{_MEDIA[c]}\n' for c, n in _NAMES.items()))
   (root / events.ANNOTATION_FILE).write_text(
       'CCLE_ID\tdepMapID\tName\tSite_Primary\n' + ''.join(f'{a}\t{b}\t{c}\tx\n' for a, b, c in _ANNOTATION))
   return root
@@ -144,6 +146,19 @@ def test_event_features_errors(root):
     events.event_features('mutation', root, ['ACH-000002', 'ACH-000009'])
 
 
+def test_screen_media_join_lines_by_name(root):
+  """A line gets its medium when it maps unambiguously and the medium is not blank; the media are
+  those of the lines asked for, sorted."""
+  medium, media, info = events.screen_media(root, _CELLS)
+  # ACH-000004 maps but its medium is blank; 2 and 5 are ambiguous; 9 is nobody's.
+  assert media == ('D/F12', 'R')
+  np.testing.assert_array_equal(medium, [-1, 1, 0, -1, -1, -1])
+  assert info == {'medium_lines': 2, 'medium_lines_without': 4,
+                  'medium_values': {'D/F12': 1, 'R': 1}}
+  with pytest.raises(DataError, match="no column 'GROWTH_PROPERTIES'"):
+    events.line_table_groups(root, _CELLS, 'GROWTH_PROPERTIES', 'growth')
+
+
 # ---------------------------------------------------------------- real data
 
 _EXPRESSION_LINES_WITHOUT_EVENTS = {
@@ -202,3 +217,16 @@ def test_events_join_other_cell_representations(data_root):
   assert x.shape == (516, 697 + 270 + 407) and len(ids) == 516
   assert info['blocks'] == [697, 270, 407]
   assert info['mutation_lines_dropped_no_events'] == 11 and info['cna_dim'] == 407
+
+
+def test_real_screen_media_on_expression_lines(data_root):
+  """517 of the 527 expression lines get a GDSC screening medium, and the dataset carries it."""
+  from cdr_jax import data  # pylint: disable=g-import-not-at-top
+  from tests.conftest import data_config  # pylint: disable=g-import-not-at-top
+  ds = data.load_dataset(data_config(data_root, 'expression'))
+  assert ds.media == ('D/F12', 'D/F12+10', 'H', 'R', 'R+10')
+  assert ds.info['medium_lines'] == 517 and ds.info['medium_lines_without'] == 10
+  assert ds.info['medium_values'] == {'D/F12': 222, 'D/F12+10': 4, 'H': 5, 'R': 272, 'R+10': 14}
+  medium = dict(zip(ds.cell_ids, ds.cell_medium))
+  assert (ds.media[medium['ACH-000219']], ds.media[medium['ACH-000971']]) == ('D/F12', 'R')  # A375, HCT116
+

@@ -34,6 +34,10 @@ class Dataset:
   # [D, K] raw vector features of the drugs (data.drug_repr beyond the graph; K = 0 for none).
   drug_features: np.ndarray | None = None
   drug_feature_names: tuple[str, ...] = ()  # counts: dropped/imputed, representation
+  # [C] int64 index into `media`: the GDSC screening medium of each line (-1: unknown); None when
+  # the data root has no GDSC line table (events.screen_media). A line annotation, like the type.
+  cell_medium: np.ndarray | None = None
+  media: tuple[str, ...] = ()
 
   @property
   def pair_type(self) -> np.ndarray:

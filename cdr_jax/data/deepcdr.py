@@ -17,11 +17,12 @@ import numpy as np
 from cdr_jax.data import cells as cells_lib
 from cdr_jax.data import chem
 from cdr_jax.data import drugs as drug_lib
+from cdr_jax.data import events as events_lib
 from cdr_jax.data import fetch
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset, resolve_data_root
-from cdr_jax.data.layout import (ANNOTATION_FILE, DRUG_LIST_FILE, IC50_FILE, SMILES_FILE,
-                                 THRESHOLD_FILE)
+from cdr_jax.data.layout import (ANNOTATION_FILE, COSMIC_FILE, DRUG_LIST_FILE, IC50_FILE,
+                                 SMILES_FILE, THRESHOLD_FILE)
 from cdr_jax.data.splits import LEGACY_TYPES
 from cdr_jax.errors import DataError
 UNKNOWN_TYPE = 'NA'
@@ -158,7 +159,22 @@ def load_deepcdr(config: ml_collections.ConfigDict) -> Dataset:
   instances = read_instances(root, drugs, set(universe), set(annotations))
   features, cell_ids, info = cells_lib.build_cell_features(config, root, universe)
   ds = assemble(instances, drugs, annotations, cell_ids, features, info)
-  return drug_lib.with_features(ds, config, root)
+  return drug_lib.with_features(with_media(ds, root), config, root)
+
+
+def with_media(ds: Dataset, root: pathlib.Path) -> Dataset:
+  """`ds` with each line's GDSC screening medium (`events.screen_media`), fetched on first use as
+  the other files are. A root without the GDSC line table (offline, or a hand-made root) loads
+  without it, with a warning: kernel ridge then has no same-medium kernel. A table that is there
+  but malformed is an error, as any other input file's."""
+  try:
+    fetch.ensure(root, [COSMIC_FILE])
+  except DataError as e:
+    logging.warning('no screening medium per line (%s): kernel ridge runs without the '
+                    'same-medium kernel; `python launch/fetch_data.py` fetches the file', e)
+    return ds
+  medium, media, counts = events_lib.screen_media(root, ds.cell_ids)
+  return dataclasses.replace(ds, cell_medium=medium, media=media, info={**ds.info, **counts})
 
 
 def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],

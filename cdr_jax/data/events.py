@@ -17,6 +17,7 @@ import dataclasses
 import gzip
 import logging
 import pathlib
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -192,9 +193,15 @@ def _match(cosmic_id: str, name: str | None, exact, normalised) -> Match:
 
 def map_to_depmap(events: Events, root: pathlib.Path) -> tuple[dict[str, str], MappingReport]:
   """COSMIC id -> ACH id for the lines that map unambiguously, and the report on every line."""
+  return map_cosmic_ids(events.cosmic_ids, root)
+
+
+def map_cosmic_ids(cosmic_ids: Sequence[str],
+                   root: pathlib.Path) -> tuple[dict[str, str], MappingReport]:
+  """`map_to_depmap` for any list of COSMIC ids (e.g. every line of cosmic_info)."""
   names = _sample_names(root)
   exact, normalised = _annotation_index(root)
-  matches = [_match(c, names.get(c), exact, normalised) for c in events.cosmic_ids]
+  matches = [_match(c, names.get(c), exact, normalised) for c in cosmic_ids]
   claims = collections.Counter(m.depmap_ids[0] for m in matches if len(m.depmap_ids) == 1)
   mapped, unmapped, ambiguous = [], [], []
   for m in matches:
@@ -253,3 +260,44 @@ def event_features(kind: str, root: pathlib.Path,
                kind, len(dropped), ', '.join(dropped), info[f'{kind}_events_dropped_constant'],
                imputed)
   return present, x[:, varies].astype(np.float32), info
+
+
+SCREEN_MEDIUM = 'SCREEN_MEDIUM'
+
+
+def screen_media(root: pathlib.Path,
+                 cell_ids: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...], dict]:
+  """Each line's GDSC screening medium (cosmic_info `SCREEN_MEDIUM`: 'R' RPMI, 'D/F12', ...).
+
+  A label-free annotation of how GDSC grew the line for its screen; lines screened in one medium
+  share a shift of their measured ln IC50, so kernel ridge may add a same-medium kernel
+  (`classical.GROUP_WEIGHTS`). `line_table_groups` of that column.
+  """
+  return line_table_groups(root, cell_ids, SCREEN_MEDIUM, 'medium')
+
+
+def line_table_groups(root: pathlib.Path, cell_ids: Sequence[str], column: str,
+                      name: str) -> tuple[np.ndarray, tuple[str, ...], dict]:
+  """Each line's value of a categorical cosmic_info column (SCREEN_MEDIUM, GROWTH_PROPERTIES, GDSC2
+  tissue, ...), lines joined by name as the event matrix's are (`map_cosmic_ids`, over every line
+  of the table).
+
+  Returns:
+    [C] int64 index into the sorted values (-1: the line does not map, or its value is blank), the
+    values, and counts (keys prefixed with `name`) for the log and `Dataset.info`.
+  """
+  path = pathlib.Path(root) / COSMIC_FILE
+  rows = _read_rows(path, f'GDSC cell lines: SAMPLE_NAME, COSMIC_ID, {column}, ...')
+  at_id, at_value = _column(path, rows[0], _ID), _column(path, rows[0], column)
+  value_of = {r[at_id].strip(): r[at_value].strip() for r in rows[1:]}
+  mapping, report = map_cosmic_ids(list(value_of), root)
+  by_line = {ach: value_of[cid] for cid, ach in mapping.items() if value_of[cid] not in _MISSING}
+  values = tuple(sorted({by_line[c] for c in cell_ids if c in by_line}))
+  index = np.array([values.index(by_line[c]) if c in by_line else -1 for c in cell_ids], np.int64)
+  info = {f'{name}_lines': int((index >= 0).sum()),
+          f'{name}_lines_without': int((index < 0).sum()),
+          f'{name}_values': {v: int((index == i).sum()) for i, v in enumerate(values)}}
+  logging.info('%s (%s): %d of %d lines (%s); GDSC names %s', name, column,
+               info[f'{name}_lines'], len(cell_ids),
+               ', '.join(f'{v} {n}' for v, n in info[f'{name}_values'].items()), report.summary())
+  return index, values, info

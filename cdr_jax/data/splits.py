@@ -168,3 +168,13 @@ def type_groups(ds: Dataset, name: str) -> np.ndarray | None:
     return None
   unlabelled = ds.cancer_types.index('NA') if 'NA' in ds.cancer_types else -1
   return np.where(ds.cell_type == unlabelled, -1, ds.cell_type).astype(np.int64)
+
+
+
+def line_groups(ds: Dataset, name: str) -> dict[str, np.ndarray]:
+  """The line annotations kernel ridge may add a same-group kernel for (`classical.GROUP_WEIGHTS`):
+  'type' (`type_groups`, not for `leave_cancer_type_out`) and 'medium', the GDSC screening medium
+  (`Dataset.cell_medium`; held-out lines share media with training lines in every split), each
+  where the dataset has it."""
+  out = {'type': type_groups(ds, name), 'medium': ds.cell_medium}
+  return {k: np.asarray(v, np.int64) for k, v in out.items() if v is not None}

@@ -18,8 +18,9 @@ reach a fit.
 """
 
 import dataclasses
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -32,11 +33,14 @@ from cdr_jax.errors import DataError
 # between training lines (the median heuristic).
 LAMBDAS = tuple(2.0 ** k for k in range(-4, 5))
 WIDTHS = (0.5, 1.0, 2.0, 4.0)
-# Kernel ridge adds `weight` x a same-group kernel (1 for two lines of one cancer type) to the RBF
-# kernel: lines of a type share a sensitivity the expression profile shows only in part. The weight
-# is chosen with the width and lambda by the same inner CV; the grid steps by 2 as lambda's does
-# (on the five leave_cell_out folds a finer one, 0.01 to 0.08, chose less steadily: 0.449 vs 0.451).
-GROUP_WEIGHTS = (0.0, 0.05, 0.1, 0.2)
+# Kernel ridge adds, per kind of line annotation, `weight` x a same-group kernel (1 for two lines of
+# one group) to the RBF kernel: lines of a cancer type share a sensitivity the expression profile
+# shows only in part, and lines screened in one culture medium (GDSC's SCREEN_MEDIUM) share a shift
+# of their measured ln IC50. The weights are chosen with the width and lambda by the same inner CV.
+# The type grid steps by 2 as lambda's does (on the five leave_cell_out folds a finer one, 0.01 to
+# 0.08, chose less steadily: 0.449 vs 0.451); the medium grid reaches down to 0.01 (inner CV chose
+# 0.02 on all five folds, where a coarser 0.05-0.4 grid chose 0.05: bench/lco_kernels.py).
+GROUP_WEIGHTS = {'type': (0.0, 0.05, 0.1, 0.2), 'medium': (0.0, 0.01, 0.02, 0.05, 0.1)}
 INNER_FOLDS = 5
 MF_RANKS = (10, 20, 40, 80, 120)
 MF_L2S = tuple(5.0 * 2.0 ** (k / 2) for k in range(7))   # 5 to 40 in steps of sqrt(2)
@@ -312,28 +316,40 @@ def _sq_dists(x: np.ndarray) -> np.ndarray:
 
 def kernel_ridge(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
                  widths: Sequence[float] = WIDTHS, lambdas: Sequence[float] = LAMBDAS,
-                 folds: int = INNER_FOLDS, groups: np.ndarray | None = None,
-                 group_weights: Sequence[float] = GROUP_WEIGHTS) -> Predictor:
+                 folds: int = INNER_FOLDS, groups: Mapping[str, np.ndarray] | None = None,
+                 group_weights: Mapping[str, Sequence[float]] | None = None) -> Predictor:
   """Multi-output kernel ridge over drugs, RBF kernel on the cell features; scores unseen lines.
 
   All drugs share the kernel, its width (times the median distance between training lines) and
-  lambda, chosen by inner K-fold CV over training lines. With `groups` (each line's group, e.g. its
-  cancer type; -1: none) the kernel is RBF + weight x `group_kernel`, the weight chosen from
-  `group_weights` by the same CV. A drug missing on some training lines is fitted exactly on the
-  lines that have it (see `_complete`), not by imputing them.
+  lambda, chosen by inner K-fold CV over training lines. `groups` maps annotation kinds of
+  `GROUP_WEIGHTS` ('type', 'medium') to each line's group (-1: none; `splits.line_groups`): the
+  kernel is then RBF + sum over kinds of weight x `group_kernel`, each weight chosen from
+  `group_weights[kind]` (default `GROUP_WEIGHTS[kind]`) jointly with the width and lambda by the
+  same CV. A drug missing on some training lines is fitted exactly on the lines that have it (see
+  `_complete`), not by imputing them.
   """
   x = _check_features(x)
   check_pairs(train, len(x), n_drugs, 'kernel_ridge training pairs')
   d2 = _sq_dists(x)
   median = rbf_width(x, np.unique(train.cell))
-  same = group_kernel(groups, len(x))
-  weights = (0.0,) if same is None else group_weights
-  kernels = [({'width_rel': w, 'group_weight': g}, _rbf_plus(d2, w * median, same, g))
-             for w in widths for g in weights]
+  same = same_group_kernels(groups, len(x))
+  grids = {**{n: GROUP_WEIGHTS[n] for n in same}, **dict(group_weights or {})}
+  grids = {n: tuple(grids[n]) if n in same else (0.0,) for n in GROUP_WEIGHTS}
+  kernels = []
+  for width in widths:
+    for combo in itertools.product(*grids.values()):
+      weights = dict(zip(grids, combo))
+      desc = {'width_rel': width, **{f'{n}_weight': w for n, w in weights.items()}}
+      kernels.append((desc, _rbf_plus(d2, width * median, same, weights)))
   fit = _fit_kernels('kernel_ridge', kernels, train, len(x), n_drugs, lambdas, folds, seed)
   fit.params.update(width=fit.params['width_rel'] * median, median_distance=median,
-                    groups=None if same is None else int(len(np.unique(groups[groups >= 0]))))
+                    groups={n: int(len(np.unique(g[g >= 0]))) for n, g in (groups or {}).items()})
   return fit
+
+
+def group_weights_of(params: Mapping) -> dict[str, float]:
+  """{kind: weight} of the annotation kernels a `kernel_ridge` fit (or `kernel_map`) chose."""
+  return {n: float(params.get(f'{n}_weight', 0.0)) for n in GROUP_WEIGHTS}
 
 
 def group_kernel(groups: np.ndarray | None, n_cells: int) -> np.ndarray | None:
@@ -347,9 +363,23 @@ def group_kernel(groups: np.ndarray | None, n_cells: int) -> np.ndarray | None:
   return ((groups[:, None] == groups[None]) & (groups[:, None] >= 0)).astype(np.float64)
 
 
-def _rbf_plus(d2: np.ndarray, width: float, same: np.ndarray | None, weight: float) -> np.ndarray:
+def same_group_kernels(groups: Mapping[str, np.ndarray] | None,
+                       n_cells: int) -> dict[str, np.ndarray]:
+  """{kind: `group_kernel`} for the annotation kinds given (`GROUP_WEIGHTS` names them)."""
+  unknown = sorted(set(groups or {}) - set(GROUP_WEIGHTS))
+  if unknown:
+    raise ValueError(f'unknown line annotation {unknown[0]!r}; kernel ridge knows '
+                     f'{", ".join(GROUP_WEIGHTS)}')
+  return {n: group_kernel(g, n_cells) for n, g in (groups or {}).items()}
+
+
+def _rbf_plus(d2: np.ndarray, width: float, same: Mapping[str, np.ndarray],
+              weights: Mapping[str, float]) -> np.ndarray:
   k = np.exp(-d2 / (2 * width ** 2))
-  return k if same is None or not weight else k + weight * same
+  for name, w in weights.items():
+    if w:
+      k = k + w * same[name]
+  return k
 
 
 def rbf_width(x: np.ndarray, lines: np.ndarray) -> float:
@@ -361,30 +391,35 @@ def rbf_width(x: np.ndarray, lines: np.ndarray) -> float:
   return median
 
 
-def kernel_map(x: np.ndarray, lines: np.ndarray, width_rel: float, groups: np.ndarray | None = None,
-               group_weight: float = 0.0, rel_tol: float = 1e-10) -> tuple[np.ndarray, dict]:
+def kernel_map(x: np.ndarray, lines: np.ndarray, width_rel: float,
+               groups: Mapping[str, np.ndarray] | None = None,
+               weights: Mapping[str, float] | None = None,
+               rel_tol: float = 1e-10) -> tuple[np.ndarray, dict]:
   """Features whose dot products are the kernel of `kernel_ridge`, centred as it centres it.
 
   phi[c] = k~(x[c], training lines) U S^(-1/2), with U S U^T the eigendecomposition of the
   training lines' centred kernel (eigenvalues above `rel_tol` times the largest): on the training
   lines phi phi^T is that kernel, and for any line the kernel ridge of `kernel_ridge` (RBF width
-  `width_rel` times the median distance between training lines, plus `group_weight` x the
-  same-group kernel of `groups`) is ridge with an intercept on phi, same lambda. Label-free: only
-  the training lines' features (and groups) enter.
+  `width_rel` times the median distance between training lines, plus `weights[kind]` x the
+  same-group kernel of `groups[kind]` for each annotation kind) is ridge with an intercept on phi,
+  same lambda. Label-free: only the training lines' features (and groups) enter.
   """
   x = _check_features(x)
   lines = np.asarray(lines)
   median = rbf_width(x, lines)
   width = width_rel * median
-  same = group_kernel(groups, len(x))
-  k_cross = _rbf_plus(_sq_dists(x)[:, lines], width, None if same is None else same[:, lines],
-                      group_weight)
+  same = {n: k[:, lines] for n, k in same_group_kernels(groups, len(x)).items()}
+  weights = {n: float(w) for n, w in (weights or {}).items() if w}
+  missing = sorted(set(weights) - set(same))
+  if missing:
+    raise ValueError(f'kernel map: a weight for {missing[0]!r} but no such line groups given')
+  k_cross = _rbf_plus(_sq_dists(x)[:, lines], width, same, weights)
   eig = _centred_eig(k_cross[lines])
   keep = eig.s > rel_tol * eig.s.max()
   phi = (_centre_cross(k_cross, eig) @ eig.u[:, keep]) / np.sqrt(eig.s[keep])
   return phi, {'width_rel': width_rel, 'width': width, 'median_distance': median,
-               'group_weight': group_weight, 'dim': int(keep.sum()),
-               'training_lines': int(len(lines))}
+               **{f'{n}_weight': weights.get(n, 0.0) for n in GROUP_WEIGHTS},
+               'dim': int(keep.sum()), 'training_lines': int(len(lines))}
 
 
 # --- Identity models: additive effects and matrix factorisation (ALS). ---------------------------
@@ -709,7 +744,7 @@ def kind_of(name: str) -> str:
 def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.ndarray,
                   train: np.ndarray, val: np.ndarray, pairs: np.ndarray, n_cells: int,
                   n_drugs: int, x: np.ndarray | None = None, seed: int = 0,
-                  refit: bool = False, groups: np.ndarray | None = None,
+                  refit: bool = False, groups: Mapping[str, np.ndarray] | None = None,
                   prefit: dict[str, Predictor] | None = None,
                   val_predictions: dict[str, np.ndarray] | None = None
                   ) -> tuple[dict[str, np.ndarray], dict]:
@@ -722,9 +757,10 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
     train, val, pairs: pair indices to fit on, to select on, and to predict.
     x: [n_cells, d] cell features standardised on training lines, or None (no feature models).
     seed: initialises matrix factorisation and assigns the inner CV folds.
-    groups: each line's group (its cancer type; -1: none), or None: kernel ridge may add a
-      same-group kernel (`kernel_ridge`). Give them only where the lines to predict share groups
-      with training lines (not when a whole cancer type is held out).
+    groups: {annotation kind: each line's group (-1: none)}, e.g. cancer type and screening
+      medium (`splits.line_groups`), or None: kernel ridge may add a same-group kernel per kind
+      (`kernel_ridge`). Give a kind only where the lines to predict share its groups with training
+      lines (not the type when a whole cancer type is held out).
     refit: once every hyperparameter and the blend's weights are chosen, refit each predictor with
       them on the training and validation pairs together (more data; no choice is revisited).
     prefit: predictors already fitted and selected on these same training and validation pairs
@@ -760,7 +796,8 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
 
 
 def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int, n_drugs: int,
-            seed: int, prefit: dict[str, Predictor], groups: np.ndarray | None = None
+            seed: int, prefit: dict[str, Predictor],
+            groups: Mapping[str, np.ndarray] | None = None
             ) -> tuple[dict, dict]:
   """Fits, in order, each predictor that applies (hyperparameters chosen; those in `prefit` are
   taken as they are); info for all of them."""
@@ -792,7 +829,7 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
 
 
 def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells: int,
-           n_drugs: int, seed: int, groups: np.ndarray | None = None) -> dict:
+           n_drugs: int, seed: int, groups: Mapping[str, np.ndarray] | None = None) -> dict:
   """Each fitted predictor again on `both` pairs with the hyperparameters it chose."""
   out = {}
   knn = lambda p: knn_residual(out[p.base.name], out['additive'], both, None, p.axis, (p.k,))
@@ -807,7 +844,7 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
       'kernel_ridge': lambda p: _kernel_ridge_for(
           out.get('additive'), x, both, n_drugs, seed, widths=(p.params['width_rel'],),
           lambdas=(p.params['lambda_rel'],), groups=groups,
-          group_weights=(p.params['group_weight'],)),
+          group_weights={n: (w,) for n, w in group_weights_of(p.params).items()}),
       'blend': lambda p: dataclasses.replace(p, parts=tuple(out[q.name] for q in p.parts)),
   }
   for name, p in fitted.items():

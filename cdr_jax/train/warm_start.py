@@ -22,8 +22,9 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   `model.line_linear` is set): the network starts as the baseline, fitted on its training drugs.
   In the sweep (`cdr_jax.lodo`) every fold gets its own fit and its own lambda.
 
-And two settings: `data.cell_kernel='rbf'` with `data.rbf_width=0` and `data.type_weight=-1` take
-the width and the same-cancer-type weight kernel ridge chooses by inner CV over the training lines.
+And settings: `data.cell_kernel='rbf'` with `data.rbf_width=0` and `data.type_weight=-1` /
+`data.medium_weight=-1` take the width and the weights of the same-cancer-type and
+same-screening-medium kernels that kernel ridge chooses by inner CV over the training lines.
 
 Only training and validation pairs are read. The run's classical predictors reuse the factorisation.
 
@@ -129,20 +130,30 @@ def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
                                                len(ds.cell_ids), len(ds.drug_ids), seed)
 
 
+def group_weights(data_config: ml_collections.ConfigDict) -> dict[str, float]:
+  """{kind: data.<kind>_weight} for the line annotation kernels (`classical.GROUP_WEIGHTS`); 0 for
+  a field the config lacks (runs written before it)."""
+  return {n: float(data_config.get(f'{n}_weight', 0.0)) for n in classical.GROUP_WEIGHTS}
+
+
 def cell_inputs(x_std: np.ndarray, lines: np.ndarray, data_config: ml_collections.ConfigDict,
-                groups: np.ndarray | None = None) -> np.ndarray:
+                groups: dict[str, np.ndarray] | None = None) -> np.ndarray:
   """The cell features the network sees: the standardised ones, or with `cell_kernel='rbf'` the
   kernel map (`classical.kernel_map`, fitted on the training lines `lines`) of the RBF kernel plus
-  `data.type_weight` x the same-group kernel of `groups` (`splits.type_groups`; None: RBF alone)."""
+  `data.<kind>_weight` x the same-group kernel of `groups[kind]` for each line annotation given
+  (`splits.line_groups`; a kind not given adds nothing)."""
   if data_config.get('cell_kernel', 'none') != 'rbf':  # .get: runs written before the field
     return x_std
-  weight = data_config.get('type_weight', 0.0)
-  if not data_config.rbf_width > 0 or weight < 0:
+  weights = group_weights(data_config)
+  if not data_config.rbf_width > 0 or min(weights.values()) < 0:
     raise ValueError(f'data.cell_kernel=rbf needs data.rbf_width > 0 (is {data_config.rbf_width}) '
-                     f'and data.type_weight >= 0 (is {weight}) here: launch/train.py runs choose '
-                     'them (0 and -1) by kernel ridge on the training lines')
+                     f'and data.type_weight, data.medium_weight >= 0 (are {weights}) here: '
+                     'launch/train.py runs choose them (0 and -1) by kernel ridge on the training '
+                     'lines')
+  groups = groups or {}
+  weights = {n: w for n, w in weights.items() if n in groups}
   return classical.kernel_map(x_std, lines, data_config.rbf_width, groups,
-                              weight)[0].astype(np.float32)
+                              weights)[0].astype(np.float32)
 
 
 def drug_kernel(ds: Dataset, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -183,19 +194,20 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   seed = config.train.seed
   chosen = {}
   lines = np.unique(ds.pair_cell[split.train])
-  groups = splits.type_groups(ds, split.name)
-  if out.data.cell_kernel == 'rbf' and (not out.data.rbf_width or out.data.type_weight < 0):
-    grid = {}   # what the config fixes
+  groups = splits.line_groups(ds, split.name)
+  weights = group_weights(out.data)
+  if out.data.cell_kernel == 'rbf' and (not out.data.rbf_width or min(weights.values()) < 0):
+    grid = {'group_weights': {n: (w,) for n, w in weights.items() if w >= 0}}  # what is fixed
     if out.data.rbf_width:
       grid['widths'] = (out.data.rbf_width,)
-    if out.data.type_weight >= 0:
-      grid['group_weights'] = (out.data.type_weight,)
     kr = classical.kernel_ridge(x_std, _pairs(ds, split.train), len(ds.drug_ids), seed,
                                 groups=groups, **grid)
     out.data.rbf_width = chosen['data.rbf_width'] = float(kr.params['width_rel'])
-    out.data.type_weight = chosen['data.type_weight'] = float(kr.params['group_weight'])
-    logging.info('kernel map: RBF width %g x the median distance + %g x same cancer type '
-                 '(kernel ridge inner CV)', out.data.rbf_width, out.data.type_weight)
+    for name, w in classical.group_weights_of(kr.params).items():
+      out.data[f'{name}_weight'] = chosen[f'data.{name}_weight'] = w
+    logging.info('kernel map: RBF width %g x the median distance + %g x same cancer type + %g x '
+                 'same screening medium (kernel ridge inner CV)', out.data.rbf_width,
+                 out.data.type_weight, out.data.medium_weight)
   if kind is None:
     return Chosen(out, _agreed(chosen), None)
   start = time.perf_counter()
@@ -248,7 +260,7 @@ def refit(chosen: Chosen, ds: Dataset, pairs: np.ndarray, x_std: np.ndarray,
                                 lambdas=(warm.fit.lam,))
   else:
     lines = np.unique(ds.pair_cell[pairs])
-    x = cell_inputs(x_std, lines, out.data, splits.type_groups(ds, out.split.name))
+    x = cell_inputs(x_std, lines, out.data, splits.line_groups(ds, out.split.name))
     fit = classical.ridge_per_drug(np.asarray(x, np.float64), _pairs(ds, pairs), n_drugs, seed,
                                    lambdas=(warm.fit.params['lambda_rel'],))
     if 'model.drug_linear' in chosen.settings:
