@@ -5,20 +5,20 @@ For each leave_cell_out fold, per-drug PCC on the test pairs of multi-output ker
 never on test) with the kernel
   rbf                    RBF on the standardised cell features (the kernel before session 10);
   rbf+type               + weight x same cancer type (session 10);
-  rbf+type+medium        + weight x same GDSC screening medium (`splits.line_groups`, both weights
-                         from `classical.GROUP_WEIGHTS`, chosen jointly: the default since
-                         session 11);
-  rbf+type+<annotation>  rbf+type + weight x same value of another GDSC line annotation
-                         (growth properties; GDSC's finer tissue label), weight from 0-0.4;
-  rbf+type+medium+<omics>  + weight x a linear kernel on another omics block (z-scored on
-                         training lines; lines without it add nothing), for methylation and
-                         mutation+cna;
-  rbf+type+medium, per-component lambda   that fit with one lambda per block of the training
+  rbf+type+medium        + weight x same GDSC screening medium (session 11);
+  rbf+type+medium+doubling   + weight x the product of the lines' standardised log2 doubling
+                         times (CCLE): the default since session 11 (`splits.line_annotations`,
+                         weights from `classical.ANNOTATION_WEIGHTS`, chosen one after another);
+  default+<annotation>   + weight x same value of another GDSC line annotation (growth
+                         properties; GDSC's finer tissue label), weight from 0-0.4;
+  default+<omics>        + weight x a linear kernel on another omics block (z-scored on training
+                         lines; lines without it add nothing), for methylation and mutation+cna;
+  default, per-component lambda   the default fit with one lambda per block of the training
                          response matrix's drug-space principal components ([1], [2-5], [6-20],
                          rest), each chosen by inner CV on its squared error;
-  rbf+type+medium, relevance-weighted genes   on features scaled by sqrt of each gene's
-                         relevance: the norm over drugs of its covariance with the drug-centred
-                         responses of the training lines (labels of training lines only).
+  default, relevance-weighted genes   on features scaled by sqrt of each gene's relevance: the
+                         norm over drugs of its covariance with the drug-centred responses of the
+                         training lines (labels of training lines only).
 The last three are explorations, not predictors the runs fit; the last two are each the best of
 several forms tried on the same test folds (blockings; gene weightings and top-k selections), so
 their figures are optimistic.
@@ -108,10 +108,10 @@ def main(argv):
   config.split.name = 'leave_cell_out'
   ds = data.load_dataset(config.data)
   n_cells, n_drugs = len(ds.cell_ids), len(ds.drug_ids)
-  groups = splits.line_groups(ds, config.split.name)
+  annotations = splits.line_annotations(ds, config.split.name)
   root = dataset.resolve_data_root(config.data.root)
-  annotations = {n: cl.group_kernel(events.line_table_groups(root, ds.cell_ids, col, n)[0],
-                                    n_cells) for n, col in ANNOTATIONS.items()}
+  others = {n: cl.group_kernel(events.line_table_groups(root, ds.cell_ids, col, n)[0], n_cells)
+            for n, col in ANNOTATIONS.items()}
   blocks = {rep: omics_block(config, rep, ds.cell_ids) for rep in _OMICS.value}
   folds = []
   for f in map(int, _FOLDS.value):
@@ -127,38 +127,35 @@ def main(argv):
                                        ds.pair_drug[te])
     fit_kernels = lambda name, kernels: cl._fit_kernels(  # pylint: disable=protected-access
         name, kernels, train, n_cells, n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed)
-    rbf = cl.kernel_ridge(x, train, n_drugs, config.train.seed)
-    typed = cl.kernel_ridge(x, train, n_drugs, config.train.seed,
-                            groups={'type': groups['type']})
-    both = cl.kernel_ridge(x, train, n_drugs, config.train.seed, groups=groups)
-    row = {'rbf': score(rbf.scores), 'rbf+type': score(typed.scores),
-           'rbf+type+medium': score(both.scores),
-           'chosen': {k: both.params[k] for k in ('width_rel', 'type_weight', 'medium_weight',
-                                                  'lambda_rel')}}
-    d2 = cl._sq_dists(x)  # pylint: disable=protected-access
-    same = cl.same_group_kernels(groups, n_cells)
-    rbf_with = lambda p: cl._rbf_plus(  # pylint: disable=protected-access
-        d2, p['width'], same, cl.group_weights_of(p))
-    for name, extra in annotations.items():
-      fit = fit_kernels(name, [({'weight': w}, rbf_with(typed.params) + w * extra)
-                               for w in ANNOTATION_WEIGHTS])
-      row[f'rbf+type+{name}'] = score(fit.scores)
-      row['chosen'][f'{name}_weight'] = fit.params['weight']
-    base = rbf_with(both.params)
-    for rep, (raw, has) in blocks.items():
-      extra = linear_kernel(raw, has, lines)
-      fit = fit_kernels(rep, [({'weight': w}, base + w * extra) for w in OMICS_WEIGHTS])
-      row[f'rbf+type+medium+{rep}'] = score(fit.scores)
-      row['chosen'][f'{rep}_weight'] = fit.params['weight']
+    row, chosen = {}, {}
+    for name, kinds in (('rbf', ()), ('rbf+type', ('type',)),
+                        ('rbf+type+medium', ('type', 'medium')),
+                        ('rbf+type+medium+doubling', ('type', 'medium', 'doubling'))):
+      fit = cl.kernel_ridge(x, train, n_drugs, config.train.seed,
+                            annotations={k: annotations[k] for k in kinds})
+      row[name] = score(fit.scores)
+    default = fit
+    chosen.update({k: default.params[k] for k in ('width_rel', 'type_weight', 'medium_weight',
+                                                  'doubling_weight', 'lambda_rel')})
+    base = cl._rbf_plus(  # pylint: disable=protected-access
+        cl._sq_dists(x), default.params['width'],  # pylint: disable=protected-access
+        cl.annotation_kernels(annotations, n_cells, lines), cl.annotation_weights_of(default.params))
+    extras = {**others, **{rep: linear_kernel(raw, has, lines) for rep, (raw, has) in blocks.items()}}
+    for name, extra in extras.items():
+      grid = ANNOTATION_WEIGHTS if name in others else OMICS_WEIGHTS
+      fit = fit_kernels(name, [({'weight': w}, base + w * extra) for w in grid])
+      row[f'default+{name}'] = score(fit.scores)
+      chosen[f'{name}_weight'] = fit.params['weight']
     ymat, mask = cl.response_matrix(train, n_cells, n_drugs)
     centred = np.where(mask, ymat - np.nanmean(np.where(mask, ymat, np.nan), 0), 0.0)[lines]
     xc = x[lines] - x[lines].mean(0)
     relevance = np.linalg.norm(xc.T @ centred, axis=1) / np.linalg.norm(xc, axis=0)
     weighted = cl.kernel_ridge(x * np.sqrt(relevance / relevance.max()), train, n_drugs,
-                               config.train.seed, groups=groups)
-    row['rbf+type+medium, relevance-weighted genes'] = score(weighted.scores)
-    row['rbf+type+medium, per-component lambda'] = score(
-        per_component_lambda(both, base, train, n_cells, n_drugs, seed=config.train.seed))
+                               config.train.seed, annotations=annotations)
+    row['default, relevance-weighted genes'] = score(weighted.scores)
+    row['default, per-component lambda'] = score(
+        per_component_lambda(default, base, train, n_cells, n_drugs, seed=config.train.seed))
+    row['chosen'] = chosen
     folds.append(row)
     print(json.dumps({'fold': f, **row}), file=sys.stderr, flush=True)
   names = [k for k in folds[0] if k != 'chosen']

@@ -135,8 +135,8 @@ def network_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
   """The features the network sees: `standardized_features`, the cells' through the RBF kernel
   map when `data.cell_kernel='rbf'` (`warm_start.cell_inputs`, fitted on the lines `fit_cells`)."""
   cell_x, drug_x = standardized_features(ds, fit_cells, fit_drugs, config)
-  groups = splits.line_groups(ds, config.split.name)
-  return warm_start.cell_inputs(cell_x, fit_cells, config.data, groups), drug_x
+  annotations = splits.line_annotations(ds, config.split.name)
+  return warm_start.cell_inputs(cell_x, fit_cells, config.data, annotations), drug_x
 
 
 def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
@@ -399,13 +399,14 @@ def fit_classical(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
                   val_predictions: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
   """`classical.fit_classical` on the split's training and validation pairs, predicting `pairs`
   (`cell_x`: the standardised cell features; the run's seed; refit on both when
-  `eval.classical_refit`; kernel ridge's same-type and same-medium kernels: `splits.line_groups`)."""
+  `eval.classical_refit`; kernel ridge's line annotation kernels: `splits.line_annotations`)."""
   with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
     return classical.fit_classical(
         split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs,
         len(ds.cell_ids), len(ds.drug_ids), x=np.asarray(cell_x, np.float64),
         seed=config.train.seed, refit=config.eval.classical_refit, prefit=prefit,
-        val_predictions=val_predictions, groups=splits.line_groups(ds, split.name))
+        val_predictions=val_predictions,
+        annotations=splits.line_annotations(ds, split.name))
 
 
 def baseline_predictions(ds: Dataset, train: np.ndarray, test: np.ndarray,

@@ -111,7 +111,8 @@ def _chosen(params: dict) -> str:
            if not isinstance(v, dict) and k not in ('objective', 'note', 'val_score', 'cv_score',
                                                     'intercept')]
   shown += [f'{k} {v:.2f}' for k, v in params.get('weights', {}).items() if v]
-  shown += [f'{k} groups {v}' for k, v in (params.get('groups') or {}).items()]
+  if params.get('annotations'):   # kernel ridge: groups (categorical) or lines with a value
+    shown.append('annotations ' + ' / '.join(f'{k} {v}' for k, v in params['annotations'].items()))
   return ', '.join(shown)
 
 

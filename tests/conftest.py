@@ -55,9 +55,10 @@ def write_tiny_root(root: pathlib.Path) -> pathlib.Path:
     vals[g % 6] = 'NA'
     ic50.append(f'"GDSC:{g}",' + ','.join(vals))
   (root / 'deepcdr/CCLE/GDSC_IC50.csv').write_text('\n'.join(ic50) + '\n')
-  ann = ['CCLE_ID\tdepMapID\tName\ttcga_code']
-  ann += [f'C{i}_X\t{c}\tC{i}\t{"BRCA" if i % 2 else "LUAD"}' for i, c in enumerate(TINY_CELLS)]
-  ann += ['CX\tNA\tCX\tNA']
+  ann = ['CCLE_ID\tdepMapID\tName\tDoubling.Time.Calculated.hrs\ttcga_code']
+  ann += [f'C{i}_X\t{c}\tC{i}\t{"NA" if i == 2 else 2 ** (i + 4)}\t{"BRCA" if i % 2 else "LUAD"}'
+          for i, c in enumerate(TINY_CELLS)]
+  ann += ['CX\tNA\tCX\t40\tNA']
   (root / 'deepcdr/CCLE/Cell_lines_annotations_20181226.txt').write_text('\n'.join(ann) + '\n')
   (root / 'deepcdr/CCLE/IC50_thred.txt').write_text(
       'Drug1\tD2\tDrug3\tX, Drug4\n1.0\t2.0\t3.0\t4.0')

@@ -70,17 +70,20 @@ def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
   """Per drug, ridge with an intercept on the kernel RBF (+ weight x same group), solved directly."""
   rng = np.random.default_rng(2)
   x = rng.standard_normal((15, 4))
-  # Two annotations: -1, 0, 1, -1, ... and 0, 0, 1, 1, 0, 0, ...
-  groups = {'type': np.arange(15) % 3 - 1, 'medium': np.arange(15) // 2 % 2} if grouped else None
+  # Three annotations: groups -1, 0, 1, -1, ... and 0, 0, 1, 1, 0, 0, ...; values, two missing.
+  values = np.where(np.arange(15) % 7 == 3, np.nan, np.cos(np.arange(15.0)))
+  groups = ({'type': np.arange(15) % 3 - 1, 'medium': np.arange(15) // 2 % 2, 'doubling': values}
+            if grouped else None)
   ymat = np.sin(x[:, :2]) + 0.1 * rng.standard_normal((15, 2))
   mask = np.ones((15, 2), bool)
   mask[[0, 7, 8], 0] = False
-  fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3, groups=groups,
-                        group_weights={'type': (0.5,), 'medium': (0.25,)})
+  fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3, annotations=groups,
+                        annotation_weights={'type': (0.5,), 'medium': (0.25,), 'doubling': (0.1,)})
   width, lam = fit.params['width'], fit.params['lambda']
   assert fit.params['width_rel'] in cl.WIDTHS and fit.params['lambda_rel'] in cl.LAMBDAS
   assert fit.params['type_weight'] == (0.5 if grouped else 0.0)
   assert fit.params['medium_weight'] == (0.25 if grouped else 0.0)
+  assert fit.params['doubling_weight'] == (0.1 if grouped else 0.0)
   d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
   distances = np.sqrt(d2[np.triu_indices(15, 1)])
   assert fit.params['median_distance'] == pytest.approx(np.median(distances))
@@ -89,6 +92,10 @@ def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
     for name, w in (('type', 0.5), ('medium', 0.25)):
       g = groups[name]
       k += w * ((g[:, None] == g[None]) & (g[:, None] >= 0))
+    # Values standardised over the training lines with one (all 15 lines train here); none: 0.
+    has = np.isfinite(values)
+    z = np.where(has, (values - values[has].mean()) / values[has].std(), 0.0)
+    k += 0.1 * np.outer(z, z)
   for d in range(2):
     o = mask[:, d]
     ko = k[np.ix_(o, o)]
@@ -290,11 +297,24 @@ def test_blend_beats_its_parts_on_seen_pairs():
 
 def test_line_annotations_are_named_and_checked():
   x = np.random.default_rng(0).standard_normal((12, 3))
+  lines = np.arange(10)
   with pytest.raises(ValueError, match="unknown line annotation 'tissue'"):
-    cl.same_group_kernels({'tissue': np.zeros(12, int)}, 12)
-  with pytest.raises(ValueError, match="a weight for 'medium' but no such line groups"):
-    cl.kernel_map(x, np.arange(10), 1.0, {'type': np.zeros(12, int)}, {'medium': 0.1})
-  assert cl.group_weights_of({'type_weight': 0.1}) == {'type': 0.1, 'medium': 0.0}
+    cl.annotation_kernels({'tissue': np.zeros(12, int)}, 12, lines)
+  with pytest.raises(ValueError, match="a weight for 'medium' but no such line annotation"):
+    cl.kernel_map(x, lines, 1.0, {'type': np.zeros(12, int)}, {'medium': 0.1})
+  with pytest.raises(ValueError, match='one float per cell line'):
+    cl.value_kernel(np.zeros(11), 12, lines)
+  with pytest.raises(DataError, match='1 training lines have one'):
+    cl.value_kernel(np.r_[1.0, np.full(9, np.nan), 2.0, 3.0], 12, lines)   # 10, 11 are not training
+  assert cl.annotation_weights_of({'type_weight': 0.1}) == {'type': 0.1, 'medium': 0.0,
+                                                            'doubling': 0.0}
+
+
+def test_value_kernel_by_hand():
+  """Standardised over the training lines that have a value; a line without one is average."""
+  k = cl.value_kernel(np.array([1.0, 3.0, np.nan, 5.0]), 4, np.array([0, 1, 2]))
+  z = np.array([-1.0, 1.0, 0.0, 3.0])   # mean 2, sd 1 over lines 0 and 1
+  np.testing.assert_allclose(k, np.outer(z, z))
 
 
 def test_unseen_lines_get_only_feature_models_and_say_why():
@@ -312,23 +332,26 @@ def test_unseen_lines_get_only_feature_models_and_say_why():
   assert info['kernel_ridge']['params']['medium_weight'] == 0.0
 
 
-def test_refit_keeps_the_chosen_group_weights():
-  """With groups, kernel ridge chooses its same-group weights on training lines, jointly with
-  the width and lambda; the refit on training + validation pairs keeps them all."""
+def test_refit_keeps_the_chosen_annotation_weights():
+  """With annotations, kernel ridge chooses their weights on training lines, one after another
+  (the first with the width); the refit on training + validation pairs keeps them all."""
   x, cell, drug, y = _synthetic()
-  groups = {'type': np.arange(40) % 4, 'medium': np.arange(40) % 3 - 1}
+  groups = {'type': np.arange(40) % 4, 'medium': np.arange(40) % 3 - 1,
+            'doubling': np.where(np.arange(40) % 5 == 0, np.nan, np.sin(np.arange(40.0)))}
   lines = np.random.default_rng(7).permutation(40)
   test, val = np.flatnonzero(np.isin(cell, lines[:6])), np.flatnonzero(np.isin(cell, lines[6:10]))
   train = np.flatnonzero(np.isin(cell, lines[10:]))
   _, info = cl.fit_classical('leave_cell_out', cell, drug, y, train, val, test, 40, 12, x, 0,
-                             refit=True, groups=groups)
+                             refit=True, annotations=groups)
   chosen, refit = info['kernel_ridge']['params'], info['kernel_ridge']['refit']['params']
-  assert chosen['type_weight'] in cl.GROUP_WEIGHTS['type']
-  assert chosen['medium_weight'] in cl.GROUP_WEIGHTS['medium']
-  assert chosen['groups'] == {'type': 4, 'medium': 2}   # -1: no group
-  assert len(chosen['cv']) == (len(cl.WIDTHS) * len(cl.GROUP_WEIGHTS['type'])
-                               * len(cl.GROUP_WEIGHTS['medium']) * len(cl.LAMBDAS))
-  for key in ('type_weight', 'medium_weight', 'width_rel', 'lambda_rel'):
+  for name in ('type', 'medium', 'doubling'):
+    assert chosen[f'{name}_weight'] in cl.ANNOTATION_WEIGHTS[name]
+  assert chosen['annotations'] == {'type': 4, 'medium': 2, 'doubling': 32}   # -1 / nan: none
+  # Widths x type weights, then each further weight (its 0 is the earlier stage's choice).
+  grid = cl.ANNOTATION_WEIGHTS
+  assert len(chosen['cv']) == len(cl.LAMBDAS) * (
+      len(cl.WIDTHS) * len(grid['type']) + len(grid['medium']) - 1 + len(grid['doubling']) - 1)
+  for key in ('type_weight', 'medium_weight', 'doubling_weight', 'width_rel', 'lambda_rel'):
     assert refit[key] == chosen[key]
 
 
@@ -397,17 +420,19 @@ def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
   rng = np.random.default_rng(0)
   n, d, drugs = 60, 8, 5
   x = rng.standard_normal((n, d))
-  groups = ({'type': rng.integers(-1, 4, n), 'medium': rng.integers(-1, 2, n)} if grouped
-            else None)
+  groups = ({'type': rng.integers(-1, 4, n), 'medium': rng.integers(-1, 2, n),
+             'doubling': np.where(rng.random(n) < 0.2, np.nan, rng.standard_normal(n))}
+            if grouped else None)
   cell, drug = np.repeat(np.arange(n), drugs), np.tile(np.arange(drugs), n)
   y = np.sin(x[cell, 0] * (drug + 1)) + drug + 0.1 * rng.standard_normal(len(cell))
   lines = np.arange(45)
   keep = (rng.random(len(cell)) > 0.2) & np.isin(cell, lines)
   train = cl.Pairs(cell[keep], drug[keep], y[keep])
-  kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,), groups=groups,
-                       group_weights={'type': (0.3,), 'medium': (0.1,)})
-  phi, info = cl.kernel_map(x, lines, 2.0, groups, cl.group_weights_of(kr.params))
-  assert (info['type_weight'], info['medium_weight']) == ((0.3, 0.1) if grouped else (0.0, 0.0))
+  kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,), annotations=groups,
+                       annotation_weights={'type': (0.3,), 'medium': (0.1,), 'doubling': (0.2,)})
+  phi, info = cl.kernel_map(x, lines, 2.0, groups, cl.annotation_weights_of(kr.params))
+  assert ((info['type_weight'], info['medium_weight'], info['doubling_weight'])
+          == ((0.3, 0.1, 0.2) if grouped else (0.0, 0.0, 0.0)))
   rr = cl.ridge_per_drug(phi, train, drugs, 0)
   assert info['dim'] <= len(lines) - 1 and info['width'] == pytest.approx(2 * info['median_distance'])
   assert rr.params['lambda'] == pytest.approx(kr.params['lambda'])
@@ -416,25 +441,29 @@ def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
   np.testing.assert_allclose(phi[lines].mean(0), 0.0, atol=1e-9)   # centred on training lines
 
 
-@pytest.mark.parametrize('kind', ['type', 'medium'])
+@pytest.mark.parametrize('kind', ['type', 'medium', 'doubling'])
 def test_kernel_ridge_weights_an_annotation_when_it_carries_the_signal(kind):
-  """Lines of a group (cancer type, screening medium) share a sensitivity the features barely
-  show: inner CV over training lines turns that same-group kernel on, and held-out lines are
-  predicted better than by RBF alone."""
+  """Lines of a group (cancer type, screening medium) or of a similar doubling time share a
+  sensitivity the features barely show: inner CV over training lines turns that annotation's
+  kernel on, and held-out lines are predicted better than by RBF alone."""
   rng = np.random.default_rng(4)
   n, drugs = 120, 6
   groups = rng.integers(0, 6, n)
   x = rng.standard_normal((n, 5))
   effect = rng.standard_normal(6)[groups]
+  if kind == 'doubling':   # a value per line (a sixth unknown), the effect linear in it
+    groups = np.where(np.arange(n) % 6 == 5, np.nan, rng.standard_normal(n))
+    effect = np.nan_to_num(groups)
   cell, drug = np.repeat(np.arange(n), drugs), np.tile(np.arange(drugs), n)
   y = effect[cell] * (1 + 0.2 * drug) + 0.3 * x[cell, 0] + 0.3 * rng.standard_normal(len(cell))
   held = np.arange(n) >= 90
   train = ~held[cell]
   pairs = cl.Pairs(cell[train], drug[train], y[train])
-  with_type = cl.kernel_ridge(x, pairs, drugs, 0, groups={kind: groups})
+  with_type = cl.kernel_ridge(x, pairs, drugs, 0, annotations={kind: groups})
   rbf = cl.kernel_ridge(x, pairs, drugs, 0)
-  assert with_type.params[f'{kind}_weight'] > 0 and with_type.params['groups'] == {kind: 6}
-  assert rbf.params[f'{kind}_weight'] == 0.0 and rbf.params['groups'] == {}
+  assert with_type.params[f'{kind}_weight'] > 0
+  assert with_type.params['annotations'] == {kind: 100 if kind == 'doubling' else 6}
+  assert rbf.params[f'{kind}_weight'] == 0.0 and rbf.params['annotations'] == {}
   score = lambda fit: cl.mean_drug_pcc(fit.scores[cell[~train], drug[~train]], y[~train],
                                        drug[~train])
   assert score(with_type) > score(rbf) + 0.2

@@ -55,6 +55,10 @@ def test_tiny_root_layout(tiny_root):
   np.testing.assert_array_equal(ds.pair_label, (ds.pair_y < thr).astype(np.int8))
   # Every pair's indices point at the right entities.
   assert ds.pair_cell.dtype == np.int32 and ds.pair_drug.max() == 3
+  # Doubling times 2^(i + 4) hours, line 2's 'NA'; no GDSC line table here, so no medium.
+  assert set(ds.line_annotations) == {'doubling'}
+  np.testing.assert_array_equal(ds.line_annotations['doubling'], [4, 5, np.nan, 7, 8, 9])
+  assert (ds.info['doubling_lines'], ds.info['doubling_lines_without']) == (5, 1)
 
 
 def test_tiny_expression_imputes_and_drops(tiny_root):
@@ -87,6 +91,7 @@ def _rewrite(path, old, new):
 EXPR = 'deepcdr/CCLE/genomic_expression_561celllines_697genes_demap_features.csv'
 IC50 = 'deepcdr/CCLE/GDSC_IC50.csv'
 EMB = 'scfoundation/50M-0.1B-res_embedding'
+ANN = 'deepcdr/CCLE/Cell_lines_annotations_20181226.txt'
 
 
 @pytest.mark.parametrize('mutate, repr_, pattern', [
@@ -105,11 +110,22 @@ EMB = 'scfoundation/50M-0.1B-res_embedding'
      'scfoundation', r'invalid SMILES for drug 2519'),
     (lambda r: _rewrite(r / IC50, '"GDSC:2"', '"XYZ:2"'), 'scfoundation',
      r"GDSC_IC50.csv: row id 'XYZ:2'.*GDSC:<drug id>"),
+    (lambda r: _rewrite(r / ANN, '\t32\t', '\tfast\t'), 'scfoundation',
+     r"Cell_lines_annotations.*ACH-000002: Doubling.Time.Calculated.hrs 'fast', expected hours"),
+    (lambda r: _rewrite(r / ANN, '\t32\t', '\t0\t'), 'scfoundation',
+     r"Cell_lines_annotations.*ACH-000002: Doubling.Time.Calculated.hrs '0', expected hours"),
 ])
 def test_bad_input_names_file_and_id(tiny_root, mutate, repr_, pattern):
   mutate(tiny_root)
   with pytest.raises(DataError, match=pattern):
     data.load_dataset(data_config(tiny_root, repr_))
+
+
+def test_annotations_without_doubling_times_load_without_them(tiny_root, caplog):
+  _rewrite(tiny_root / ANN, 'Doubling.Time.Calculated.hrs', 'Growth.Medium')
+  ds = data.load_dataset(data_config(tiny_root))
+  assert ds.line_annotations == {} and 'doubling_lines' not in ds.info
+  assert 'without the doubling-time kernel' in caplog.text
 
 
 def test_unknown_representation_and_source(tiny_root):

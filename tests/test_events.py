@@ -219,14 +219,17 @@ def test_events_join_other_cell_representations(data_root):
   assert info['mutation_lines_dropped_no_events'] == 11 and info['cna_dim'] == 407
 
 
-def test_real_screen_media_on_expression_lines(data_root):
-  """517 of the 527 expression lines get a GDSC screening medium, and the dataset carries it."""
+def test_real_line_annotations_on_expression_lines(data_root):
+  """517 of the 527 expression lines get a GDSC screening medium, 337 a CCLE doubling time, and
+  the dataset carries both for kernel ridge."""
   from cdr_jax import data  # pylint: disable=g-import-not-at-top
   from tests.conftest import data_config  # pylint: disable=g-import-not-at-top
   ds = data.load_dataset(data_config(data_root, 'expression'))
-  assert ds.media == ('D/F12', 'D/F12+10', 'H', 'R', 'R+10')
+  assert set(ds.line_annotations) == {'medium', 'doubling'}
   assert ds.info['medium_lines'] == 517 and ds.info['medium_lines_without'] == 10
   assert ds.info['medium_values'] == {'D/F12': 222, 'D/F12+10': 4, 'H': 5, 'R': 272, 'R+10': 14}
-  medium = dict(zip(ds.cell_ids, ds.cell_medium))
-  assert (ds.media[medium['ACH-000219']], ds.media[medium['ACH-000971']]) == ('D/F12', 'R')  # A375, HCT116
-
+  medium = dict(zip(ds.cell_ids, ds.line_annotations['medium']))
+  assert (medium['ACH-000219'], medium['ACH-000971']) == (0, 3)   # A375 D/F12, HCT116 R
+  doubling = ds.line_annotations['doubling']
+  assert ds.info['doubling_lines'] == 337 and np.isfinite(doubling).sum() == 337
+  assert 2 ** np.nanmin(doubling) == pytest.approx(20.9, abs=0.05)   # hours, as in the file

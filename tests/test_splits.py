@@ -126,15 +126,15 @@ def test_type_groups_for_the_same_type_kernel(synthetic_dataset):
   assert splits.type_groups(ds, 'leave_cancer_type_out') is None
 
 
-def test_line_groups_name_what_the_dataset_has(synthetic_dataset):
-  """Kernel ridge's annotations: the type (not when a whole type is held out) and the screening
-  medium where the dataset has one."""
-  ds = dataclasses.replace(synthetic_dataset, cell_medium=None, media=())
-  assert set(splits.line_groups(ds, 'leave_cell_out')) == {'type'}
-  assert splits.line_groups(ds, 'leave_cancer_type_out') == {}
-  medium = np.arange(len(ds.cell_ids)) % 3 - 1
-  ds = dataclasses.replace(ds, cell_medium=medium, media=('D/F12', 'R'))
-  groups = splits.line_groups(ds, 'leave_cell_out')
-  np.testing.assert_array_equal(groups['medium'], medium)
-  np.testing.assert_array_equal(groups['type'], splits.type_groups(ds, 'leave_cell_out'))
-  assert set(splits.line_groups(ds, 'leave_cancer_type_out')) == {'medium'}
+def test_line_annotations_name_what_the_dataset_has(synthetic_dataset):
+  """Kernel ridge's annotations: the type (not when a whole type is held out) and the dataset's
+  others (the synthetic one has a medium and a doubling time)."""
+  ds = dataclasses.replace(synthetic_dataset, line_annotations={})
+  assert set(splits.line_annotations(ds, 'leave_cell_out')) == {'type'}
+  assert splits.line_annotations(ds, 'leave_cancer_type_out') == {}
+  ds = synthetic_dataset
+  found = splits.line_annotations(ds, 'leave_cell_out')
+  assert set(found) == {'type', 'medium', 'doubling'}
+  np.testing.assert_array_equal(found['type'], splits.type_groups(ds, 'leave_cell_out'))
+  assert found['medium'].dtype == np.int64 and found['doubling'].dtype == np.float64
+  assert set(splits.line_annotations(ds, 'leave_cancer_type_out')) == {'medium', 'doubling'}

@@ -79,12 +79,12 @@ def test_untrained_network_predicts_ridge_on_unseen_lines(kernel):
   train = classical.Pairs(ds.pair_cell[split.train], ds.pair_drug[split.train],
                           ds.pair_y[split.train].astype(np.float64))
   if kernel == 'rbf':
-    groups = splits.line_groups(ds, split.name)
-    assert set(groups) == {'type', 'medium'}
-    want = classical.kernel_ridge(x, train, len(ds.drug_ids), 0, groups=groups)
+    annotations = splits.line_annotations(ds, split.name)
+    assert set(annotations) == {'type', 'medium', 'doubling'}
+    want = classical.kernel_ridge(x, train, len(ds.drug_ids), 0, annotations=annotations)
     assert warmed.data.rbf_width == want.params['width_rel']
-    assert warmed.data.type_weight == want.params['type_weight']
-    assert warmed.data.medium_weight == want.params['medium_weight']
+    for name in annotations:
+      assert warmed.data[f'{name}_weight'] == want.params[f'{name}_weight']
   else:
     want = classical.ridge_per_drug(x, train, len(ds.drug_ids), 0)
   assert warm.fit.params['lambda'] == pytest.approx(want.params['lambda'])
@@ -366,12 +366,13 @@ def test_refit_start_is_the_classical_refit(c):
     assert again.config.model.id_l2 == pytest.approx(p['l2'] / ds.pair_y[both].std(), rel=1e-5)
   elif chosen.warm.kind == 'ridge':   # kernel ridge refit with the width, weight and lambda chosen
     kr = classical.kernel_ridge(np.asarray(x_both, np.float64), warm_start._pairs(ds, split.train),
-                                len(ds.drug_ids), 0, groups=splits.line_groups(ds, split.name))
+                                len(ds.drug_ids), 0,
+                                annotations=splits.line_annotations(ds, split.name))
     want = classical.kernel_ridge(
         np.asarray(x_both, np.float64), warm_start._pairs(ds, both), len(ds.drug_ids), 0,
         widths=(kr.params['width_rel'],), lambdas=(chosen.warm.fit.params['lambda_rel'],),
-        groups=splits.line_groups(ds, split.name),
-        group_weights={n: (w,) for n, w in classical.group_weights_of(kr.params).items()})
+        annotations=splits.line_annotations(ds, split.name),
+        annotation_weights={n: (w,) for n, w in classical.annotation_weights_of(kr.params).items()})
     assert again.config.model.drug_linear == pytest.approx(want.params['lambda'])
     want = want.predict(ds.pair_cell[pairs], ds.pair_drug[pairs])
   else:   # kernel ridge over drugs (its predictions through the network: the tests above)

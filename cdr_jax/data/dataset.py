@@ -34,10 +34,10 @@ class Dataset:
   # [D, K] raw vector features of the drugs (data.drug_repr beyond the graph; K = 0 for none).
   drug_features: np.ndarray | None = None
   drug_feature_names: tuple[str, ...] = ()  # counts: dropped/imputed, representation
-  # [C] int64 index into `media`: the GDSC screening medium of each line (-1: unknown); None when
-  # the data root has no GDSC line table (events.screen_media). A line annotation, like the type.
-  cell_medium: np.ndarray | None = None
-  media: tuple[str, ...] = ()
+  # Label-free line annotations beside the cancer type, by name: [C] int64 groups (-1: none) or
+  # [C] float values (nan: none); e.g. 'medium' (GDSC screening medium) and 'doubling' (log2
+  # hours). Kernel ridge may add a kernel on each (splits.line_annotations).
+  line_annotations: dict = dataclasses.field(default_factory=dict)
 
   @property
   def pair_type(self) -> np.ndarray:

@@ -120,6 +120,42 @@ def read_annotation_file(path: io.PathLike) -> dict[str, str]:
   return out
 
 
+DOUBLING_COLUMN = 'Doubling.Time.Calculated.hrs'
+
+
+def read_doubling_times(path: io.PathLike,
+                        cell_ids: Sequence[str]) -> tuple[np.ndarray | None, dict]:
+  """[C] log2 of each line's doubling time in hours, CCLE's calculated one (`DOUBLING_COLUMN` of
+  the annotation file; nan where 'NA' or blank), and counts; (None, {}) for a file without the
+  column (a hand-made root). A line annotation measured without drugs (CCLE growth curves):
+  label-free."""
+  head, body = io.read_table(path, 'CCLE cell line annotations', header=['CCLE_ID', 'depMapID'],
+                             delimiter='\t')
+  if DOUBLING_COLUMN not in head:
+    logging.warning('%s has no column %s: kernel ridge runs without the doubling-time kernel',
+                    path, DOUBLING_COLUMN)
+    return None, {}
+  at = head.index(DOUBLING_COLUMN)
+  hours = {}
+  for row in body:
+    ach, text = row[1].strip(), row[at].strip()
+    if not ach or ach == 'NA' or text in ('', 'NA'):
+      continue
+    try:
+      value = float(text)
+    except ValueError:
+      value = float('nan')
+    if not value > 0:
+      raise DataError(f'{path}: line {ach}: {DOUBLING_COLUMN} {text!r}, expected hours > 0 or NA')
+    hours[ach] = value
+  out = np.array([np.log2(hours[c]) if c in hours else np.nan for c in cell_ids], np.float64)
+  info = {'doubling_lines': int(np.isfinite(out).sum()),
+          'doubling_lines_without': int((~np.isfinite(out)).sum())}
+  logging.info('doubling time (%s): %d of %d lines', DOUBLING_COLUMN, info['doubling_lines'],
+               len(cell_ids))
+  return out, info
+
+
 @dataclasses.dataclass
 class Instances:
   """Raw instances in docs/DEEPCDR.md §2 order (before any cell representation filtering)."""
@@ -159,22 +195,30 @@ def load_deepcdr(config: ml_collections.ConfigDict) -> Dataset:
   instances = read_instances(root, drugs, set(universe), set(annotations))
   features, cell_ids, info = cells_lib.build_cell_features(config, root, universe)
   ds = assemble(instances, drugs, annotations, cell_ids, features, info)
-  return drug_lib.with_features(with_media(ds, root), config, root)
+  return drug_lib.with_features(with_line_annotations(ds, root), config, root)
 
 
-def with_media(ds: Dataset, root: pathlib.Path) -> Dataset:
-  """`ds` with each line's GDSC screening medium (`events.screen_media`), fetched on first use as
-  the other files are. A root without the GDSC line table (offline, or a hand-made root) loads
-  without it, with a warning: kernel ridge then has no same-medium kernel. A table that is there
-  but malformed is an error, as any other input file's."""
+def with_line_annotations(ds: Dataset, root: pathlib.Path) -> Dataset:
+  """`ds` with the label-free line annotations kernel ridge may use beside the cancer type
+  (`Dataset.line_annotations`): each line's log2 doubling time from the CCLE annotation file, and
+  its GDSC screening medium (`events.screen_media`; fetched on first use as the other files are).
+  A root without the GDSC line table (offline, or a hand-made root) loads without the medium, with
+  a warning; a table that is there but malformed is an error, as any other input file's.
+  """
+  found, info = {}, dict(ds.info)
+  doubling, counts = read_doubling_times(root / ANNOTATION_FILE, ds.cell_ids)
+  if doubling is not None:
+    found['doubling'] = doubling
+    info.update(counts)
   try:
     fetch.ensure(root, [COSMIC_FILE])
   except DataError as e:
     logging.warning('no screening medium per line (%s): kernel ridge runs without the '
                     'same-medium kernel; `python launch/fetch_data.py` fetches the file', e)
-    return ds
-  medium, media, counts = events_lib.screen_media(root, ds.cell_ids)
-  return dataclasses.replace(ds, cell_medium=medium, media=media, info={**ds.info, **counts})
+  else:
+    found['medium'], _, counts = events_lib.screen_media(root, ds.cell_ids)
+    info.update(counts)
+  return dataclasses.replace(ds, line_annotations=found, info=info)
 
 
 def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],

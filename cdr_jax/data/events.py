@@ -271,7 +271,7 @@ def screen_media(root: pathlib.Path,
 
   A label-free annotation of how GDSC grew the line for its screen; lines screened in one medium
   share a shift of their measured ln IC50, so kernel ridge may add a same-medium kernel
-  (`classical.GROUP_WEIGHTS`). `line_table_groups` of that column.
+  (`classical.ANNOTATION_WEIGHTS`). `line_table_groups` of that column.
   """
   return line_table_groups(root, cell_ids, SCREEN_MEDIUM, 'medium')
 

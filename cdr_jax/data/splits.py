@@ -171,10 +171,10 @@ def type_groups(ds: Dataset, name: str) -> np.ndarray | None:
 
 
 
-def line_groups(ds: Dataset, name: str) -> dict[str, np.ndarray]:
-  """The line annotations kernel ridge may add a same-group kernel for (`classical.GROUP_WEIGHTS`):
-  'type' (`type_groups`, not for `leave_cancer_type_out`) and 'medium', the GDSC screening medium
-  (`Dataset.cell_medium`; held-out lines share media with training lines in every split), each
-  where the dataset has it."""
-  out = {'type': type_groups(ds, name), 'medium': ds.cell_medium}
-  return {k: np.asarray(v, np.int64) for k, v in out.items() if v is not None}
+def line_annotations(ds: Dataset, name: str) -> dict[str, np.ndarray]:
+  """The line annotations kernel ridge may add a kernel on (`classical.ANNOTATION_WEIGHTS`): 'type'
+  (`type_groups`; not for `leave_cancer_type_out`) and the dataset's others
+  (`Dataset.line_annotations`: the screening medium, shared by held-out and training lines in every
+  split, and the doubling time)."""
+  types = type_groups(ds, name)
+  return {**({} if types is None else {'type': types}), **ds.line_annotations}

@@ -95,9 +95,11 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
   threshold = np.array([np.median(y[d == i]) for i in range(len(graphs))], np.float32)
   cell_ids = [f'SYN-{i:04d}' for i in range(num_cells)]
   features = _features(config, base, cell_ids)
-  # A screening medium per line (-1: unknown), from its own stream so the labels stay as they were:
-  # it carries no signal here, but the same-medium kernel's code paths run on it.
-  medium = np.random.default_rng([config.synthetic_seed, 1]).integers(-1, 3, num_cells)
+  # Line annotations (a medium, -1: unknown; a log2 doubling time, nan: unknown) from their own
+  # stream so the labels stay as they were: no signal here, but the annotation kernels' code runs.
+  extra = np.random.default_rng([config.synthetic_seed, 1])
+  medium = extra.integers(-1, 3, num_cells)
+  doubling = np.where(extra.random(num_cells) < 0.3, np.nan, 5 + extra.standard_normal(num_cells))
   ds = Dataset(
       cell_ids=tuple(cell_ids), cell_features=features,
       cell_type=cell_type, cancer_types=tuple(f'TYPE{t}' for t in range(config.num_types)),
@@ -108,7 +110,7 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
       info={'synthetic': True, 'cell_repr': config.cell_repr,
             'shuffled': bool(config.shuffle_cells)},
       drug_smiles=tuple(s for _, s in DRUGS[:config.num_drugs]),
-      cell_medium=medium.astype(np.int64), media=('MEDIUM0', 'MEDIUM1', 'MEDIUM2'))
+      line_annotations={'medium': medium.astype(np.int64), 'doubling': doubling})
   return drugs.with_features(ds, config, None)
 
 

@@ -33,14 +33,19 @@ from cdr_jax.errors import DataError
 # between training lines (the median heuristic).
 LAMBDAS = tuple(2.0 ** k for k in range(-4, 5))
 WIDTHS = (0.5, 1.0, 2.0, 4.0)
-# Kernel ridge adds, per kind of line annotation, `weight` x a same-group kernel (1 for two lines of
-# one group) to the RBF kernel: lines of a cancer type share a sensitivity the expression profile
-# shows only in part, and lines screened in one culture medium (GDSC's SCREEN_MEDIUM) share a shift
-# of their measured ln IC50. The weights are chosen with the width and lambda by the same inner CV.
-# The type grid steps by 2 as lambda's does (on the five leave_cell_out folds a finer one, 0.01 to
-# 0.08, chose less steadily: 0.449 vs 0.451); the medium grid reaches down to 0.01 (inner CV chose
-# 0.02 on all five folds, where a coarser 0.05-0.4 grid chose 0.05: bench/lco_kernels.py).
-GROUP_WEIGHTS = {'type': (0.0, 0.05, 0.1, 0.2), 'medium': (0.0, 0.01, 0.02, 0.05, 0.1)}
+# Kernel ridge adds, per line annotation (`splits.line_annotations`), `weight` x a kernel on it to
+# the RBF kernel: for a categorical one (cancer type; GDSC's screening medium) 1 for two lines of one
+# group, for a numeric one (CCLE's calculated doubling time, log2 hours) the product of the values
+# standardised over the training lines. Lines of a type share a sensitivity the expression profile
+# shows only in part, lines screened in one medium share a shift of their measured ln IC50, and
+# slowly dividing lines resist most drugs (PCC 0.35 with a line's mean drug-centred ln IC50). The
+# weights are chosen one after another in this order, each with lambda (the first with the width
+# too) by the same inner CV. The type grid steps by 2 as lambda's does (on the five leave_cell_out
+# folds a finer one, 0.01 to 0.08, chose less steadily: 0.449 vs 0.451); the medium and doubling
+# grids reach down to 0.005-0.01 (inner CV chose 0.02 on the folds, where coarser grids from 0.05
+# chose their smallest weight: bench/lco_kernels.py).
+ANNOTATION_WEIGHTS = {'type': (0.0, 0.05, 0.1, 0.2), 'medium': (0.0, 0.01, 0.02, 0.05, 0.1),
+                      'doubling': (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)}
 INNER_FOLDS = 5
 MF_RANKS = (10, 20, 40, 80, 120)
 MF_L2S = tuple(5.0 * 2.0 ** (k / 2) for k in range(7))   # 5 to 40 in steps of sqrt(2)
@@ -316,40 +321,50 @@ def _sq_dists(x: np.ndarray) -> np.ndarray:
 
 def kernel_ridge(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
                  widths: Sequence[float] = WIDTHS, lambdas: Sequence[float] = LAMBDAS,
-                 folds: int = INNER_FOLDS, groups: Mapping[str, np.ndarray] | None = None,
-                 group_weights: Mapping[str, Sequence[float]] | None = None) -> Predictor:
+                 folds: int = INNER_FOLDS, annotations: Mapping[str, np.ndarray] | None = None,
+                 annotation_weights: Mapping[str, Sequence[float]] | None = None) -> Predictor:
   """Multi-output kernel ridge over drugs, RBF kernel on the cell features; scores unseen lines.
 
   All drugs share the kernel, its width (times the median distance between training lines) and
-  lambda, chosen by inner K-fold CV over training lines. `groups` maps annotation kinds of
-  `GROUP_WEIGHTS` ('type', 'medium') to each line's group (-1: none; `splits.line_groups`): the
-  kernel is then RBF + sum over kinds of weight x `group_kernel`, each weight chosen from
-  `group_weights[kind]` (default `GROUP_WEIGHTS[kind]`) jointly with the width and lambda by the
-  same CV. A drug missing on some training lines is fitted exactly on the lines that have it (see
-  `_complete`), not by imputing them.
+  lambda, chosen by inner K-fold CV over training lines. `annotations` maps line annotations named
+  in `ANNOTATION_WEIGHTS` to each line's group or value (`annotation_kernels`;
+  `splits.line_annotations`): the kernel is then RBF + sum of weight x each annotation's kernel,
+  the weights from `annotation_weights[name]` (default `ANNOTATION_WEIGHTS[name]`) chosen in that
+  order, one after another: the first with the width and lambda, each next one with lambda and the
+  earlier choices fixed, all by the same CV. A drug missing on some training lines is fitted
+  exactly on the lines that have it (see `_complete`), not by imputing them.
   """
   x = _check_features(x)
   check_pairs(train, len(x), n_drugs, 'kernel_ridge training pairs')
   d2 = _sq_dists(x)
-  median = rbf_width(x, np.unique(train.cell))
-  same = same_group_kernels(groups, len(x))
-  grids = {**{n: GROUP_WEIGHTS[n] for n in same}, **dict(group_weights or {})}
-  grids = {n: tuple(grids[n]) if n in same else (0.0,) for n in GROUP_WEIGHTS}
-  kernels = []
-  for width in widths:
-    for combo in itertools.product(*grids.values()):
-      weights = dict(zip(grids, combo))
-      desc = {'width_rel': width, **{f'{n}_weight': w for n, w in weights.items()}}
-      kernels.append((desc, _rbf_plus(d2, width * median, same, weights)))
-  fit = _fit_kernels('kernel_ridge', kernels, train, len(x), n_drugs, lambdas, folds, seed)
-  fit.params.update(width=fit.params['width_rel'] * median, median_distance=median,
-                    groups={n: int(len(np.unique(g[g >= 0]))) for n, g in (groups or {}).items()})
+  lines = np.unique(train.cell)
+  median = rbf_width(x, lines)
+  kern = annotation_kernels(annotations, len(x), lines)
+  grids = {n: tuple(dict(annotation_weights or {}).get(n, ANNOTATION_WEIGHTS[n])) if n in kern
+           else (0.0,) for n in ANNOTATION_WEIGHTS}
+  weights = {n: g[0] for n, g in grids.items()}
+  stages = [n for n, g in grids.items() if len(g) > 1] or [None]
+  cv = {}
+  for stage in stages:
+    kernels = []
+    for width in widths:
+      for w in grids[stage] if stage else (None,):
+        if stage:
+          weights[stage] = w
+        desc = {'width_rel': width, **{f'{n}_weight': v for n, v in weights.items()}}
+        kernels.append((desc, _rbf_plus(d2, width * median, kern, weights)))
+    fit = _fit_kernels('kernel_ridge', kernels, train, len(x), n_drugs, lambdas, folds, seed)
+    cv.update(fit.params['cv'])
+    widths = (fit.params['width_rel'],)
+    weights = annotation_weights_of(fit.params)
+  fit.params.update(cv=cv, width=fit.params['width_rel'] * median, median_distance=median,
+                    annotations=_annotation_counts(annotations))
   return fit
 
 
-def group_weights_of(params: Mapping) -> dict[str, float]:
-  """{kind: weight} of the annotation kernels a `kernel_ridge` fit (or `kernel_map`) chose."""
-  return {n: float(params.get(f'{n}_weight', 0.0)) for n in GROUP_WEIGHTS}
+def annotation_weights_of(params: Mapping) -> dict[str, float]:
+  """{name: weight} of the annotation kernels a `kernel_ridge` fit (or `kernel_map`) chose."""
+  return {n: float(params.get(f'{n}_weight', 0.0)) for n in ANNOTATION_WEIGHTS}
 
 
 def group_kernel(groups: np.ndarray | None, n_cells: int) -> np.ndarray | None:
@@ -363,22 +378,50 @@ def group_kernel(groups: np.ndarray | None, n_cells: int) -> np.ndarray | None:
   return ((groups[:, None] == groups[None]) & (groups[:, None] >= 0)).astype(np.float64)
 
 
-def same_group_kernels(groups: Mapping[str, np.ndarray] | None,
-                       n_cells: int) -> dict[str, np.ndarray]:
-  """{kind: `group_kernel`} for the annotation kinds given (`GROUP_WEIGHTS` names them)."""
-  unknown = sorted(set(groups or {}) - set(GROUP_WEIGHTS))
+def value_kernel(values: np.ndarray, n_cells: int, lines: np.ndarray) -> np.ndarray:
+  """[C, C] z z^T, z = the values standardised over the lines of `lines` that have one (nan: no
+  value, z = 0: the line is like the average). Label-free; fitted on the training lines only."""
+  v = np.asarray(values, np.float64)
+  if v.shape != (n_cells,):
+    raise ValueError(f'line values: shape {v.shape}; expected one float per cell line '
+                     f'({n_cells}), nan for a line with none')
+  has = np.isfinite(v)
+  fit = v[np.asarray(lines)[has[lines]]]
+  if len(fit) < 2 or not fit.std() > 0:
+    raise DataError(f'line values: {len(fit)} training lines have one, and they do not vary; '
+                    'a kernel on them needs at least 2 different values')
+  z = np.where(has, (np.where(has, v, 0.0) - fit.mean()) / fit.std(), 0.0)
+  return np.outer(z, z)
+
+
+def annotation_kernels(annotations: Mapping[str, np.ndarray] | None, n_cells: int,
+                       lines: np.ndarray) -> dict[str, np.ndarray]:
+  """{name: [C, C] kernel} of line annotations named in `ANNOTATION_WEIGHTS`: `group_kernel` of an
+  integer array (groups, -1: none), `value_kernel` of a float array (standardised over `lines`)."""
+  unknown = sorted(set(annotations or {}) - set(ANNOTATION_WEIGHTS))
   if unknown:
     raise ValueError(f'unknown line annotation {unknown[0]!r}; kernel ridge knows '
-                     f'{", ".join(GROUP_WEIGHTS)}')
-  return {n: group_kernel(g, n_cells) for n, g in (groups or {}).items()}
+                     f'{", ".join(ANNOTATION_WEIGHTS)}')
+  return {n: group_kernel(a, n_cells) if np.issubdtype(np.asarray(a).dtype, np.integer)
+          else value_kernel(a, n_cells, lines) for n, a in (annotations or {}).items()}
 
 
-def _rbf_plus(d2: np.ndarray, width: float, same: Mapping[str, np.ndarray],
+def _annotation_counts(annotations: Mapping[str, np.ndarray] | None) -> dict[str, int]:
+  """Groups of each categorical annotation, lines with a value of each numeric one."""
+  out = {}
+  for name, a in (annotations or {}).items():
+    a = np.asarray(a)
+    out[name] = (int(len(np.unique(a[a >= 0]))) if np.issubdtype(a.dtype, np.integer)
+                 else int(np.isfinite(a).sum()))
+  return out
+
+
+def _rbf_plus(d2: np.ndarray, width: float, kern: Mapping[str, np.ndarray],
               weights: Mapping[str, float]) -> np.ndarray:
   k = np.exp(-d2 / (2 * width ** 2))
   for name, w in weights.items():
     if w:
-      k = k + w * same[name]
+      k = k + w * kern[name]
   return k
 
 
@@ -392,7 +435,7 @@ def rbf_width(x: np.ndarray, lines: np.ndarray) -> float:
 
 
 def kernel_map(x: np.ndarray, lines: np.ndarray, width_rel: float,
-               groups: Mapping[str, np.ndarray] | None = None,
+               annotations: Mapping[str, np.ndarray] | None = None,
                weights: Mapping[str, float] | None = None,
                rel_tol: float = 1e-10) -> tuple[np.ndarray, dict]:
   """Features whose dot products are the kernel of `kernel_ridge`, centred as it centres it.
@@ -400,25 +443,25 @@ def kernel_map(x: np.ndarray, lines: np.ndarray, width_rel: float,
   phi[c] = k~(x[c], training lines) U S^(-1/2), with U S U^T the eigendecomposition of the
   training lines' centred kernel (eigenvalues above `rel_tol` times the largest): on the training
   lines phi phi^T is that kernel, and for any line the kernel ridge of `kernel_ridge` (RBF width
-  `width_rel` times the median distance between training lines, plus `weights[kind]` x the
-  same-group kernel of `groups[kind]` for each annotation kind) is ridge with an intercept on phi,
-  same lambda. Label-free: only the training lines' features (and groups) enter.
+  `width_rel` times the median distance between training lines, plus `weights[name]` x the kernel
+  of `annotations[name]` for each line annotation) is ridge with an intercept on phi, same lambda.
+  Label-free: only the training lines' features (and annotations) enter.
   """
   x = _check_features(x)
   lines = np.asarray(lines)
   median = rbf_width(x, lines)
   width = width_rel * median
-  same = {n: k[:, lines] for n, k in same_group_kernels(groups, len(x)).items()}
   weights = {n: float(w) for n, w in (weights or {}).items() if w}
-  missing = sorted(set(weights) - set(same))
+  missing = sorted(set(weights) - set(annotations or {}))
   if missing:
-    raise ValueError(f'kernel map: a weight for {missing[0]!r} but no such line groups given')
-  k_cross = _rbf_plus(_sq_dists(x)[:, lines], width, same, weights)
+    raise ValueError(f'kernel map: a weight for {missing[0]!r} but no such line annotation given')
+  kern = {n: k[:, lines] for n, k in annotation_kernels(annotations, len(x), lines).items()}
+  k_cross = _rbf_plus(_sq_dists(x)[:, lines], width, kern, weights)
   eig = _centred_eig(k_cross[lines])
   keep = eig.s > rel_tol * eig.s.max()
   phi = (_centre_cross(k_cross, eig) @ eig.u[:, keep]) / np.sqrt(eig.s[keep])
   return phi, {'width_rel': width_rel, 'width': width, 'median_distance': median,
-               **{f'{n}_weight': weights.get(n, 0.0) for n in GROUP_WEIGHTS},
+               **{f'{n}_weight': weights.get(n, 0.0) for n in ANNOTATION_WEIGHTS},
                'dim': int(keep.sum()), 'training_lines': int(len(lines))}
 
 
@@ -744,7 +787,7 @@ def kind_of(name: str) -> str:
 def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.ndarray,
                   train: np.ndarray, val: np.ndarray, pairs: np.ndarray, n_cells: int,
                   n_drugs: int, x: np.ndarray | None = None, seed: int = 0,
-                  refit: bool = False, groups: Mapping[str, np.ndarray] | None = None,
+                  refit: bool = False, annotations: Mapping[str, np.ndarray] | None = None,
                   prefit: dict[str, Predictor] | None = None,
                   val_predictions: dict[str, np.ndarray] | None = None
                   ) -> tuple[dict[str, np.ndarray], dict]:
@@ -757,10 +800,10 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
     train, val, pairs: pair indices to fit on, to select on, and to predict.
     x: [n_cells, d] cell features standardised on training lines, or None (no feature models).
     seed: initialises matrix factorisation and assigns the inner CV folds.
-    groups: {annotation kind: each line's group (-1: none)}, e.g. cancer type and screening
-      medium (`splits.line_groups`), or None: kernel ridge may add a same-group kernel per kind
-      (`kernel_ridge`). Give a kind only where the lines to predict share its groups with training
-      lines (not the type when a whole cancer type is held out).
+    annotations: {name: each line's group (-1: none) or value (nan: none)}: cancer type,
+      screening medium, doubling time (`splits.line_annotations`), or None: kernel ridge may add a
+      kernel on each (`kernel_ridge`). Give a categorical one only where the lines to predict
+      share its groups with training lines (not the type when a whole cancer type is held out).
     refit: once every hyperparameter and the blend's weights are chosen, refit each predictor with
       them on the training and validation pairs together (more data; no choice is revisited).
     prefit: predictors already fitted and selected on these same training and validation pairs
@@ -786,18 +829,18 @@ def fit_classical(split_kind: str, cell: np.ndarray, drug: np.ndarray, y: np.nda
   check_pairs(va, n_cells, n_drugs, 'validation pairs')
   if kind == 'seen_pairs':
     _check_seen(tr, va, cell[pairs], drug[pairs])
-  fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed, prefit or {}, groups)
+  fitted, info = _select(kind, tr, va, x, n_cells, n_drugs, seed, prefit or {}, annotations)
   if val_predictions is not None:
     val_predictions.update({name: p.predict(va.cell, va.drug) for name, p in fitted.items()})
   if refit:
     both = Pairs(*(np.concatenate([a, b]) for a, b in zip(tr, va)))
-    fitted = _refit(fitted, info, both, x, n_cells, n_drugs, seed, groups)
+    fitted = _refit(fitted, info, both, x, n_cells, n_drugs, seed, annotations)
   return {name: p.predict(cell[pairs], drug[pairs]) for name, p in fitted.items()}, info
 
 
 def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int, n_drugs: int,
             seed: int, prefit: dict[str, Predictor],
-            groups: Mapping[str, np.ndarray] | None = None
+            annotations: Mapping[str, np.ndarray] | None = None
             ) -> tuple[dict, dict]:
   """Fits, in order, each predictor that applies (hyperparameters chosen; those in `prefit` are
   taken as they are); info for all of them."""
@@ -813,7 +856,7 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
       'user_knn_after_item_knn': lambda: knn('item_knn', 'cell'),
       'ridge_per_drug': lambda: ridge_per_drug(x, tr, n_drugs, seed),
       'kernel_ridge': lambda: _kernel_ridge_for(fitted.get('additive'), x, tr, n_drugs, seed,
-                                                groups=groups),
+                                                annotations=annotations),
       'blend': lambda: blend(list(fitted.values()), va),
   }
   for name, fit in steps.items():
@@ -829,7 +872,8 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
 
 
 def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells: int,
-           n_drugs: int, seed: int, groups: Mapping[str, np.ndarray] | None = None) -> dict:
+           n_drugs: int, seed: int,
+           annotations: Mapping[str, np.ndarray] | None = None) -> dict:
   """Each fitted predictor again on `both` pairs with the hyperparameters it chose."""
   out = {}
   knn = lambda p: knn_residual(out[p.base.name], out['additive'], both, None, p.axis, (p.k,))
@@ -843,8 +887,8 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
                                                  lambdas=(p.params['lambda_rel'],)),
       'kernel_ridge': lambda p: _kernel_ridge_for(
           out.get('additive'), x, both, n_drugs, seed, widths=(p.params['width_rel'],),
-          lambdas=(p.params['lambda_rel'],), groups=groups,
-          group_weights={n: (w,) for n, w in group_weights_of(p.params).items()}),
+          lambdas=(p.params['lambda_rel'],), annotations=annotations,
+          annotation_weights={n: (w,) for n, w in annotation_weights_of(p.params).items()}),
       'blend': lambda p: dataclasses.replace(p, parts=tuple(out[q.name] for q in p.parts)),
   }
   for name, p in fitted.items():

@@ -22,9 +22,10 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   `model.line_linear` is set): the network starts as the baseline, fitted on its training drugs.
   In the sweep (`cdr_jax.lodo`) every fold gets its own fit and its own lambda.
 
-And settings: `data.cell_kernel='rbf'` with `data.rbf_width=0` and `data.type_weight=-1` /
-`data.medium_weight=-1` take the width and the weights of the same-cancer-type and
-same-screening-medium kernels that kernel ridge chooses by inner CV over the training lines.
+And settings: `data.cell_kernel='rbf'` with `data.rbf_width=0` and `data.type_weight=-1`,
+`data.medium_weight=-1`, `data.doubling_weight=-1` take the width and the weights of the line
+annotation kernels (same cancer type, same screening medium, doubling time) that kernel ridge
+chooses by inner CV over the training lines.
 
 Only training and validation pairs are read. The run's classical predictors reuse the factorisation.
 
@@ -130,29 +131,28 @@ def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
                                                len(ds.cell_ids), len(ds.drug_ids), seed)
 
 
-def group_weights(data_config: ml_collections.ConfigDict) -> dict[str, float]:
-  """{kind: data.<kind>_weight} for the line annotation kernels (`classical.GROUP_WEIGHTS`); 0 for
-  a field the config lacks (runs written before it)."""
-  return {n: float(data_config.get(f'{n}_weight', 0.0)) for n in classical.GROUP_WEIGHTS}
+def annotation_weights(data_config: ml_collections.ConfigDict) -> dict[str, float]:
+  """{name: data.<name>_weight} for the line annotation kernels (`classical.ANNOTATION_WEIGHTS`);
+  0 for a field the config lacks (runs written before it)."""
+  return {n: float(data_config.get(f'{n}_weight', 0.0)) for n in classical.ANNOTATION_WEIGHTS}
 
 
 def cell_inputs(x_std: np.ndarray, lines: np.ndarray, data_config: ml_collections.ConfigDict,
-                groups: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                annotations: dict[str, np.ndarray] | None = None) -> np.ndarray:
   """The cell features the network sees: the standardised ones, or with `cell_kernel='rbf'` the
   kernel map (`classical.kernel_map`, fitted on the training lines `lines`) of the RBF kernel plus
-  `data.<kind>_weight` x the same-group kernel of `groups[kind]` for each line annotation given
-  (`splits.line_groups`; a kind not given adds nothing)."""
+  `data.<name>_weight` x the kernel on `annotations[name]` for each line annotation given
+  (`splits.line_annotations`; one not given adds nothing)."""
   if data_config.get('cell_kernel', 'none') != 'rbf':  # .get: runs written before the field
     return x_std
-  weights = group_weights(data_config)
+  weights = annotation_weights(data_config)
   if not data_config.rbf_width > 0 or min(weights.values()) < 0:
     raise ValueError(f'data.cell_kernel=rbf needs data.rbf_width > 0 (is {data_config.rbf_width}) '
-                     f'and data.type_weight, data.medium_weight >= 0 (are {weights}) here: '
-                     'launch/train.py runs choose them (0 and -1) by kernel ridge on the training '
-                     'lines')
-  groups = groups or {}
-  weights = {n: w for n, w in weights.items() if n in groups}
-  return classical.kernel_map(x_std, lines, data_config.rbf_width, groups,
+                     f'and the annotation weights >= 0 (are {weights}) here: launch/train.py runs '
+                     'choose them (0 and -1) by kernel ridge on the training lines')
+  annotations = annotations or {}
+  weights = {n: w for n, w in weights.items() if n in annotations}
+  return classical.kernel_map(x_std, lines, data_config.rbf_width, annotations,
                               weights)[0].astype(np.float32)
 
 
@@ -194,20 +194,20 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   seed = config.train.seed
   chosen = {}
   lines = np.unique(ds.pair_cell[split.train])
-  groups = splits.line_groups(ds, split.name)
-  weights = group_weights(out.data)
+  annotations = splits.line_annotations(ds, split.name)
+  weights = annotation_weights(out.data)
   if out.data.cell_kernel == 'rbf' and (not out.data.rbf_width or min(weights.values()) < 0):
-    grid = {'group_weights': {n: (w,) for n, w in weights.items() if w >= 0}}  # what is fixed
+    grid = {'annotation_weights': {n: (w,) for n, w in weights.items() if w >= 0}}  # fixed ones
     if out.data.rbf_width:
       grid['widths'] = (out.data.rbf_width,)
     kr = classical.kernel_ridge(x_std, _pairs(ds, split.train), len(ds.drug_ids), seed,
-                                groups=groups, **grid)
+                                annotations=annotations, **grid)
     out.data.rbf_width = chosen['data.rbf_width'] = float(kr.params['width_rel'])
-    for name, w in classical.group_weights_of(kr.params).items():
+    for name, w in classical.annotation_weights_of(kr.params).items():
       out.data[f'{name}_weight'] = chosen[f'data.{name}_weight'] = w
-    logging.info('kernel map: RBF width %g x the median distance + %g x same cancer type + %g x '
-                 'same screening medium (kernel ridge inner CV)', out.data.rbf_width,
-                 out.data.type_weight, out.data.medium_weight)
+    logging.info('kernel map: RBF width %g x the median distance + line annotation kernels %s '
+                 '(kernel ridge inner CV)', out.data.rbf_width,
+                 classical.annotation_weights_of(kr.params))
   if kind is None:
     return Chosen(out, _agreed(chosen), None)
   start = time.perf_counter()
@@ -225,7 +225,7 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
       out.model.line_linear = chosen['model.line_linear'] = fit.lam
     settings = {'line_linear': out.model.line_linear}
   else:
-    fit = classical.ridge_per_drug(np.asarray(cell_inputs(x_std, lines, out.data, groups),
+    fit = classical.ridge_per_drug(np.asarray(cell_inputs(x_std, lines, out.data, annotations),
                                               np.float64),
                                    _pairs(ds, split.train), len(ds.drug_ids), seed)
     if not config.model.drug_linear:
@@ -260,7 +260,7 @@ def refit(chosen: Chosen, ds: Dataset, pairs: np.ndarray, x_std: np.ndarray,
                                 lambdas=(warm.fit.lam,))
   else:
     lines = np.unique(ds.pair_cell[pairs])
-    x = cell_inputs(x_std, lines, out.data, splits.line_groups(ds, out.split.name))
+    x = cell_inputs(x_std, lines, out.data, splits.line_annotations(ds, out.split.name))
     fit = classical.ridge_per_drug(np.asarray(x, np.float64), _pairs(ds, pairs), n_drugs, seed,
                                    lambdas=(warm.fit.params['lambda_rel'],))
     if 'model.drug_linear' in chosen.settings:
