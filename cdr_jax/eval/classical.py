@@ -18,7 +18,6 @@ reach a fit.
 """
 
 import dataclasses
-import itertools
 import time
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
