@@ -204,3 +204,16 @@ for c in multiomics.py::mo scfoundation.py::scf baseline.py:shuffled,:shuf basel
   cfg=${c%:*}; name=${c##*:}
   for s in 0 1 2; do train "configs/${cfg}seed=$s" "legacy10_${name}_s$s"; done
 done
+# Session 11: kernel ridge's line annotations beyond the cancer type: the GDSC screening medium
+# (same-medium kernel) and CCLE's calculated doubling time (a kernel on the standardised log2
+# hours), weights by inner CV one after another; the network's kernel map carries them. The kernel
+# steps on unseen lines, then unseen lines (5 folds, five networks, the variant's default), the
+# shuffled control (one network) and the legacy split (3 seeds).
+python bench/lco_kernels.py --config=configs/baseline.py
+for f in 0 1 2 3 4; do train configs/baseline.py:leave_cell_out lco11e_expr_f$f --config.split.fold=$f; done
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:shuffled,leave_cell_out lco11_shuf_f$f --config.split.fold=$f \
+    --config.train.ensemble=1
+done
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy11_expr_s$s; done
+python launch/report.py --runs "$out"/lco11e_expr_f* "$out"/lco11_shuf_f* --out docs/report_lco11
