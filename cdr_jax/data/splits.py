@@ -170,7 +170,6 @@ def type_groups(ds: Dataset, name: str) -> np.ndarray | None:
   return np.where(ds.cell_type == unlabelled, -1, ds.cell_type).astype(np.int64)
 
 
-
 def line_annotations(ds: Dataset, name: str) -> dict[str, np.ndarray]:
   """The line annotations kernel ridge may add a kernel on (`classical.ANNOTATION_WEIGHTS`): 'type'
   (`type_groups`; not for `leave_cancer_type_out`) and the dataset's others

@@ -401,8 +401,13 @@ def annotation_kernels(annotations: Mapping[str, np.ndarray] | None, n_cells: in
   if unknown:
     raise ValueError(f'unknown line annotation {unknown[0]!r}; kernel ridge knows '
                      f'{", ".join(ANNOTATION_WEIGHTS)}')
-  return {n: group_kernel(a, n_cells) if np.issubdtype(np.asarray(a).dtype, np.integer)
-          else value_kernel(a, n_cells, lines) for n, a in (annotations or {}).items()}
+  return {n: group_kernel(a, n_cells) if _is_groups(a) else value_kernel(a, n_cells, lines)
+          for n, a in (annotations or {}).items()}
+
+
+def _is_groups(annotation: np.ndarray) -> bool:
+  """A categorical annotation (integer groups) rather than a numeric one (float values)."""
+  return bool(np.issubdtype(np.asarray(annotation).dtype, np.integer))
 
 
 def _annotation_counts(annotations: Mapping[str, np.ndarray] | None) -> dict[str, int]:
@@ -410,8 +415,7 @@ def _annotation_counts(annotations: Mapping[str, np.ndarray] | None) -> dict[str
   out = {}
   for name, a in (annotations or {}).items():
     a = np.asarray(a)
-    out[name] = (int(len(np.unique(a[a >= 0]))) if np.issubdtype(a.dtype, np.integer)
-                 else int(np.isfinite(a).sum()))
+    out[name] = int(len(np.unique(a[a >= 0])) if _is_groups(a) else np.isfinite(a).sum())
   return out
 
 
