@@ -210,11 +210,14 @@ def with_line_annotations(ds: Dataset, root: pathlib.Path) -> Dataset:
   if doubling is not None:
     found['doubling'] = doubling
     info.update(counts)
-  try:
+  try:   # a manifest that does not list the table leaves it absent without an error
     fetch.ensure(root, [COSMIC_FILE])
+    why = None if (root / COSMIC_FILE).is_file() else f'missing file {root / COSMIC_FILE}'
   except DataError as e:
+    why = str(e)
+  if why:
     logging.warning('no screening medium per line (%s): kernel ridge runs without the '
-                    'same-medium kernel; `python launch/fetch_data.py` fetches the file', e)
+                    'same-medium kernel; `python launch/fetch_data.py` fetches the file', why)
   else:
     found['medium'], _, counts = events_lib.screen_media(root, ds.cell_ids)
     info.update(counts)
