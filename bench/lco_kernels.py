@@ -7,21 +7,23 @@ never on test) with the kernel
   rbf+type               + weight x same cancer type (session 10);
   rbf+type+medium        + weight x same GDSC screening medium (session 11);
   rbf+type+medium+doubling   + weight x the product of the lines' standardised log2 doubling
-                         times (CCLE): the default since session 11 (`splits.line_annotations`,
-                         weights from `classical.ANNOTATION_WEIGHTS`, chosen one after another);
+                         times (CCLE): session 11's (`splits.line_annotations`, weights from
+                         `classical.ANNOTATION_WEIGHTS`, chosen one after another);
+  default                the same kernel, then one lambda per drug-space component of the
+                         training responses (`classical.SPECTRUM_GAMMAS`; lambda and gamma by the
+                         same inner CV): kernel ridge's default since session 12;
   default+<annotation>   + weight x same value of another GDSC line annotation (growth
                          properties; GDSC's finer tissue label), weight from 0-0.4;
   default+<omics>        + weight x a linear kernel on another omics block (z-scored on training
                          lines; lines without it add nothing), for methylation and mutation+cna;
-  default, per-component lambda   the default fit with one lambda per block of the training
-                         response matrix's drug-space principal components ([1], [2-5], [6-20],
-                         rest), each chosen by inner CV on its squared error;
   default, relevance-weighted genes   on features scaled by sqrt of each gene's relevance: the
                          norm over drugs of its covariance with the drug-centred responses of the
                          training lines (labels of training lines only).
-The last three are explorations, not predictors the runs fit; the last two are each the best of
-several forms tried on the same test folds (blockings; gene weightings and top-k selections), so
-their figures are optimistic.
+The last two are explorations, not predictors the runs fit; the last is the best of several forms
+tried on the same test folds (gene weightings and top-k selections), so its figure is optimistic.
+(Session 10's exploration of one lambda per fixed block of components, the best of four blockings
+on these test folds, 0.4537 then, is what the spectrum stage now does with its form chosen by inner
+CV.)
 
   CDR_DATA_DIR=../shared/data python bench/lco_kernels.py [--config=configs/baseline.py]
 """
@@ -50,7 +52,6 @@ _OMICS = flags.DEFINE_list('omics', ['methylation', 'mutation+cna'], 'Extra kern
 OMICS_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)
 ANNOTATION_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.4)
 ANNOTATIONS = {'growth': 'GROWTH_PROPERTIES', 'gdsc_tissue': 'GDSC2'}   # cosmic_info columns
-BLOCKS = (1, 5, 20)   # component block edges for the per-component lambda
 
 
 def omics_block(config, rep: str, cell_ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -69,37 +70,6 @@ def linear_kernel(x: np.ndarray, has: np.ndarray, lines: np.ndarray) -> np.ndarr
   fit = lines[has[lines]]
   z = np.where(has[:, None], (x - x[fit].mean(0)) / (x[fit].std(0) + 1e-6), 0.0)
   return z @ z.T / z.shape[1]
-
-
-def per_component_lambda(fit: cl.Predictor, k_all: np.ndarray, train: cl.Pairs, n_cells: int,
-                         n_drugs: int, folds: int = cl.INNER_FOLDS, seed: int = 0) -> np.ndarray:
-  """`fit`'s kernel ridge again with one lambda per block of drug-space components (inner CV)."""
-  ymat, mask = cl.response_matrix(train, n_cells, n_drugs)
-  lines, drugs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.sum(0) >= 2)
-  k = k_all[np.ix_(lines, lines)]
-  eig, lam0 = cl._centred_eig(k), fit.params['lambda']  # pylint: disable=protected-access
-  filled, _ = cl._complete(eig, lam0, ymat[np.ix_(lines, drugs)],  # pylint: disable=protected-access
-                           mask[np.ix_(lines, drugs)])
-  mu = filled.mean(0)
-  vt = np.linalg.svd(filled - mu, full_matrices=False)[2]
-  z = (filled - mu) @ vt.T
-  lams = lam0 * 2.0 ** np.arange(-4, 7)
-  fold = np.random.default_rng(seed).permutation(len(lines)) % folds
-  err = np.zeros((len(lams), z.shape[1]))
-  for f in range(folds):
-    out, inn = fold == f, fold != f
-    e = cl._centred_eig(k[np.ix_(inn, inn)])  # pylint: disable=protected-access
-    cross = cl._centre_cross(k[np.ix_(out, inn)], e) @ e.u  # pylint: disable=protected-access
-    coef = e.u.T @ (z[inn] - z[inn].mean(0))
-    for j, lam in enumerate(lams):
-      err[j] += ((z[inn].mean(0) + cross @ (coef / (e.s + lam)[:, None]) - z[out]) ** 2).sum(0)
-  edges = (0,) + BLOCKS + (z.shape[1],)
-  lam_c = np.concatenate([np.full(b - a, lams[np.argmin(err[:, a:b].sum(1))])
-                          for a, b in zip(edges[:-1], edges[1:])])
-  cross = cl._centre_cross(k_all[:, lines], eig) @ eig.u  # pylint: disable=protected-access
-  scores = np.full((n_cells, n_drugs), np.nan)
-  scores[:, drugs] = mu + (z.mean(0) + cross @ ((eig.u.T @ z) / (eig.s[:, None] + lam_c))) @ vt
-  return scores
 
 
 def main(argv):
@@ -126,17 +96,20 @@ def main(argv):
     score = lambda s: cl.mean_drug_pcc(s[ds.pair_cell[te], ds.pair_drug[te]], ds.pair_y[te],
                                        ds.pair_drug[te])
     fit_kernels = lambda name, kernels: cl._fit_kernels(  # pylint: disable=protected-access
-        name, kernels, train, n_cells, n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed)
+        name, kernels, train, n_cells, n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed,
+        (cl.LAMBDAS, cl.SPECTRUM_GAMMAS))
     row, chosen = {}, {}
     for name, kinds in (('rbf', ()), ('rbf+type', ('type',)),
                         ('rbf+type+medium', ('type', 'medium')),
                         ('rbf+type+medium+doubling', ('type', 'medium', 'doubling'))):
       fit = cl.kernel_ridge(x, train, n_drugs, config.train.seed,
-                            annotations={k: annotations[k] for k in kinds})
+                            annotations={k: annotations[k] for k in kinds}, spectrum=None)
       row[name] = score(fit.scores)
-    default = fit
-    chosen.update({k: default.params[k] for k in ('width_rel', 'type_weight', 'medium_weight',
-                                                  'doubling_weight', 'lambda_rel')})
+    default = cl.kernel_ridge(x, train, n_drugs, config.train.seed, annotations=annotations)
+    row['default'] = score(default.scores)
+    chosen.update({k: default.params[k] for k in (
+        'width_rel', 'type_weight', 'medium_weight', 'doubling_weight', 'lambda_rel',
+        'spectrum_lambda_rel', 'spectrum_gamma')})
     base = cl._rbf_plus(  # pylint: disable=protected-access
         cl._sq_dists(x), default.params['width'],  # pylint: disable=protected-access
         cl.annotation_kernels(annotations, n_cells, lines), cl.annotation_weights_of(default.params))
@@ -153,8 +126,6 @@ def main(argv):
     weighted = cl.kernel_ridge(x * np.sqrt(relevance / relevance.max()), train, n_drugs,
                                config.train.seed, annotations=annotations)
     row['default, relevance-weighted genes'] = score(weighted.scores)
-    row['default, per-component lambda'] = score(
-        per_component_lambda(default, base, train, n_cells, n_drugs, seed=config.train.seed))
     row['chosen'] = chosen
     folds.append(row)
     print(json.dumps({'fold': f, **row}), file=sys.stderr, flush=True)

@@ -78,8 +78,10 @@ def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
   mask = np.ones((15, 2), bool)
   mask[[0, 7, 8], 0] = False
   fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3, annotations=groups,
-                        annotation_weights={'type': (0.5,), 'medium': (0.25,), 'doubling': (0.1,)})
+                        annotation_weights={'type': (0.5,), 'medium': (0.25,), 'doubling': (0.1,)},
+                        spectrum=None)
   width, lam = fit.params['width'], fit.params['lambda']
+  assert 'spectrum_gamma' not in fit.params
   assert fit.params['width_rel'] in cl.WIDTHS and fit.params['lambda_rel'] in cl.LAMBDAS
   assert fit.params['type_weight'] == (0.5 if grouped else 0.0)
   assert fit.params['medium_weight'] == (0.25 if grouped else 0.0)
@@ -104,6 +106,67 @@ def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
     cross = k[:, o] - k[:, o].mean(1, keepdims=True) - col[None] + col.mean()
     alpha = np.linalg.solve(kc + lam * np.eye(o.sum()), ymat[o, d] - ymat[o, d].mean())
     np.testing.assert_allclose(fit.scores[:, d], ymat[o, d].mean() + cross @ alpha, atol=1e-6)
+
+
+def _spectral_by_hand(k: np.ndarray, y: np.ndarray, lam: float, gamma: float) -> np.ndarray:
+  """Kernel ridge with an intercept, one lambda per principal component of the centred targets
+  in drug space, lambda_j = lam (s_j^2 / mean s^2)^-gamma; fitted on all rows of `y`, predicting
+  every row of `k`'s rows (k: [all lines, training lines = rows of y])."""
+  n = len(y)
+  kt = k[:n]
+  col = kt.mean(0)
+  kc = kt - col[None] - col[:, None] + col.mean()
+  cross = k - k.mean(1, keepdims=True) - col[None] + col.mean()
+  mu = y.mean(0)
+  _, s, vt = np.linalg.svd(y - mu, full_matrices=False)
+  power = s ** 2 / np.mean(s ** 2)
+  pred = np.tile(mu, (len(k), 1))
+  for j, v in enumerate(vt):
+    alpha = np.linalg.solve(kc + lam * power[j] ** -gamma * np.eye(n), (y - mu) @ v)
+    pred += np.outer(cross @ alpha, v)
+  return pred
+
+
+@pytest.mark.parametrize('gamma', [0.0, 0.5])
+def test_spectrum_stage_is_one_lambda_per_response_component(gamma):
+  """The spectrum stage by hand; its missing entries are those the per-drug fits fill."""
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((14, 3))
+  ymat = np.sin(x[:, :1] + rng.standard_normal(4)) + 0.2 * rng.standard_normal((14, 4))
+  mask = np.ones((14, 4), bool)
+  mask[[1, 5], 2] = mask[9, 0] = False
+  grid = {'widths': (1.0,), 'lambdas': (0.5,)}
+  plain = cl.kernel_ridge(x, _pairs(mask, ymat), 4, spectrum=None, **grid)
+  fit = cl.kernel_ridge(x, _pairs(mask, ymat), 4, spectrum=((0.25,), (gamma,)), **grid)
+  assert (fit.params['spectrum_lambda_rel'], fit.params['spectrum_gamma']) == (0.25, gamma)
+  assert cl.spectrum_of(fit.params) == ((0.25,), (gamma,)) and cl.spectrum_of(plain.params) is None
+  filled = np.where(mask, ymat, plain.scores)   # the per-drug fits at lambda_rel 0.5 fill the gaps
+  d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
+  k = np.exp(-d2 / (2 * fit.params['width'] ** 2))
+  col = k.mean(0)
+  scale = np.mean(np.diag(k - col[None] - col[:, None] + col.mean()))
+  np.testing.assert_allclose(fit.scores, _spectral_by_hand(k, filled, 0.25 * scale, gamma),
+                             atol=1e-8)
+  if not gamma:   # one lambda for all components: each drug's own ridge on the filled matrix
+    again = cl.kernel_ridge(x, _pairs(np.ones_like(mask), filled), 4, spectrum=None,
+                            widths=(1.0,), lambdas=(0.25,))
+    np.testing.assert_allclose(fit.scores, again.scores, atol=1e-8)
+
+
+def test_spectrum_stage_chooses_to_fit_the_shared_component_closer():
+  """Lines share one strong sensitivity across drugs; the rest is noise: inner CV picks gamma > 0,
+  and it predicts new lines better than one lambda for all."""
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal((150, 3))
+  truth = np.sin(2 * x[:, :1]) + x[:, 1:2] ** 2 + 0.05 * rng.standard_normal((1, 40))
+  y = truth + 1.0 * rng.standard_normal(truth.shape)
+  train = _pairs(np.arange(150)[:, None] < 100 + np.zeros((1, 40), bool), y)
+  fit = cl.kernel_ridge(x, train, 40)
+  plain = cl.kernel_ridge(x, train, 40, spectrum=None)
+  assert fit.params['spectrum_gamma'] > 0, fit.params
+  assert fit.params['spectrum_cv_score'] > fit.params['cv_score']
+  err = lambda f: np.mean((f.scores[100:] - truth[100:]) ** 2)
+  assert err(fit) < 0.8 * err(plain)
 
 
 def test_inner_cv_picks_the_lambda_that_predicts_held_out_lines():
@@ -347,11 +410,14 @@ def test_refit_keeps_the_chosen_annotation_weights():
   for name in ('type', 'medium', 'doubling'):
     assert chosen[f'{name}_weight'] in cl.ANNOTATION_WEIGHTS[name]
   assert chosen['annotations'] == {'type': 4, 'medium': 2, 'doubling': 32}   # -1 / nan: none
-  # Widths x type weights, then each further weight (its 0 is the earlier stage's choice).
+  # Widths x type weights, then each further weight (its 0 is the earlier stage's choice), then
+  # the spectrum stage's lambdas x gammas.
   grid = cl.ANNOTATION_WEIGHTS
   assert len(chosen['cv']) == len(cl.LAMBDAS) * (
-      len(cl.WIDTHS) * len(grid['type']) + len(grid['medium']) - 1 + len(grid['doubling']) - 1)
-  for key in ('type_weight', 'medium_weight', 'doubling_weight', 'width_rel', 'lambda_rel'):
+      len(cl.WIDTHS) * len(grid['type']) + len(grid['medium']) - 1 + len(grid['doubling']) - 1
+      + len(cl.SPECTRUM_GAMMAS))
+  for key in ('type_weight', 'medium_weight', 'doubling_weight', 'width_rel', 'lambda_rel',
+              'spectrum_lambda_rel', 'spectrum_gamma'):
     assert refit[key] == chosen[key]
 
 
@@ -415,8 +481,8 @@ def test_bad_input_is_named():
 @pytest.mark.parametrize('grouped', [False, True])
 def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
   """Per-drug ridge on `kernel_map` features is `kernel_ridge` at that width (and same-group
-  weight): the same lambda chosen by the same inner CV, the same predictions for training and
-  held-out lines."""
+  weight): the same lambda and spectrum chosen by the same inner CV, the same predictions for
+  training and held-out lines."""
   rng = np.random.default_rng(0)
   n, d, drugs = 60, 8, 5
   x = rng.standard_normal((n, d))
@@ -433,10 +499,11 @@ def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
   phi, info = cl.kernel_map(x, lines, 2.0, groups, cl.annotation_weights_of(kr.params))
   assert ((info['type_weight'], info['medium_weight'], info['doubling_weight'])
           == ((0.3, 0.1, 0.2) if grouped else (0.0, 0.0, 0.0)))
-  rr = cl.ridge_per_drug(phi, train, drugs, 0)
+  rr = cl.ridge_per_drug(phi, train, drugs, 0, spectrum=(cl.LAMBDAS, cl.SPECTRUM_GAMMAS))
   assert info['dim'] <= len(lines) - 1 and info['width'] == pytest.approx(2 * info['median_distance'])
   assert rr.params['lambda'] == pytest.approx(kr.params['lambda'])
   assert rr.params['lambda_rel'] == kr.params['lambda_rel']
+  assert cl.spectrum_of(rr.params) == cl.spectrum_of(kr.params)
   np.testing.assert_allclose(rr.scores, kr.scores, atol=1e-9)
   np.testing.assert_allclose(phi[lines].mean(0), 0.0, atol=1e-9)   # centred on training lines
 

@@ -70,8 +70,9 @@ def test_untrained_network_predicts_the_factorisation(seen):
 
 @pytest.mark.parametrize('kernel', ['none', 'rbf'])
 def test_untrained_network_predicts_ridge_on_unseen_lines(kernel):
-  """On held-out lines the warm-started network is per-drug ridge on the standardised features,
-  or (RBF kernel map) the kernel ridge baseline with the width and lambda it chooses."""
+  """On held-out lines the warm-started network is per-drug ridge on the standardised features
+  (with kernel ridge's spectrum stage), or (RBF kernel map) the kernel ridge baseline with the
+  width, weights, lambda and spectrum it chooses."""
   ds, split, lines, warmed, warm = prepare(unseen_lines(cell_kernel=kernel))
   assert warm.kind == 'ridge' and warmed.model.drug_linear == warm.fit.params['lambda']
   got, cold = untrained(ds, split, lines, warmed, warm, split.test)
@@ -85,9 +86,11 @@ def test_untrained_network_predicts_ridge_on_unseen_lines(kernel):
     assert warmed.data.rbf_width == want.params['width_rel']
     for name in annotations:
       assert warmed.data[f'{name}_weight'] == want.params[f'{name}_weight']
-  else:
-    want = classical.ridge_per_drug(x, train, len(ds.drug_ids), 0)
+  else:   # with kernel ridge's spectrum stage (one lambda per drug-space component)
+    want = classical.ridge_per_drug(x, train, len(ds.drug_ids), 0,
+                                    spectrum=(classical.LAMBDAS, classical.SPECTRUM_GAMMAS))
   assert warm.fit.params['lambda'] == pytest.approx(want.params['lambda'])
+  assert classical.spectrum_of(warm.fit.params) == classical.spectrum_of(want.params)
   want = want.predict(ds.pair_cell[split.test], ds.pair_drug[split.test])
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   assert np.abs(cold - want).max() > 0.1
@@ -371,6 +374,7 @@ def test_refit_start_is_the_classical_refit(c):
     want = classical.kernel_ridge(
         np.asarray(x_both, np.float64), warm_start._pairs(ds, both), len(ds.drug_ids), 0,
         widths=(kr.params['width_rel'],), lambdas=(chosen.warm.fit.params['lambda_rel'],),
+        spectrum=classical.spectrum_of(chosen.warm.fit.params),
         annotations=splits.line_annotations(ds, split.name),
         annotation_weights={n: (w,) for n, w in classical.annotation_weights_of(kr.params).items()})
     assert again.config.model.drug_linear == pytest.approx(want.params['lambda'])

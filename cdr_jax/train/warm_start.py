@@ -11,9 +11,10 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   stay below the same factorisation fitted by ALS to convergence (README, Results: the summary).
 - `model.linear_init='ridge'` (unseen lines): the per-drug linear term (`EntityLinear`) is turned on
   and starts from per-drug ridge on the features it sees (lambda by inner CV over training lines,
-  `classical.ridge_per_drug`), with that lambda as its L2 (unless `model.drug_linear` is set). On
-  the RBF kernel map of the cell features (`data.cell_kernel='rbf'`) that ridge is exactly the
-  kernel ridge baseline (`classical.kernel_map`).
+  then one lambda per drug-space component of the responses, `classical.ridge_per_drug` with its
+  spectrum stage), with the first lambda as its L2 (unless `model.drug_linear` is set). On the RBF
+  kernel map of the cell features (`data.cell_kernel='rbf'`) that ridge is exactly the kernel ridge
+  baseline (`classical.kernel_map`).
 
 - `model.line_init='kernel_ridge'` (unseen drugs): the per-line linear term (`EntityLinear`) on the
   kernel map of the leave-one-drug-out baseline's drug kernel (`eval/lodo_kernel.py`) is turned on
@@ -227,7 +228,8 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   else:
     fit = classical.ridge_per_drug(np.asarray(cell_inputs(x_std, lines, out.data, annotations),
                                               np.float64),
-                                   _pairs(ds, split.train), len(ds.drug_ids), seed)
+                                   _pairs(ds, split.train), len(ds.drug_ids), seed,
+                                   spectrum=(classical.LAMBDAS, classical.SPECTRUM_GAMMAS))
     if not config.model.drug_linear:
       out.model.drug_linear = chosen['model.drug_linear'] = float(fit.params['lambda'])
     settings = {'drug_linear': out.model.drug_linear}
@@ -262,7 +264,8 @@ def refit(chosen: Chosen, ds: Dataset, pairs: np.ndarray, x_std: np.ndarray,
     lines = np.unique(ds.pair_cell[pairs])
     x = cell_inputs(x_std, lines, out.data, splits.line_annotations(ds, out.split.name))
     fit = classical.ridge_per_drug(np.asarray(x, np.float64), _pairs(ds, pairs), n_drugs, seed,
-                                   lambdas=(warm.fit.params['lambda_rel'],))
+                                   lambdas=(warm.fit.params['lambda_rel'],),
+                                   spectrum=classical.spectrum_of(warm.fit.params))
     if 'model.drug_linear' in chosen.settings:
       out.model.drug_linear = float(fit.params['lambda'])
   settings = {k: out.model[k] for k in warm.settings}
