@@ -217,3 +217,24 @@ for f in 0 1 2 3 4; do
 done
 for s in 0 1 2; do train configs/baseline.py:seed=$s legacy11_expr_s$s; done
 python launch/report.py --runs "$out"/lco11e_expr_f* "$out"/lco11_shuf_f* --out docs/report_lco11
+# Session 12: kernel ridge's spectrum stage (one lambda per drug-space component of the training
+# responses). The kernel bench, unseen lines (five networks), legacy (3 seeds), then every other
+# config: unseen lines one network per fold, legacy 3 seeds.
+python bench/lco_kernels.py --config=configs/baseline.py
+for f in 0 1 2 3 4; do train configs/baseline.py:leave_cell_out lco12e_expr_f$f --config.split.fold=$f; done
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy12_expr_s$s; done
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:shuffled,leave_cell_out lco12_shuf_f$f --config.split.fold=$f \
+    --config.train.ensemble=1
+done
+for c in multiomics.py:leave_cell_out:mo scfoundation.py:leave_cell_out:scf \
+         scfoundation.py:shuffled,leave_cell_out:scfshuf baseline.py:onehot,leave_cell_out:onehot; do
+  cfg=${c%:*}; name=${c##*:}
+  for f in 0 1 2 3 4; do
+    train "configs/$cfg" "lco12_${name}_f$f" --config.split.fold=$f --config.train.ensemble=1
+  done
+done
+for c in multiomics.py::mo scfoundation.py::scf baseline.py:shuffled,:shuf baseline.py:onehot,:onehot; do
+  cfg=${c%:*}; name=${c##*:}
+  for s in 0 1 2; do train "configs/${cfg}seed=$s" "legacy12_${name}_s$s"; done
+done
