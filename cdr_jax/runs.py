@@ -109,7 +109,7 @@ def _chosen(params: dict) -> str:
   """The chosen hyperparameters (scalars; nonzero blend weights), not the grids' scores."""
   shown = [f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in params.items()
            if not isinstance(v, dict) and k not in ('objective', 'note', 'val_score', 'cv_score',
-                                                    'intercept')]
+                                                    'spectrum_cv_score', 'intercept')]
   shown += [f'{k} {v:.2f}' for k, v in params.get('weights', {}).items() if v]
   if params.get('annotations'):   # kernel ridge: groups (categorical) or lines with a value
     shown.append('annotations ' + ' / '.join(f'{k} {v}' for k, v in params['annotations'].items()))

@@ -259,7 +259,8 @@ def test_classical_markdown_says_what_was_chosen_refit_and_why_not():
   md = runs.classical_markdown({
       'matrix_factorization': {'applies': True, 'params': {'rank': 80, 'l2': 14.142, 'val': {}},
                                'refit': {'pairs': 89585}},
-      'ridge_per_drug': {'applies': True, 'params': {'lambda_rel': 0.5}},
+      'ridge_per_drug': {'applies': True, 'params': {'lambda_rel': 0.5, 'cv_score': 0.4,
+                                                     'spectrum_cv_score': None}},
       'kernel_ridge': {'applies': False, 'why': 'no cell features given'},
       'stack': {'weights': {'model': 0.0, 'tuned_blend': 1.0}}})
   assert '| tuned_matrix_factorization | yes | rank 80, l2 14.14; refit with these on 89,585' in md
