@@ -238,3 +238,4 @@ for c in multiomics.py::mo scfoundation.py::scf baseline.py:shuffled,:shuf basel
   cfg=${c%:*}; name=${c##*:}
   for s in 0 1 2; do train "configs/${cfg}seed=$s" "legacy12_${name}_s$s"; done
 done
+python launch/report.py --runs "$out"/lco12e_expr_f* "$out"/lco12_shuf_f* --out docs/report_lco12
