@@ -191,19 +191,24 @@ for f in 0 1 2 3 4; do
 done
 python launch/report.py --runs "$out"/lco10e_expr_f* "$out"/lco10_shuf_f* --out docs/report_lco10
 python launch/report.py --runs "$out"/legacy10r_expr_s* --out docs/report_legacy10
-# Unseen lines, every other config, one network per fold (with the type kernel and the refit).
-for c in multiomics.py:leave_cell_out:mo scfoundation.py:leave_cell_out:scf \
-         scfoundation.py:shuffled,leave_cell_out:scfshuf baseline.py:onehot,leave_cell_out:onehot; do
-  cfg=${c%:*}; name=${c##*:}
-  for f in 0 1 2 3 4; do
-    train "configs/$cfg" "lco10_${name}_f$f" --config.split.fold=$f --config.train.ensemble=1
+# Every other config (multi-omics, scFoundation, its shuffled rows, one-hot identity): unseen
+# lines, one network per fold, as lco<session>_<name>_f<fold>; then the legacy split, 3 seeds, as
+# legacy<session>_<name>_s<seed>.
+every_config() {
+  for c in multiomics.py:leave_cell_out:mo scfoundation.py:leave_cell_out:scf \
+           scfoundation.py:shuffled,leave_cell_out:scfshuf baseline.py:onehot,leave_cell_out:onehot; do
+    cfg=${c%:*}; name=${c##*:}
+    for f in 0 1 2 3 4; do
+      train "configs/$cfg" "lco$1_${name}_f$f" --config.split.fold=$f --config.train.ensemble=1
+    done
   done
-done
-# The legacy split, every other config, 3 seeds (with the type kernel and the refit).
-for c in multiomics.py::mo scfoundation.py::scf baseline.py:shuffled,:shuf baseline.py:onehot,:onehot; do
-  cfg=${c%:*}; name=${c##*:}
-  for s in 0 1 2; do train "configs/${cfg}seed=$s" "legacy10_${name}_s$s"; done
-done
+  for c in multiomics.py::mo scfoundation.py::scf baseline.py:shuffled,:shuf baseline.py:onehot,:onehot; do
+    cfg=${c%:*}; name=${c##*:}
+    for s in 0 1 2; do train "configs/${cfg}seed=$s" "legacy$1_${name}_s$s"; done
+  done
+}
+# Every other config with the type kernel and the refit.
+every_config 10
 # Session 11: kernel ridge's line annotations beyond the cancer type: the GDSC screening medium
 # (same-medium kernel) and CCLE's calculated doubling time (a kernel on the standardised log2
 # hours), weights by inner CV one after another; the network's kernel map carries them. The kernel
@@ -227,15 +232,5 @@ for f in 0 1 2 3 4; do
   train configs/baseline.py:shuffled,leave_cell_out lco12_shuf_f$f --config.split.fold=$f \
     --config.train.ensemble=1
 done
-for c in multiomics.py:leave_cell_out:mo scfoundation.py:leave_cell_out:scf \
-         scfoundation.py:shuffled,leave_cell_out:scfshuf baseline.py:onehot,leave_cell_out:onehot; do
-  cfg=${c%:*}; name=${c##*:}
-  for f in 0 1 2 3 4; do
-    train "configs/$cfg" "lco12_${name}_f$f" --config.split.fold=$f --config.train.ensemble=1
-  done
-done
-for c in multiomics.py::mo scfoundation.py::scf baseline.py:shuffled,:shuf baseline.py:onehot,:onehot; do
-  cfg=${c%:*}; name=${c##*:}
-  for s in 0 1 2; do train "configs/${cfg}seed=$s" "legacy12_${name}_s$s"; done
-done
+every_config 12
 python launch/report.py --runs "$out"/lco12e_expr_f* "$out"/lco12_shuf_f* --out docs/report_lco12
