@@ -228,6 +228,9 @@ def test_matrix_factorization_cannot_score_unseen_lines():
     fit.predict(np.array([4, 5]), np.array([0, 0]))
 
 
+PLAIN = {'powers': (1,), 'shrinks': (0.0,)}   # kNN weights = the similarities themselves
+
+
 def _knn_case():
   """4 lines x 3 drugs; line 3 was not screened with drug 0 (nan)."""
   ymat = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 1.0], [3.0, 6.0, 2.0], [np.nan, 5.0, 0.0]])
@@ -248,25 +251,25 @@ def test_column_similarity_by_hand():
 def test_item_knn_by_hand_and_user_knn_is_its_transpose():
   ymat, mask, zero = _knn_case()
   train = _pairs(mask, ymat)
-  knn = cl.knn_residual(zero, zero, train, None, 'drug', ks=(2,))
+  knn = cl.knn_residual(zero, zero, train, None, 'drug', ks=(2,), **PLAIN)
   # Line 3, drug 0: drug 1 is the only positively similar drug line 3 has (residual 5); drug 2
   # (similarity -0.5) is not a neighbour. Line 0, drug 1: drug 0 (similarity 1, residual 1).
   np.testing.assert_allclose(knn.predict(np.array([3, 0]), np.array([0, 1])), [5.0, 1.0])
   zero_t = cl.Predictor('zero', np.zeros((3, 4)), {})
   swapped = cl.Pairs(train.drug, train.cell, train.y)
-  user = cl.knn_residual(zero_t, zero_t, swapped, None, 'cell', ks=(2,))
+  user = cl.knn_residual(zero_t, zero_t, swapped, None, 'cell', ks=(2,), **PLAIN)
   np.testing.assert_allclose(user.predict(np.array([0, 1]), np.array([3, 0])), [5.0, 1.0])
 
 
 def test_a_knn_predictor_is_a_base_for_another_knn():
   ymat, mask, zero = _knn_case()
   train = _pairs(mask, ymat)
-  item = cl.knn_residual(zero, zero, train, None, 'drug', ks=(2,))
+  item = cl.knn_residual(zero, zero, train, None, 'drug', ks=(2,), **PLAIN)
   cell, drug = np.nonzero(np.ones(ymat.shape, bool))
   np.testing.assert_allclose(item.scores[cell, drug], item.predict(cell, drug))
-  cascade = cl.knn_residual(item, zero, train, None, 'cell', ks=(2,))
+  cascade = cl.knn_residual(item, zero, train, None, 'cell', ks=(2,), **PLAIN)
   plain = cl.knn_residual(cl.Predictor('item_knn', item.scores, {}), zero, train, None, 'cell',
-                          ks=(2,))
+                          ks=(2,), **PLAIN)
   assert cascade.name == 'user_knn_after_item_knn'
   np.testing.assert_allclose(cascade.predict(cell, drug), plain.predict(cell, drug))
   assert not np.allclose(cascade.predict(cell, drug), item.predict(cell, drug))
@@ -279,11 +282,51 @@ def test_knn_weights_neighbours_by_similarity_and_picks_k_on_validation():
   mask = np.ones_like(ymat, bool)
   mask[4, 0] = False
   zero = cl.Predictor('zero', np.zeros((5, 3)), {})
-  knn = cl.knn_residual(zero, zero, _pairs(mask, ymat), None, 'drug', ks=(1,))
+  knn = cl.knn_residual(zero, zero, _pairs(mask, ymat), None, 'drug', ks=(1,), **PLAIN)
   sim = cl.column_similarity(ymat, mask)
   assert sim[0, 1] == pytest.approx(1.0) and sim[0, 2] == pytest.approx(0.8)
   corr = knn.corrections(np.array([4]), np.array([0]), (1, 2))
   np.testing.assert_allclose(corr[:, 0], [3.0, (1.0 * 3 + 0.8 * 6) / 1.8])
+
+
+def test_shaped_similarity_by_hand():
+  sim = np.array([[0.0, 0.5, -0.5], [0.5, 0.0, 0.9], [-0.5, 0.9, 0.0]])
+  shared = np.array([[3.0, 10.0, 20.0], [10.0, 4.0, 30.0], [20.0, 30.0, 5.0]])
+  out = cl.shaped_similarity(sim, shared, 2, 10.0)
+  np.testing.assert_allclose(out, [[0.0, 0.25 * 0.5, -0.25 * 2 / 3], [0.125, 0.0, 0.81 * 0.75],
+                                   [-0.25 * 2 / 3, 0.81 * 0.75, 0.0]])   # sign kept
+  np.testing.assert_array_equal(cl.shaped_similarity(sim, shared, 1, 0.0), sim)
+  shared[0, 1] = shared[1, 0] = 0.0   # nothing shared: weight 0, not 0 / 0
+  assert cl.shaped_similarity(sim, shared, 1, 0.0)[0, 1] == 0.0
+
+
+def test_knn_shrink_discounts_a_correlation_seen_on_few_lines():
+  """Drug 0's profile follows drug 1 over 40 lines (correlation 0.9 by construction); drug 2 agrees
+  with drug 0 perfectly but shares only 3 lines with it, and its residuals are noise elsewhere.
+  Without shrinking drug 2 is the nearest neighbour; validation picks a shrink that prefers drug 1."""
+  rng = np.random.default_rng(0)
+  n = 60
+  a = rng.standard_normal(n)
+  ymat = np.stack([a, 0.9 * a + np.sqrt(1 - 0.81) * rng.standard_normal(n),
+                   rng.standard_normal(n)], 1)
+  mask = np.zeros((n, 3), bool)
+  mask[:40, :2] = True          # drugs 0 and 1 on lines 0-39
+  mask[:, 1] = True             # drug 1 on every line
+  mask[37:, 2] = True           # drug 2 on lines 37-59: shares lines 37-39 with drug 0
+  ymat[37:40, 2] = ymat[37:40, 0]   # and agrees with it exactly there
+  zero = cl.Predictor('zero', np.zeros((n, 3)), {})
+  train = _pairs(mask, ymat)
+  lines = np.arange(40, n)
+  val = cl.Pairs(lines, np.zeros(len(lines), int), ymat[40:, 0])
+  sim = cl.column_similarity(ymat, mask)
+  assert sim[0, 2] > sim[0, 1] > 0.8
+  knn = cl.knn_residual(zero, zero, train, val, 'drug', ks=(1,), powers=(1,),
+                        shrinks=(0.0, 100.0))
+  assert knn.shrink == 100.0 and knn.params['shrink'] == 100.0
+  assert set(knn.params['val']) == {'k=1,power=1,shrink=0', 'k=1,power=1,shrink=100'}
+  assert knn.params['val']['k=1,power=1,shrink=100'] > knn.params['val']['k=1,power=1,shrink=0']
+  with pytest.raises(ValueError, match='no validation pairs to choose'):
+    cl.knn_residual(zero, zero, train, None, 'drug', ks=(1,), powers=(1, 2), shrinks=(0.0,))
 
 
 def test_blend_gives_an_exact_predictor_all_the_weight():
@@ -347,7 +390,8 @@ def test_scrambled_test_labels_change_no_choice_and_no_prediction():
 
 def _choices(info: dict) -> dict:
   return {k: v for k, v in info['params'].items()
-          if k in ('rank', 'l2', 'k', 'lambda_rel', 'width_rel', 'weights', 'val', 'cv')}
+          if k in ('rank', 'l2', 'k', 'power', 'shrink', 'lambda_rel', 'width_rel', 'weights',
+                   'val', 'cv')}
 
 
 def test_blend_beats_its_parts_on_seen_pairs():
@@ -440,8 +484,10 @@ def test_refit_keeps_every_choice_and_uses_validation_pairs():
   assert info_r['matrix_factorization']['refit']['pairs'] == len(train) + len(val)
   for name in ('matrix_factorization', 'kernel_ridge', 'item_knn'):
     chosen = {k: v for k, v in info_r[name]['refit']['params'].items()
-              if k in ('rank', 'l2', 'k', 'lambda_rel', 'width_rel')}
+              if k in ('rank', 'l2', 'k', 'power', 'shrink', 'lambda_rel', 'width_rel')}
     assert chosen and chosen.items() <= info[name]['params'].items()
+  for name in ('item_knn', 'user_knn_after_item_knn'):
+    assert {'power', 'shrink'} <= info_r[name]['refit']['params'].keys()
     assert not np.allclose(pred[name], pred_r[name])
   assert info_r['blend']['params']['weights'] == info['blend']['params']['weights']
 

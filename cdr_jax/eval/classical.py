@@ -56,6 +56,14 @@ MF_L2S = tuple(5.0 * 2.0 ** (k / 2) for k in range(7))   # 5 to 40 in steps of s
 MF_TOL = 1e-4        # ALS stops when the training objective changes by less than this, relatively
 MF_MAX_ITERS = 300   # a guard only; a fit that reaches it says so (`converged`: False)
 KNN_KS = (5, 10, 20, 40, 80)
+# kNN weighs a neighbour by its similarity s shaped as sign(s) |s|^power n / (n + shrink), n the
+# lines (drugs) the two columns share (`shaped_similarity`); power and shrink are chosen with k on
+# the validation pairs. A higher power trusts the most similar neighbours more; shrink discounts a
+# correlation measured on few shared lines (10000: weight about proportional to n). On the legacy
+# split (seed 0, before the refit) validation chose power 2-4 and the largest shrinks; the blend
+# rose from 0.7504 to 0.7546 per-drug PCC on test.
+KNN_POWERS = (1, 2, 3, 4)
+KNN_SHRINKS = (0.0, 100.0, 1000.0, 10000.0)
 MIN_PAIRS = 3        # a drug's PCC needs this many pairs (as cdr_jax.metrics.MIN_GROUP_PAIRS)
 KINDS = ('seen_pairs', 'unseen_cells', 'unseen_drugs')
 SPLIT_KINDS = {'legacy': 'seen_pairs', 'random': 'seen_pairs', 'leave_cell_out': 'unseen_cells',
@@ -710,6 +718,15 @@ def _neighbour_means(sim: np.ndarray, resid: np.ndarray, mask: np.ndarray, rows:
   return out
 
 
+def shaped_similarity(sim: np.ndarray, shared: np.ndarray, power: float,
+                      shrink: float) -> np.ndarray:
+  """sign(sim) |sim|^power shared / (shared + shrink): the weight kNN gives a neighbour
+  (`shared`: how many lines, or drugs, the two columns have in common)."""
+  with np.errstate(invalid='ignore', divide='ignore'):
+    damp = np.where(shared > 0, shared / (shared + shrink), 0.0)
+  return np.sign(sim) * np.abs(sim) ** power * damp
+
+
 @dataclasses.dataclass(frozen=True)
 class KnnPredictor:
   """A base predictor plus the weighted mean residual of a pair's k most similar drugs (lines)."""
@@ -717,10 +734,13 @@ class KnnPredictor:
   base: Predictor
   resid: np.ndarray   # [n_cells, n_drugs] training residuals of the base (0 where unobserved)
   mask: np.ndarray
-  sim: np.ndarray     # [n_drugs, n_drugs] (axis 'drug') or [n_cells, n_cells] (axis 'cell')
+  sim: np.ndarray     # [n_drugs, n_drugs] (axis 'drug') or [n_cells, n_cells] (axis 'cell'),
+                      # shaped (`shaped_similarity`) with `power` and `shrink`
   axis: str
   k: int
   params: dict
+  power: float = 1.0
+  shrink: float = 0.0
 
   def covers(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
     return self.base.covers(cell, drug)
@@ -744,39 +764,53 @@ class KnnPredictor:
 
 
 def knn_residual(base: Predictor, profiles: Predictor, train: Pairs, val: Pairs | None,
-                 axis: str, ks: Sequence[int] = KNN_KS) -> KnnPredictor:
+                 axis: str, ks: Sequence[int] = KNN_KS, powers: Sequence[float] = KNN_POWERS,
+                 shrinks: Sequence[float] = KNN_SHRINKS) -> KnnPredictor:
   """Item-kNN (axis 'drug': drug-drug) or user-kNN ('cell': line-line) on the base's residuals.
 
   A pair's correction is the similarity-weighted mean of the base's training residuals on the k
   most similar drugs the line was screened with (lines screened with the drug). Similarity is the
   correlation of two drugs' (lines') training residual profiles of `profiles` over their shared
   lines (drugs): with `additive`, responses with line and drug effects removed, which on the legacy
-  split's validation pairs finds better neighbours than a fitted factor model's own residuals. k by
-  the mean per-drug PCC of base + correction on the validation pairs (`val` None: ks is one k).
+  split's validation pairs finds better neighbours than a fitted factor model's own residuals;
+  it is shaped by `power` and `shrink` (`shaped_similarity`). k, power and shrink by the mean
+  per-drug PCC of base + correction on the validation pairs (`val` None: one value of each).
   """
   if axis not in ('drug', 'cell'):
     raise ValueError(f'unknown kNN axis {axis!r}; choose drug (item-kNN) or cell (user-kNN)')
-  if val is None and len(ks) != 1:
-    raise ValueError(f'knn_residual: {len(ks)} values of k and no validation pairs to choose one')
+  grid = {'k': ks, 'power': powers, 'shrink': shrinks}
+  if val is None and any(len(g) != 1 for g in grid.values()):
+    raise ValueError(f'knn_residual: grids of sizes {[len(g) for g in grid.values()]} (k, power, '
+                     'shrink) and no validation pairs to choose from them; give one value of each')
   scores = base.scores   # computed once: a kNN base predicts its whole matrix here
   n_cells, n_drugs = scores.shape
   ymat, mask = response_matrix(train, n_cells, n_drugs)
   mask = mask & np.isfinite(scores) & np.isfinite(profiles.scores)
   resid = np.where(mask, ymat - np.where(mask, scores, 0.0), 0.0)
   prof = np.where(mask, ymat - np.where(mask, profiles.scores, 0.0), 0.0)
+  cols = mask.astype(np.float64) if axis == 'drug' else mask.T.astype(np.float64)
   sim = column_similarity(prof, mask) if axis == 'drug' else column_similarity(prof.T, mask.T)
+  shared = cols.T @ cols
   name = ('item_knn' if axis == 'drug' else 'user_knn') + _SUFFIX.get(base.name, '')
-  params = {'k': int(ks[0]), 'base': base.name,
-            'similarity': f'correlation of {profiles.name} residuals'}
-  knn = KnnPredictor(name, base, resid, mask, sim, axis, int(ks[0]), params)
+  params = {'base': base.name, 'similarity': f'correlation of {profiles.name} residuals'}
+  make = lambda k, power, shrink: KnnPredictor(
+      name, base, resid, mask, shaped_similarity(sim, shared, power, shrink), axis, int(k),
+      dict(params, k=int(k), power=float(power), shrink=float(shrink)), float(power),
+      float(shrink))
   if val is None:
-    return knn
+    return make(ks[0], powers[0], shrinks[0])
   base_val = base.predict(val.cell, val.drug)
-  corr = knn.corrections(val.cell, val.drug, ks)
-  table = {f'k={k}': mean_drug_pcc(base_val + c, val.y, val.drug) for k, c in zip(ks, corr)}
-  k = int(ks[int(np.argmax(list(table.values())))])
-  return dataclasses.replace(knn, k=k, params=dict(params, k=k, val_score=table[f'k={k}'],
-                                                   val=table))
+  table, best = {}, None
+  for power in powers:
+    for shrink in shrinks:
+      corr = make(ks[0], power, shrink).corrections(val.cell, val.drug, ks)
+      for k, c in zip(ks, corr):
+        score = mean_drug_pcc(base_val + c, val.y, val.drug)
+        table[f'k={k},power={power:g},shrink={shrink:g}'] = score
+        if best is None or score > best[0]:
+          best = (score, k, power, shrink)
+  knn = make(*best[1:])
+  return dataclasses.replace(knn, params=dict(knn.params, val_score=best[0], val=table))
 
 
 _SUFFIX = {'additive': '_additive', 'item_knn': '_after_item_knn'}
@@ -948,7 +982,8 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
            annotations: Mapping[str, np.ndarray] | None = None) -> dict:
   """Each fitted predictor again on `both` pairs with the hyperparameters it chose."""
   out = {}
-  knn = lambda p: knn_residual(out[p.base.name], out['additive'], both, None, p.axis, (p.k,))
+  knn = lambda p: knn_residual(out[p.base.name], out['additive'], both, None, p.axis, (p.k,),
+                               (p.power,), (p.shrink,))
   steps = {
       'additive': lambda p: additive(both, n_cells, n_drugs, p.params['l2']),
       'matrix_factorization': lambda p: matrix_factorization(
