@@ -9,9 +9,12 @@ never on test) with the kernel
   rbf+type+medium+doubling   + weight x the product of the lines' standardised log2 doubling
                          times (CCLE): session 11's (`splits.line_annotations`, weights from
                          `classical.ANNOTATION_WEIGHTS`, chosen one after another);
-  default                the same kernel, then one lambda per drug-space component of the
+  spectrum               the same kernel, then one lambda per drug-space component of the
                          training responses (`classical.SPECTRUM_GAMMAS`; lambda and gamma by the
-                         same inner CV): kernel ridge's default since session 12;
+                         same inner CV): kernel ridge's default in session 12;
+  default                + weight x a fine RBF (`classical.FINE_WIDTH_REL`, weight by the same
+                         inner CV) before the spectrum stage: kernel ridge's default since
+                         session 13;
   default+<annotation>   + weight x same value of another GDSC line annotation (growth
                          properties; GDSC's finer tissue label), weight from 0-0.4;
   default+<omics>        + weight x a linear kernel on another omics block (z-scored on training
@@ -19,7 +22,7 @@ never on test) with the kernel
   default, relevance-weighted genes   on features scaled by sqrt of each gene's relevance: the
                          norm over drugs of its covariance with the drug-centred responses of the
                          training lines (labels of training lines only).
-The last two are explorations, not predictors the runs fit; the last is the best of several forms
+(The rows before `default` turn the fine RBF off.) The last two are explorations, not predictors the runs fit; the last is the best of several forms
 tried on the same test folds (gene weightings and top-k selections), so its figure is optimistic.
 (Session 10's exploration of one lambda per fixed block of components, the best of four blockings
 on these test folds, 0.4537 then, is what the spectrum stage now does with its form chosen by inner
@@ -83,6 +86,7 @@ def main(argv):
   others = {n: cl.group_kernel(events.line_table_groups(root, ds.cell_ids, col, n)[0], n_cells)
             for n, col in ANNOTATIONS.items()}
   blocks = {rep: omics_block(config, rep, ds.cell_ids) for rep in _OMICS.value}
+  no_fine = {'fine': (0.0,)}
   folds = []
   for f in map(int, _FOLDS.value):
     config.split.fold = f
@@ -103,16 +107,22 @@ def main(argv):
                         ('rbf+type+medium', ('type', 'medium')),
                         ('rbf+type+medium+doubling', ('type', 'medium', 'doubling'))):
       fit = cl.kernel_ridge(x, train, n_drugs, config.train.seed,
-                            annotations={k: annotations[k] for k in kinds}, spectrum=None)
+                            annotations={k: annotations[k] for k in kinds}, spectrum=None,
+                            annotation_weights=no_fine)
       row[name] = score(fit.scores)
+    row['spectrum'] = score(cl.kernel_ridge(x, train, n_drugs, config.train.seed,
+                                            annotations=annotations,
+                                            annotation_weights=no_fine).scores)
     default = cl.kernel_ridge(x, train, n_drugs, config.train.seed, annotations=annotations)
     row['default'] = score(default.scores)
     chosen.update({k: default.params[k] for k in (
-        'width_rel', 'type_weight', 'medium_weight', 'doubling_weight', 'lambda_rel',
+        'width_rel', 'type_weight', 'medium_weight', 'doubling_weight', 'fine_weight', 'lambda_rel',
         'spectrum_lambda_rel', 'spectrum_gamma')})
-    base = cl._rbf_plus(  # pylint: disable=protected-access
-        cl._sq_dists(x), default.params['width'],  # pylint: disable=protected-access
-        cl.annotation_kernels(annotations, n_cells, lines), cl.annotation_weights_of(default.params))
+    d2 = cl._sq_dists(x)  # pylint: disable=protected-access
+    kern = dict(cl.annotation_kernels(annotations, n_cells, lines),
+                fine=cl._fine_rbf(d2, default.params['median_distance']))  # pylint: disable=protected-access
+    base = cl._rbf_plus(d2, default.params['width'], kern,  # pylint: disable=protected-access
+                        cl.annotation_weights_of(default.params))
     extras = {**others, **{rep: linear_kernel(raw, has, lines) for rep, (raw, has) in blocks.items()}}
     for name, extra in extras.items():
       grid = ANNOTATION_WEIGHTS if name in others else OMICS_WEIGHTS

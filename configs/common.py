@@ -44,9 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
       # type_weight / medium_weight / doubling_weight: the kernel adds these times a kernel on
       # each line annotation (same cancer type, same screening medium, doubling time); -1: kernel
       # ridge's choice (splits.line_annotations: no type kernel where a whole cancer type is held
-      # out, no medium kernel without GDSC's line table).
+      # out, no medium kernel without GDSC's line table). fine_weight: times a second RBF,
+      # classical.FINE_WIDTH_REL as wide; -1: kernel ridge's choice.
       cell_kernel='none', rbf_width=0.0, type_weight=-1.0, medium_weight=-1.0,
-      doubling_weight=-1.0,
+      doubling_weight=-1.0, fine_weight=-1.0,
       # Synthetic data only.
       num_cells=96, num_drugs=36, num_types=4, feature_dim=32, noise=0.3,
       missing_fraction=0.1, synthetic_seed=0))

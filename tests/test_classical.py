@@ -78,7 +78,8 @@ def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
   mask = np.ones((15, 2), bool)
   mask[[0, 7, 8], 0] = False
   fit = cl.kernel_ridge(x, _pairs(mask, ymat), 2, seed=3, annotations=groups,
-                        annotation_weights={'type': (0.5,), 'medium': (0.25,), 'doubling': (0.1,)},
+                        annotation_weights={'type': (0.5,), 'medium': (0.25,), 'doubling': (0.1,),
+                                            'fine': (0.3,)},
                         spectrum=None)
   width, lam = fit.params['width'], fit.params['lambda']
   assert 'spectrum_gamma' not in fit.params
@@ -89,7 +90,9 @@ def test_kernel_ridge_is_the_direct_solve_per_drug(grouped):
   d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
   distances = np.sqrt(d2[np.triu_indices(15, 1)])
   assert fit.params['median_distance'] == pytest.approx(np.median(distances))
-  k = np.exp(-d2 / (2 * width ** 2))
+  assert fit.params['fine_weight'] == 0.3
+  median = np.median(distances)
+  k = np.exp(-d2 / (2 * width ** 2)) + 0.3 * np.exp(-d2 / (2 * (0.25 * median) ** 2))
   if grouped:
     for name, w in (('type', 0.5), ('medium', 0.25)):
       g = groups[name]
@@ -414,7 +417,9 @@ def test_line_annotations_are_named_and_checked():
   with pytest.raises(DataError, match='1 training lines have one'):
     cl.value_kernel(np.r_[1.0, np.full(9, np.nan), 2.0, 3.0], 12, lines)   # 10, 11 are not training
   assert cl.annotation_weights_of({'type_weight': 0.1}) == {'type': 0.1, 'medium': 0.0,
-                                                            'doubling': 0.0}
+                                                            'doubling': 0.0, 'fine': 0.0}
+  with pytest.raises(ValueError, match="a weight for 'tissue'; the kernels are type, medium"):
+    cl.kernel_map(x, lines, 1.0, None, {'tissue': 0.1})
 
 
 def test_value_kernel_by_hand():
@@ -459,8 +464,9 @@ def test_refit_keeps_the_chosen_annotation_weights():
   grid = cl.ANNOTATION_WEIGHTS
   assert len(chosen['cv']) == len(cl.LAMBDAS) * (
       len(cl.WIDTHS) * len(grid['type']) + len(grid['medium']) - 1 + len(grid['doubling']) - 1
-      + len(cl.SPECTRUM_GAMMAS))
-  for key in ('type_weight', 'medium_weight', 'doubling_weight', 'width_rel', 'lambda_rel',
+      + len(cl.FINE_WEIGHTS) - 1 + len(cl.SPECTRUM_GAMMAS))
+  for key in ('type_weight', 'medium_weight', 'doubling_weight', 'fine_weight', 'width_rel',
+              'lambda_rel',
               'spectrum_lambda_rel', 'spectrum_gamma'):
     assert refit[key] == chosen[key]
 
@@ -541,10 +547,12 @@ def test_ridge_on_the_kernel_map_is_kernel_ridge(grouped):
   keep = (rng.random(len(cell)) > 0.2) & np.isin(cell, lines)
   train = cl.Pairs(cell[keep], drug[keep], y[keep])
   kr = cl.kernel_ridge(x, train, drugs, 0, widths=(2.0,), annotations=groups,
-                       annotation_weights={'type': (0.3,), 'medium': (0.1,), 'doubling': (0.2,)})
+                       annotation_weights={'type': (0.3,), 'medium': (0.1,), 'doubling': (0.2,),
+                                           'fine': (0.4,)})
   phi, info = cl.kernel_map(x, lines, 2.0, groups, cl.annotation_weights_of(kr.params))
   assert ((info['type_weight'], info['medium_weight'], info['doubling_weight'])
           == ((0.3, 0.1, 0.2) if grouped else (0.0, 0.0, 0.0)))
+  assert info['fine_weight'] == 0.4   # a kernel on the features: with or without annotations
   rr = cl.ridge_per_drug(phi, train, drugs, 0, spectrum=(cl.LAMBDAS, cl.SPECTRUM_GAMMAS))
   assert info['dim'] <= len(lines) - 1 and info['width'] == pytest.approx(2 * info['median_distance'])
   assert rr.params['lambda'] == pytest.approx(kr.params['lambda'])
@@ -580,3 +588,27 @@ def test_kernel_ridge_weights_an_annotation_when_it_carries_the_signal(kind):
   score = lambda fit: cl.mean_drug_pcc(fit.scores[cell[~train], drug[~train]], y[~train],
                                        drug[~train])
   assert score(with_type) > score(rbf) + 0.2
+
+
+def test_kernel_ridge_weights_the_fine_rbf_when_close_lines_share_a_response():
+  """Lines come in twins (features a hair apart) that share a response the features do not
+  otherwise show: only a kernel much narrower than the median distance tells twins from the rest.
+  Inner CV over training lines turns the fine RBF on, and a held-out line is predicted from its
+  twin better than without it."""
+  rng = np.random.default_rng(5)
+  pairs_of, drugs = 60, 4
+  centre = rng.standard_normal((pairs_of, 6))
+  x = np.repeat(centre, 2, 0) + 0.05 * rng.standard_normal((2 * pairs_of, 6))
+  shared = np.repeat(rng.standard_normal(pairs_of), 2)
+  n = 2 * pairs_of
+  cell, drug = np.repeat(np.arange(n), drugs), np.tile(np.arange(drugs), n)
+  y = shared[cell] * (1 + 0.3 * drug) + 0.2 * rng.standard_normal(len(cell))
+  held = (np.arange(n) % 2 == 1) & (np.arange(n) >= 80)   # one twin of each of the last 20 pairs
+  train = ~held[cell]
+  pairs = cl.Pairs(cell[train], drug[train], y[train])
+  fine = cl.kernel_ridge(x, pairs, drugs, 0, spectrum=None)
+  plain = cl.kernel_ridge(x, pairs, drugs, 0, annotation_weights={'fine': (0.0,)}, spectrum=None)
+  assert fine.params['fine_weight'] > 0 and plain.params['fine_weight'] == 0.0
+  score = lambda fit: cl.mean_drug_pcc(fit.scores[cell[~train], drug[~train]], y[~train],
+                                       drug[~train])
+  assert score(fine) > score(plain) + 0.05, (score(fine), score(plain))   # 0.95 vs 0.83

@@ -24,9 +24,9 @@ rest of the network adds, and selection on validation keeps the epoch that valid
   In the sweep (`cdr_jax.lodo`) every fold gets its own fit and its own lambda.
 
 And settings: `data.cell_kernel='rbf'` with `data.rbf_width=0` and `data.type_weight=-1`,
-`data.medium_weight=-1`, `data.doubling_weight=-1` take the width and the weights of the line
-annotation kernels (same cancer type, same screening medium, doubling time) that kernel ridge
-chooses by inner CV over the training lines.
+`data.medium_weight=-1`, `data.doubling_weight=-1`, `data.fine_weight=-1` take the width and the
+weights of the line annotation kernels (same cancer type, same screening medium, doubling time)
+and of the fine RBF that kernel ridge chooses by inner CV over the training lines.
 
 Only training and validation pairs are read. The run's classical predictors reuse the factorisation.
 
@@ -133,9 +133,9 @@ def fit_mf(ds: Dataset, split: splits.Split, seed: int) -> classical.Predictor:
 
 
 def annotation_weights(data_config: ml_collections.ConfigDict) -> dict[str, float]:
-  """{name: data.<name>_weight} for the line annotation kernels (`classical.ANNOTATION_WEIGHTS`);
-  0 for a field the config lacks (runs written before it)."""
-  return {n: float(data_config.get(f'{n}_weight', 0.0)) for n in classical.ANNOTATION_WEIGHTS}
+  """{name: data.<name>_weight} for the kernels added to the RBF (`classical.KERNEL_WEIGHTS`: the
+  line annotations and the fine RBF); 0 for a field the config lacks (runs written before it)."""
+  return {n: float(data_config.get(f'{n}_weight', 0.0)) for n in classical.KERNEL_WEIGHTS}
 
 
 def cell_inputs(x_std: np.ndarray, lines: np.ndarray, data_config: ml_collections.ConfigDict,
@@ -143,7 +143,7 @@ def cell_inputs(x_std: np.ndarray, lines: np.ndarray, data_config: ml_collection
   """The cell features the network sees: the standardised ones, or with `cell_kernel='rbf'` the
   kernel map (`classical.kernel_map`, fitted on the training lines `lines`) of the RBF kernel plus
   `data.<name>_weight` x the kernel on `annotations[name]` for each line annotation given
-  (`splits.line_annotations`; one not given adds nothing)."""
+  (`splits.line_annotations`; one not given adds nothing) plus `data.fine_weight` x the fine RBF."""
   if data_config.get('cell_kernel', 'none') != 'rbf':  # .get: runs written before the field
     return x_std
   weights = annotation_weights(data_config)
@@ -152,7 +152,8 @@ def cell_inputs(x_std: np.ndarray, lines: np.ndarray, data_config: ml_collection
                      f'and the annotation weights >= 0 (are {weights}) here: launch/train.py runs '
                      'choose them (0 and -1) by kernel ridge on the training lines')
   annotations = annotations or {}
-  weights = {n: w for n, w in weights.items() if n in annotations}
+  weights = {n: w for n, w in weights.items()
+             if n in annotations or n not in classical.ANNOTATION_WEIGHTS}
   return classical.kernel_map(x_std, lines, data_config.rbf_width, annotations,
                               weights)[0].astype(np.float32)
 
