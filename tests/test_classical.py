@@ -276,6 +276,10 @@ def test_a_knn_predictor_is_a_base_for_another_knn():
   assert cascade.name == 'user_knn_after_item_knn'
   np.testing.assert_allclose(cascade.predict(cell, drug), plain.predict(cell, drug))
   assert not np.allclose(cascade.predict(cell, drug), item.predict(cell, drug))
+  third = cl.knn_residual(cascade, zero, train, None, 'drug', ks=(2,), **PLAIN)
+  assert third.name == 'item_knn_after_cascade'
+  np.testing.assert_allclose(third.predict(cell, drug) - cascade.predict(cell, drug),
+                             third.corrections(cell, drug, [2])[0])
 
 
 def test_knn_weights_neighbours_by_similarity_and_picks_k_on_validation():
@@ -381,7 +385,7 @@ def test_scrambled_test_labels_change_no_choice_and_no_prediction():
                                     seed=0)
   assert set(pred_a) == {'additive', 'matrix_factorization', 'item_knn', 'user_knn',
                          'item_knn_additive', 'user_knn_additive',
-                         'user_knn_after_item_knn', 'ridge_per_drug',
+                         'user_knn_after_item_knn', 'item_knn_after_cascade', 'ridge_per_drug',
                          'kernel_ridge', 'blend'}
   for name in pred_a:
     np.testing.assert_array_equal(pred_a[name], pred_b[name])
@@ -492,7 +496,7 @@ def test_refit_keeps_every_choice_and_uses_validation_pairs():
     chosen = {k: v for k, v in info_r[name]['refit']['params'].items()
               if k in ('rank', 'l2', 'k', 'power', 'shrink', 'lambda_rel', 'width_rel')}
     assert chosen and chosen.items() <= info[name]['params'].items()
-  for name in ('item_knn', 'user_knn_after_item_knn'):
+  for name in ('item_knn', 'user_knn_after_item_knn', 'item_knn_after_cascade'):
     assert {'power', 'shrink'} <= info_r[name]['refit']['params'].keys()
     assert not np.allclose(pred[name], pred_r[name])
   assert info_r['blend']['params']['weights'] == info['blend']['params']['weights']

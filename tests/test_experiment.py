@@ -63,7 +63,8 @@ def test_outputs_beside_baselines(reference):
   test = summary['test']
   tuned = {f'tuned_{k}' for k in ('additive', 'matrix_factorization', 'item_knn', 'user_knn',
                                   'item_knn_additive', 'user_knn_additive',
-                                  'user_knn_after_item_knn', 'ridge_per_drug',
+                                  'user_knn_after_item_knn', 'item_knn_after_cascade',
+                                  'ridge_per_drug',
                                   'kernel_ridge', 'blend')}
   assert set(test) == {'model', 'global_mean', 'drug_mean', 'cell_mean', 'additive',
                        'type_drug_mean', 'matrix_factorization', 'ridge_per_drug', 'stack',

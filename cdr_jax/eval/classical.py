@@ -838,7 +838,8 @@ def knn_residual(base: Predictor, profiles: Predictor, train: Pairs, val: Pairs 
   return dataclasses.replace(knn, params=dict(knn.params, val_score=best[0], val=table))
 
 
-_SUFFIX = {'additive': '_additive', 'item_knn': '_after_item_knn'}
+_SUFFIX = {'additive': '_additive', 'item_knn': '_after_item_knn',
+           'user_knn_after_item_knn': '_after_cascade'}
 
 
 # --- Blend and the split-level entry point. -------------------------------------------------------
@@ -985,6 +986,7 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
       'item_knn_additive': lambda: knn('additive', 'drug'),
       'user_knn_additive': lambda: knn('additive', 'cell'),
       'user_knn_after_item_knn': lambda: knn('item_knn', 'cell'),
+      'item_knn_after_cascade': lambda: knn('user_knn_after_item_knn', 'drug'),
       'ridge_per_drug': lambda: ridge_per_drug(x, tr, n_drugs, seed),
       'kernel_ridge': lambda: _kernel_ridge_for(fitted.get('additive'), x, tr, n_drugs, seed,
                                                 annotations=annotations),
@@ -1014,7 +1016,7 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
       'matrix_factorization': lambda p: matrix_factorization(
           both, n_cells, n_drugs, p.params['rank'], p.params['l2'], seed),
       'item_knn': knn, 'user_knn': knn, 'item_knn_additive': knn, 'user_knn_additive': knn,
-      'user_knn_after_item_knn': knn,
+      'user_knn_after_item_knn': knn, 'item_knn_after_cascade': knn,
       'ridge_per_drug': lambda p: ridge_per_drug(x, both, n_drugs, seed,
                                                  lambdas=(p.params['lambda_rel'],)),
       'kernel_ridge': lambda p: _kernel_ridge_for(
@@ -1083,6 +1085,7 @@ _ABOUT = {
     'item_knn_additive': 'additive effects + their residuals on similar drugs',
     'user_knn_additive': 'additive effects + their residuals on similar lines',
     'user_knn_after_item_knn': 'item-kNN + its residuals on similar lines (a cascade)',
+    'item_knn_after_cascade': 'the cascade + its residuals on similar drugs (a third kNN step)',
     'ridge_per_drug': 'per-drug model of the cell features: scores any line with features',
     'kernel_ridge': 'per-drug model of the cell features: scores any line with features',
     'blend': 'weights fitted on the validation pairs',
