@@ -234,3 +234,17 @@ for f in 0 1 2 3 4; do
 done
 every_config 12
 python launch/report.py --runs "$out"/lco12e_expr_f* "$out"/lco12_shuf_f* --out docs/report_lco12
+# Session 13: kNN neighbour weights (power, shrink), the fine RBF in kernel ridge, then the third
+# kNN step (item-kNN on the cascade's residuals). Unseen lines (five networks), legacy 3 seeds
+# before the third step (legacy13b) and with it (legacy13c), the kernel bench, the shuffled
+# control (one network per fold).
+for f in 0 1 2 3 4; do train configs/baseline.py:leave_cell_out lco13e_expr_f$f --config.split.fold=$f; done
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy13b_expr_s$s; done
+python bench/lco_kernels.py --config=configs/baseline.py
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:shuffled,leave_cell_out lco13_shuf_f$f --config.split.fold=$f \
+    --config.train.ensemble=1
+done
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy13c_expr_s$s; done
+python launch/report.py --runs "$out"/lco13e_expr_f* "$out"/lco13_shuf_f* --out docs/report_lco13
+python launch/report.py --runs "$out"/legacy13c_expr_s* --out docs/report_legacy13
