@@ -248,3 +248,6 @@ done
 for s in 0 1 2; do train configs/baseline.py:seed=$s legacy13c_expr_s$s; done
 python launch/report.py --runs "$out"/lco13e_expr_f* "$out"/lco13_shuf_f* --out docs/report_lco13
 python launch/report.py --runs "$out"/legacy13c_expr_s* --out docs/report_legacy13
+# Every other config with session 13's code (this session ran the legacy half first; the runs do
+# not depend on the order).
+every_config 13
