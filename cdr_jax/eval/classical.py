@@ -55,7 +55,8 @@ SPECTRUM_GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # share more than the main width allows (weight chosen from FINE_WEIGHTS by the same inner CV,
 # with lambda). On the five leave_cell_out folds, with the fine width from 0.25-4 also left to
 # inner CV, it chose 0.25 in every fold (weight 0.5-1): 0.4657 -> 0.4666 per-drug PCC, higher on
-# all five.
+# all five. Weights to 4 were never chosen; widths 0.1 and 0.15 scored lower in inner CV and on
+# the folds (0.4647-0.4649), 0.35 the same (0.4666; session 14, scratch).
 FINE_WIDTH_REL = 0.25
 FINE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 # Every kernel added to the main RBF, in the order their weights are chosen: the line annotations,
@@ -72,7 +73,7 @@ KNN_KS = (5, 10, 20, 40, 80)
 # the validation pairs. A higher power trusts the most similar neighbours more; shrink discounts a
 # correlation measured on few shared lines (10000: weight about proportional to n). On the legacy
 # split (seed 0, before the refit) validation chose power 2-4 and the largest shrinks; the blend
-# rose from 0.7504 to 0.7546 per-drug PCC on test.
+# rose from 0.7504 to 0.7546 per-drug PCC on test; over 3 seeds with the refit, 0.7540 -> 0.7585.
 KNN_POWERS = (1, 2, 3, 4)
 KNN_SHRINKS = (0.0, 100.0, 1000.0, 10000.0)
 MIN_PAIRS = 3        # a drug's PCC needs this many pairs (as cdr_jax.metrics.MIN_GROUP_PAIRS)
@@ -416,10 +417,10 @@ def kernel_ridge(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
   + weight x a fine RBF (`FINE_WIDTH_REL`), the weights from `annotation_weights[name]` (default
   `KERNEL_WEIGHTS[name]`) chosen in that order, one after another: the first with the width and
   lambda, each next one with lambda and the earlier choices fixed, all by the same CV. Last,
-  `spectrum`'s (lambdas, gammas): one lambda per
-  drug-space component of the training responses (`_Spectrum`), chosen by the same CV (None: one
-  lambda for all). A drug missing on some training lines is fitted exactly on the lines that have
-  it (see `_complete`), not by imputing them; the spectrum stage sees the matrix those fits fill.
+  `spectrum`'s (lambdas, gammas): one lambda per drug-space component of the training responses
+  (`_Spectrum`), chosen by the same CV (None: one lambda for all). A drug missing on some training
+  lines is fitted exactly on the lines that have it (see `_complete`), not by imputing them; the
+  spectrum stage sees the matrix those fits fill.
   """
   x = _check_features(x)
   check_pairs(train, len(x), n_drugs, 'kernel_ridge training pairs')
