@@ -75,6 +75,22 @@ def linear_kernel(x: np.ndarray, has: np.ndarray, lines: np.ndarray) -> np.ndarr
   return z @ z.T / z.shape[1]
 
 
+def fold_data(ds, config, fold: int):
+  """leave_cell_out fold `fold`: training lines, features standardised on them, training pairs,
+  and score(scores [n_cells, n_drugs]) -> mean per-drug PCC on the fold's test pairs."""
+  config.split.fold = fold
+  split = splits.make_split(ds, config.split)
+  lines = np.unique(ds.pair_cell[split.train])
+  x = np.asarray(experiment.standardized_features(
+      ds, lines, np.unique(ds.pair_drug[split.train]), config)[0], np.float64)
+  train = cl.Pairs(ds.pair_cell[split.train], ds.pair_drug[split.train],
+                   ds.pair_y[split.train].astype(np.float64))
+  te = split.test
+  score = lambda s: cl.mean_drug_pcc(s[ds.pair_cell[te], ds.pair_drug[te]], ds.pair_y[te],
+                                     ds.pair_drug[te])
+  return lines, x, train, score
+
+
 def main(argv):
   del argv
   config = _CONFIG.value
@@ -89,16 +105,7 @@ def main(argv):
   no_fine = {'fine': (0.0,)}
   folds = []
   for f in map(int, _FOLDS.value):
-    config.split.fold = f
-    split = splits.make_split(ds, config.split)
-    lines = np.unique(ds.pair_cell[split.train])
-    x = np.asarray(experiment.standardized_features(
-        ds, lines, np.unique(ds.pair_drug[split.train]), config)[0], np.float64)
-    train = cl.Pairs(ds.pair_cell[split.train], ds.pair_drug[split.train],
-                     ds.pair_y[split.train].astype(np.float64))
-    te = split.test
-    score = lambda s: cl.mean_drug_pcc(s[ds.pair_cell[te], ds.pair_drug[te]], ds.pair_y[te],
-                                       ds.pair_drug[te])
+    lines, x, train, score = fold_data(ds, config, f)
     fit_kernels = lambda name, kernels: cl._fit_kernels(  # pylint: disable=protected-access
         name, kernels, train, n_cells, n_drugs, cl.LAMBDAS, cl.INNER_FOLDS, config.train.seed,
         (cl.LAMBDAS, cl.SPECTRUM_GAMMAS))

@@ -251,3 +251,9 @@ python launch/report.py --runs "$out"/legacy13c_expr_s* --out docs/report_legacy
 # Every other config with session 13's code (this session ran the legacy half first; the runs do
 # not depend on the order).
 every_config 13
+# Session 14: kernel ridge's inner-CV seed (5 seeds, kernel ridge alone), and unseen lines with
+# training seed 1 (five networks; the folds stay those of split seed 0).
+python bench/lco_inner_seeds.py --config=configs/baseline.py
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:leave_cell_out lco14e_seed1_f$f --config.split.fold=$f --config.train.seed=1
+done
