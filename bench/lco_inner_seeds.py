@@ -29,8 +29,6 @@ from cdr_jax.eval import classical as cl
 # --config and --folds are lco_kernels' flags (importing it defines them).
 _CONFIG, _FOLDS = lco_kernels._CONFIG, lco_kernels._FOLDS  # pylint: disable=protected-access
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2', '3', '4'], 'Inner-CV seeds.')
-CHOICES = ('width_rel', 'lambda_rel', 'type_weight', 'medium_weight', 'doubling_weight',
-           'fine_weight', 'spectrum_lambda_rel', 'spectrum_gamma')
 
 
 def main(argv):
@@ -48,7 +46,7 @@ def main(argv):
     for seed in seeds:
       fit = cl.kernel_ridge(x, train, n_drugs, seed, annotations=annotations)
       row['test'][seed] = score(fit.scores)
-      row['chosen'][seed] = {k: fit.params[k] for k in CHOICES}
+      row['chosen'][seed] = {k: fit.params[k] for k in lco_kernels.CHOICES}
     folds.append(row)
     print(json.dumps(row), file=sys.stderr, flush=True)
   per_seed = {s: float(np.mean([r['test'][s] for r in folds])) for s in seeds}

@@ -54,6 +54,9 @@ _FOLDS = flags.DEFINE_list('folds', ['0', '1', '2', '3', '4'], 'leave_cell_out f
 _OMICS = flags.DEFINE_list('omics', ['methylation', 'mutation+cna'], 'Extra kernels to try.')
 OMICS_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)
 ANNOTATION_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.4)
+# What kernel ridge's inner CV chose, as each fold reports it (lco_inner_seeds.py too).
+CHOICES = ('width_rel', *(f'{n}_weight' for n in cl.KERNEL_WEIGHTS), 'lambda_rel',
+           'spectrum_lambda_rel', 'spectrum_gamma')
 ANNOTATIONS = {'growth': 'GROWTH_PROPERTIES', 'gdsc_tissue': 'GDSC2'}   # cosmic_info columns
 
 
@@ -122,9 +125,7 @@ def main(argv):
                                             annotation_weights=no_fine).scores)
     default = cl.kernel_ridge(x, train, n_drugs, config.train.seed, annotations=annotations)
     row['default'] = score(default.scores)
-    chosen.update({k: default.params[k] for k in (
-        'width_rel', 'type_weight', 'medium_weight', 'doubling_weight', 'fine_weight', 'lambda_rel',
-        'spectrum_lambda_rel', 'spectrum_gamma')})
+    chosen.update({k: default.params[k] for k in CHOICES})
     d2 = cl._sq_dists(x)  # pylint: disable=protected-access
     kern = dict(cl.annotation_kernels(annotations, n_cells, lines),
                 fine=cl._fine_rbf(d2, default.params['median_distance']))  # pylint: disable=protected-access
