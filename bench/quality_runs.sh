@@ -257,3 +257,10 @@ python bench/lco_inner_seeds.py --config=configs/baseline.py
 for f in 0 1 2 3 4; do
   train configs/baseline.py:leave_cell_out lco14e_seed1_f$f --config.split.fold=$f --config.train.seed=1
 done
+# Session 15: unseen lines (five networks) with 40 epochs instead of 20, then selecting the epoch
+# on per-drug validation PCC (fold 2 only). Neither adopted (README, Results, session 15).
+for f in 2 1 0 3 4; do
+  train configs/baseline.py:leave_cell_out lco15e40_f$f --config.split.fold=$f --config.train.num_epochs=40
+done
+train configs/baseline.py:leave_cell_out lco15pd_f2 --config.split.fold=2 \
+  --config.train.select_metric=per_drug_pcc
