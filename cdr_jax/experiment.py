@@ -122,10 +122,15 @@ def batch_size(config: ml_collections.ConfigDict, pool: np.ndarray) -> int:
 def standardized_features(ds: Dataset, fit_cells: np.ndarray, fit_drugs: np.ndarray,
                           config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
   """Cell and vector drug features z-scored with the statistics of the training cell lines and
-  drugs (rows `fit_cells` / `fit_drugs`; label-free). With `data.standardize` off, cells stay raw."""
+  drugs (rows `fit_cells` / `fit_drugs`; label-free). With `data.standardize` off, cells stay raw.
+  With `data.line_zscore` 1 each line is then z-scored across its features (`cells.zscore_lines`);
+  -1 (kernel ridge's choice, made by `warm_start.configure`) is not applied here: the chosen config
+  has 0 or 1 in its place."""
   cell_x = ds.cell_features
   if config.data.standardize:
     cell_x = cells.standardize(ds.cell_features, fit_cells)
+  if config.data.get('line_zscore', 0) > 0:   # .get: runs written before the field
+    cell_x = cells.zscore_lines(cell_x)
   drug_x = drugs.standardize(ds.drug_x, fit_drugs, ds.drug_feature_names)
   return cell_x, drug_x.features
 

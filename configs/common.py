@@ -48,6 +48,10 @@ def base_config() -> ml_collections.ConfigDict:
       # classical.FINE_WIDTH_REL as wide; -1: kernel ridge's choice.
       cell_kernel='none', rbf_width=0.0, type_weight=-1.0, medium_weight=-1.0,
       doubling_weight=-1.0, fine_weight=-1.0,
+      # 1: after the standardisation, each line z-scored across its features (its profile, not
+      # its overall level; cells.zscore_lines); -1: kernel ridge's choice by inner CV over the
+      # training lines (warm_start.configure); 0: off.
+      line_zscore=0.0,
       # Synthetic data only.
       num_cells=96, num_drugs=36, num_types=4, feature_dim=32, noise=0.3,
       missing_fraction=0.1, synthetic_seed=0))
@@ -176,4 +180,6 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.model.linear_init = 'ridge'
       if c.model.name == 'seed':  # deepcdr's per-omics branches need the omics blocks themselves
         c.data.cell_kernel = 'rbf'
+        # Inner CV chose z-scored lines in all 5 folds x inner seeds 0-2 (README, session 16).
+        c.data.line_zscore = -1.0
   return c

@@ -12,6 +12,7 @@ import pytest
 from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax import lodo
+from cdr_jax.data import cells
 from cdr_jax.data import splits
 from cdr_jax.eval import classical
 from cdr_jax.eval import lodo_kernel
@@ -127,6 +128,74 @@ def test_choices_never_read_test_labels(unseen):
     np.testing.assert_array_equal(one(again.warm)[k], v)
 
 
+def test_zscore_lines_by_hand():
+  """Row 1, 2, 3: mean 2, sd sqrt(2/3); a row that does not vary is centred only."""
+  z = cells.zscore_lines(np.array([[1.0, 2.0, 3.0], [4.0, 4.0, 4.0]]))
+  np.testing.assert_allclose(z[0], np.array([-1.0, 0.0, 1.0]) / np.sqrt(2 / 3), rtol=1e-6)
+  np.testing.assert_array_equal(z[1], [0.0, 0.0, 0.0])
+
+
+def test_line_zscore_applies_only_when_on():
+  """1: the standardised features, then each line z-scored; 0 and -1 (not yet chosen): not."""
+  c = unseen_lines()
+  ds = data.load_dataset(c.data)
+  lines, seen = np.arange(15), np.arange(len(ds.drug_ids))
+  got = {}
+  for value in (0.0, -1.0, 1.0):
+    c.data.line_zscore = value
+    got[value] = experiment.standardized_features(ds, lines, seen, c)[0]
+  np.testing.assert_array_equal(got[-1.0], got[0.0])
+  np.testing.assert_allclose(got[1.0], cells.zscore_lines(got[0.0]), rtol=1e-6)
+  assert np.abs(got[1.0] - got[0.0]).max() > 0.1
+  c.data.line_zscore = 0.5
+  with pytest.raises(ValueError, match='data.line_zscore is 0.5; choose 0'):
+    warm_start.check(c)
+
+
+@pytest.mark.parametrize('case, want', [('noise_level', 1.0), ('level_is_signal', 0.0)])
+def test_line_zscore_is_kernel_ridges_choice(case, want):
+  """data.line_zscore=-1: kernel ridge's inner CV picks. Lines shifted by large offsets across all
+  features that have nothing to do with the response (uncorrelated with every feature on the
+  training lines, so the column standardisation leaves them a shift of each line) get z-scored;
+  lines whose response is their overall level (which z-scoring removes) do not. The choice is
+  written into the config."""
+  c = unseen_lines(cell_kernel='rbf')
+  assert c.data.line_zscore == -1.0   # the unseen-lines variant lets kernel ridge choose
+  c.data.num_cells = 60               # more training lines than features
+  ds = data.load_dataset(c.data)
+  split = splits.make_split(ds, c.split)
+  lines = np.unique(ds.pair_cell[split.train])
+  rng = np.random.default_rng(0)
+  f = ds.cell_features.astype(np.float64)
+  if case == 'noise_level':
+    basis = np.linalg.qr(np.c_[np.ones(len(lines)), f[lines] - f[lines].mean(0)])[0]
+    offset = rng.normal(size=len(f))
+    offset[lines] -= basis @ (basis.T @ offset[lines])
+    ds = dataclasses.replace(ds, cell_features=(f + 20.0 * offset[:, None] / offset[lines].std()
+                                                ).astype(np.float32))
+  else:
+    level = rng.normal(size=len(f))
+    x = level[:, None] + 0.05 * rng.normal(size=f.shape)
+    y = (rng.uniform(0.5, 2.0, len(ds.drug_ids))[ds.pair_drug] * level[ds.pair_cell]
+         + 0.1 * rng.normal(size=len(ds.pair_y)))
+    ds = dataclasses.replace(ds, cell_features=x.astype(np.float32), pair_y=y.astype(np.float32))
+  seen = np.unique(ds.pair_drug[split.train])
+  x_std = experiment.standardized_features(ds, lines, seen, c)[0]
+  chosen = warm_start.configure(c, ds, split, x_std)
+  assert chosen.settings['data.line_zscore'] == chosen.config.data.line_zscore == want
+  train = classical.Pairs(ds.pair_cell[split.train], ds.pair_drug[split.train],
+                          ds.pair_y[split.train].astype(np.float64))
+  annotations = splits.line_annotations(ds, split.name)
+  score = {z: classical.cv_score_of(classical.kernel_ridge(
+      cells.zscore_lines(x_std) if z else x_std, train, len(ds.drug_ids), 0,
+      annotations=annotations).params) for z in (0.0, 1.0)}
+  assert max(score, key=score.get) == want and score[want] > score[1.0 - want]
+  # The width and the weights are those of the chosen features' kernel ridge.
+  x = experiment.standardized_features(ds, lines, seen, chosen.config)[0]
+  fit = classical.kernel_ridge(x, train, len(ds.drug_ids), 0, annotations=annotations)
+  assert chosen.config.data.rbf_width == fit.params['width_rel']
+
+
 def test_code_params_reproduce_scores():
   """By hand: mu 1, one line (code [2], bias 0.5), one drug (code [3], bias -1): y = 6.5;
   standardised with mean 0.5 and std 4 the codes give (6.5 - 0.5) / 4 = 1.5."""
@@ -216,15 +285,18 @@ def test_run_reuses_the_factorisation(seen, tmp_path):
                                          ds.pair_y[split.test])[0, 1], rtol=1e-5)
 
 
-def test_unseen_lines_run_with_kernel_map_predicts_from_checkpoint(tmp_path):
+@pytest.mark.parametrize('line_zscore', [-1.0, 1.0])
+def test_unseen_lines_run_with_kernel_map_predicts_from_checkpoint(tmp_path, line_zscore):
   """End to end on unseen lines with the RBF map: the chosen width is in the written config, and
-  predictions from the checkpoint (predict.py rebuilds the map) match the run's."""
+  predictions from the checkpoint (predict.py rebuilds the map, the lines z-scored or not as the
+  run chose) match the run's."""
   from cdr_jax import predict  # pylint: disable=g-import-not-at-top
-  c = unseen_lines(cell_kernel='rbf')
+  c = unseen_lines(cell_kernel='rbf', line_zscore=line_zscore)
   c.train.num_epochs = c.train.patience = 2
   experiment.train_and_evaluate(c, tmp_path)
   written = json.loads((tmp_path / 'config.json').read_text())
   assert written['data']['rbf_width'] > 0 and written['model']['drug_linear'] > 0
+  assert written['data']['line_zscore'] in ((0.0, 1.0) if line_zscore < 0 else (1.0,))
   first = (tmp_path / 'predictions.csv').read_text().splitlines()[1].split(',')
   got = predict.predict(tmp_path, [(first[0], first[1])])
   assert got[0]['predicted'] == pytest.approx(float(first[4]), abs=1e-4)

@@ -5,7 +5,8 @@
   (Gaussian features), or any name in `config.embeddings` (a `.npy` with `<name>.cells.txt` row ids).
 `config.shuffle_cells` is the "shuffled" control: the rows of the final matrix are permuted across cell
 lines by `config.repr_seed`, so each line gets another line's features.
-Standardisation (`standardize`) is fitted on training cell lines only, by the training code.
+Standardisation (`standardize`) is fitted on training cell lines only, by the training code;
+`zscore_lines` (z-scoring each line across its features) needs no fit.
 """
 
 import logging
@@ -164,3 +165,12 @@ def standardize(features: np.ndarray, fit_rows: np.ndarray, eps: float = 1e-6) -
   fit = features[fit_rows]
   mean, sd = fit.mean(axis=0), fit.std(axis=0)
   return ((features - mean) / np.where(sd > eps, sd, 1.0)).astype(np.float32)
+
+
+def zscore_lines(features: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+  """Each row (cell line) centred and scaled across its own features: what is left is the line's
+  profile, not its overall level or spread. Label-free and fitted on nothing (each line alone).
+  A row that does not vary is centred only."""
+  x = np.asarray(features, np.float64)
+  sd = x.std(axis=1, keepdims=True)
+  return ((x - x.mean(axis=1, keepdims=True)) / np.where(sd > eps, sd, 1.0)).astype(np.float32)

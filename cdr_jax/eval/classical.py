@@ -451,6 +451,17 @@ def kernel_ridge(x: np.ndarray, train: Pairs, n_drugs: int, seed: int = 0,
   return fit
 
 
+def cv_score_of(params: Mapping) -> float:
+  """The inner-CV score of what a `kernel_ridge` / `_fit_kernels` fit chose: its last stage's
+  (the spectrum stage when it had one to choose), comparable between fits on the same lines and
+  seed. A fit that chose nothing has none (ValueError)."""
+  score = params.get('spectrum_cv_score')
+  score = params.get('cv_score') if score is None else score
+  if score is None:
+    raise ValueError('this fit chose nothing by inner CV (a single kernel and lambda): no score')
+  return float(score)
+
+
 def annotation_weights_of(params: Mapping) -> dict[str, float]:
   """{name: weight} of the kernels added to the main RBF (`KERNEL_WEIGHTS`: the line annotations
   and the fine RBF) that a `kernel_ridge` fit (or `kernel_map`) chose."""

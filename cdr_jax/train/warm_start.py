@@ -26,7 +26,9 @@ rest of the network adds, and selection on validation keeps the epoch that valid
 And settings: `data.cell_kernel='rbf'` with `data.rbf_width=0` and `data.type_weight=-1`,
 `data.medium_weight=-1`, `data.doubling_weight=-1`, `data.fine_weight=-1` take the width and the
 weights of the line annotation kernels (same cancer type, same screening medium, doubling time)
-and of the fine RBF that kernel ridge chooses by inner CV over the training lines.
+and of the fine RBF that kernel ridge chooses by inner CV over the training lines; and
+`data.line_zscore=-1`: whether each line is z-scored across its features
+(`cells.zscore_lines`), chosen by the same kernel ridge's inner CV score with and without it.
 
 Only training and validation pairs are read. The run's classical predictors reuse the factorisation.
 
@@ -50,6 +52,7 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
+from cdr_jax.data import cells
 from cdr_jax.data import dataset
 from cdr_jax.data import drugs as drug_lib
 from cdr_jax.data import splits
@@ -62,6 +65,7 @@ ID_INITS = ('random', 'mf')
 LINEAR_INITS = ('zero', 'ridge')
 LINE_INITS = ('zero', 'kernel_ridge')
 CELL_KERNELS = ('none', 'rbf')
+LINE_ZSCORES = (-1.0, 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +105,9 @@ def check(config: ml_collections.ConfigDict) -> str | None:
                                ('data.cell_kernel', d.get('cell_kernel', 'none'), CELL_KERNELS)):
     if value not in allowed:
       raise ValueError(f'unknown {name} {value!r}; choose one of: {", ".join(allowed)}')
+  if d.get('line_zscore', 0.0) not in LINE_ZSCORES:
+    raise ValueError(f'data.line_zscore is {d.line_zscore}; choose 0 (off), 1 (each line '
+                     'z-scored across its features) or -1 (kernel ridge chooses by inner CV)')
   if m.task != 'regression':  # both fit ln IC50; a classifier's logits start from nothing
     return None
   mf = (id_init == 'mf' and bool(m.id_embed_dim)
@@ -198,18 +205,34 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
   lines = np.unique(ds.pair_cell[split.train])
   annotations = splits.line_annotations(ds, split.name)
   weights = annotation_weights(out.data)
-  if out.data.cell_kernel == 'rbf' and (not out.data.rbf_width or min(weights.values()) < 0):
+  line_zscore = float(out.data.get('line_zscore', 0.0))
+  kernel_open = out.data.cell_kernel == 'rbf' and (not out.data.rbf_width
+                                                   or min(weights.values()) < 0)
+  if kernel_open or line_zscore < 0:
     grid = {'annotation_weights': {n: (w,) for n, w in weights.items() if w >= 0}}  # fixed ones
     if out.data.rbf_width:
       grid['widths'] = (out.data.rbf_width,)
-    kr = classical.kernel_ridge(x_std, _pairs(ds, split.train), len(ds.drug_ids), seed,
-                                annotations=annotations, **grid)
-    out.data.rbf_width = chosen['data.rbf_width'] = float(kr.params['width_rel'])
-    for name, w in classical.annotation_weights_of(kr.params).items():
-      out.data[f'{name}_weight'] = chosen[f'data.{name}_weight'] = w
-    logging.info('kernel map: RBF width %g x the median distance + line annotation kernels %s '
-                 '(kernel ridge inner CV)', out.data.rbf_width,
-                 classical.annotation_weights_of(kr.params))
+    # x_std has the lines z-scored already when data.line_zscore is 1; with -1 both are tried.
+    inputs = ({0.0: x_std, 1.0: cells.zscore_lines(x_std)} if line_zscore < 0
+              else {line_zscore: x_std})
+    fits = {z: classical.kernel_ridge(x, _pairs(ds, split.train), len(ds.drug_ids), seed,
+                                      annotations=annotations, **grid)
+            for z, x in inputs.items()}
+    if line_zscore < 0:
+      scores = {z: classical.cv_score_of(f.params) for z, f in fits.items()}
+      line_zscore = max(scores, key=scores.get)   # ties: raw features (0 comes first)
+      out.data.line_zscore = chosen['data.line_zscore'] = line_zscore
+      x_std = inputs[line_zscore]
+      logging.info('lines z-scored across their features: %s (kernel ridge inner CV: %s)',
+                   bool(line_zscore), {bool(z): round(v, 5) for z, v in scores.items()})
+    kr = fits[line_zscore]
+    if kernel_open:
+      out.data.rbf_width = chosen['data.rbf_width'] = float(kr.params['width_rel'])
+      for name, w in classical.annotation_weights_of(kr.params).items():
+        out.data[f'{name}_weight'] = chosen[f'data.{name}_weight'] = w
+      logging.info('kernel map: RBF width %g x the median distance + line annotation kernels %s '
+                   '(kernel ridge inner CV)', out.data.rbf_width,
+                   classical.annotation_weights_of(kr.params))
   if kind is None:
     return Chosen(out, _agreed(chosen), None)
   start = time.perf_counter()
