@@ -15,6 +15,10 @@ never on test) with the kernel
   default                + weight x a fine RBF (`classical.FINE_WIDTH_REL`, weight by the same
                          inner CV) before the spectrum stage: kernel ridge's default since
                          session 13;
+  default, lines z-scored    on the features with each line z-scored across them
+                         (`cells.zscore_lines`, session 16);
+  default, line z-score by inner CV   whichever of the two kernel ridge's inner CV scores higher
+                         (what `data.line_zscore=-1`, the unseen-lines runs' setting, does);
   default+<annotation>   + weight x same value of another GDSC line annotation (growth
                          properties; GDSC's finer tissue label), weight from 0-0.4;
   default+<omics>        + weight x a linear kernel on another omics block (z-scored on training
@@ -44,6 +48,7 @@ import numpy as np
 
 from cdr_jax import data
 from cdr_jax import experiment
+from cdr_jax.data import cells
 from cdr_jax.data import dataset
 from cdr_jax.data import events
 from cdr_jax.data import splits
@@ -126,6 +131,12 @@ def main(argv):
     default = cl.kernel_ridge(x, train, n_drugs, config.train.seed, annotations=annotations)
     row['default'] = score(default.scores)
     chosen.update({k: default.params[k] for k in CHOICES})
+    zscored = cl.kernel_ridge(cells.zscore_lines(x), train, n_drugs, config.train.seed,
+                              annotations=annotations)
+    row['default, lines z-scored'] = score(zscored.scores)
+    chosen['line_zscore'] = int(cl.cv_score_of(zscored.params) > cl.cv_score_of(default.params))
+    row['default, line z-score by inner CV'] = score((zscored if chosen['line_zscore']
+                                                      else default).scores)
     d2 = cl._sq_dists(x)  # pylint: disable=protected-access
     kern = dict(cl.annotation_kernels(annotations, n_cells, lines),
                 fine=cl._fine_rbf(d2, default.params['median_distance']))  # pylint: disable=protected-access

@@ -264,3 +264,13 @@ for f in 2 1 0 3 4; do
 done
 train configs/baseline.py:leave_cell_out lco15pd_f2 --config.split.fold=2 \
   --config.train.select_metric=per_drug_pcc
+# Session 16: unseen lines with each line z-scored across its features when kernel ridge's inner
+# CV prefers it (data.line_zscore=-1, now the unseen-lines variants' setting); kernel ridge alone
+# with and without it.
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:leave_cell_out lco16z_f$f --config.split.fold=$f
+done
+for f in 0 1 2 3 4; do
+  train configs/baseline.py:leave_cell_out lco16z_seed1_f$f --config.split.fold=$f --config.train.seed=1
+done
+python bench/lco_kernels.py --config=configs/baseline.py
