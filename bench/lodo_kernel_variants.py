@@ -10,7 +10,14 @@ leave-one-out over the other drugs) with one thing changed:
   scale: the predicted deviation times beta (per-drug PCC weighs naive against the deviation);
   target expression: plus gamma times the mean standardised expression of the held-out drug's
     annotated target genes (those among the expression genes), a mechanism prior that needs no
-    similar drug.
+    similar drug;
+  naive / ridge: the naive mean over the other drugs' z-scored profiles (`naive='zscored'`), one
+    ridge per principal component of the deviations (`per_component=True`), both (the baseline
+    since session 17: `lodo_kernel.NAIVE`, `PER_COMPONENT`), and neither (the baseline before).
+Inner choice: how those four forms were chosen without any held-out label. In each fold, every
+other drug e is scored by leave-one-out over the other drugs (the fold's ridge without e) and
+correlated with e's own profile; the form with the highest mean of those per-drug PCCs wins the
+fold. (The fold's naive line means include e itself, as they do for every form.)
 Each variant is scored on all folds: a diagnostic of what these inputs can give, not a selection
 (the sweep keeps the baseline as it is). Seconds per variant.
 """
@@ -42,6 +49,38 @@ def summary(profiles: np.ndarray, ds, naive: np.ndarray) -> dict:
                       len(ds.drug_ids))
   return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
           'drugs_beating_naive': int((r > naive).sum())}
+
+
+FORMS = {'neither': ('mean', False), 'naive from z-scored profiles': ('zscored', False),
+         'one lambda per component': ('mean', True), 'both': ('zscored', True)}
+
+
+def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool) -> np.ndarray:
+  """[D] per fold, the mean over the other drugs of the per-drug PCC of their leave-one-out
+  profiles (each scored by the fold's ridge refitted without it): reads no held-out label."""
+  n_cells, n_drugs = len(ds.cell_ids), len(ds.drug_ids)
+  ybar = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, n_drugs)
+  eigen, lambdas = lk.KernelEigen(kernel), np.asarray(lk.LAMBDAS)
+  out = np.zeros(n_drugs)
+  for d in range(n_drugs):
+    rest = np.delete(ybar, d, axis=1)
+    mean_naive = (lk.naive_profile(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, d)
+                  if naive == 'mean' else None)
+    base, z, unit = lk.fold_targets(rest, naive, mean_naive)
+    u, s, vt = np.linalg.svd(z, full_matrices=False)
+    scores = u * s
+    resid = []   # [L, n, r] leave-one-out residuals of the component scores
+    for lam in lambdas:
+      g = eigen.fold_inverse(d, lam)[0]
+      resid.append((g @ scores) / np.diag(g)[:, None])
+    resid = np.array(resid)
+    errors = (resid ** 2).sum(1)   # [L, r]
+    pick = errors.argmin(0) if per_component else np.full(len(s), errors.sum(1).argmin())
+    loo = base[:, None] + unit * (z - resid[pick, :, np.arange(len(s))].T @ vt).T   # [C, n]
+    seen = np.isfinite(rest)
+    r = [np.corrcoef(loo[seen[:, e], e], rest[seen[:, e], e])[0, 1] for e in range(z.shape[0])]
+    out[d] = np.nanmean(r)
+  return out
 
 
 def target_expression(ds, root: pathlib.Path) -> tuple[np.ndarray, int]:
@@ -83,15 +122,20 @@ def main(argv):
     variants['baseline + chemnet'] = base + kernels['chemnet']
   variants['baseline, unit diagonal'] = unit
   variants['baseline, unit diagonal, squared'] = unit ** 2
+  options = {name: {} for name in variants}
+  options.update({f'baseline, {form}': {'naive': n, 'per_component': c}
+                  for form, (n, c) in FORMS.items()})
   out, fits = {}, {}
   with threadpoolctl.threadpool_limits(1):
-    for name, k in variants.items():
+    for name, opts in options.items():
       fits[name] = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids),
-                                        k[None], np.ones((1, 1)), lk.LAMBDAS)
-  res = fits['baseline (weighted sum)']
-  naive = lk.per_drug_pcc(res.naive[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
+                                        variants.get(name, base)[None], np.ones((1, 1)),
+                                        lk.LAMBDAS, **opts)
+  res, plain = fits['baseline (weighted sum)'], fits['baseline, neither']
+  naive = lk.per_drug_pcc(plain.naive[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
                           len(ds.drug_ids))
-  out['naive'] = summary(res.naive, ds, naive)
+  out['naive'] = summary(plain.naive, ds, naive)   # the plain cell-line mean, as in the sweep
+  out['naive from z-scored profiles'] = summary(res.naive, ds, naive)
   for name, fit in fits.items():
     out[name] = summary(fit.profiles, ds, naive)
   for beta in (0.75, 1.25, 1.5):
@@ -101,8 +145,17 @@ def main(argv):
   for gamma in (-0.1, -0.2):
     out[f'baseline + {gamma:g} x target expression'] = summary(res.profiles + gamma * target, ds,
                                                                naive)
+  with threadpoolctl.threadpool_limits(1):
+    inner = np.stack([inner_pcc(ds, base, n, c) for n, c in FORMS.values()])   # [4, D]
+  won = inner.argmax(0)
+  names = list(FORMS)
+  chosen = np.stack([fits[f'baseline, {f}'].profiles for f in names])[won, np.arange(len(won))]
+  choice = {'inner_mean_pcc': {f: round(float(inner[i].mean()), 4) for i, f in enumerate(names)},
+            'folds_won': {f: int((won == i).sum()) for i, f in enumerate(names)},
+            'chosen_per_fold': summary(chosen, ds, naive)}
   print(json.dumps({'drugs': len(ds.drug_ids), 'drugs_with_a_target_gene_in_expression': covered,
-                    'chemnet': chemnet.exists(), 'variants': out}, indent=1))
+                    'chemnet': chemnet.exists(), 'variants': out, 'inner_choice': choice},
+                   indent=1))
 
 
 if __name__ == '__main__':

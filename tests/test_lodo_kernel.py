@@ -12,6 +12,9 @@ def pairs_from_matrix(y):
   return cell.astype(np.int32), drug.astype(np.int32), y[cell, drug].astype(np.float32)
 
 
+PLAIN = {'naive': 'mean', 'per_component': False}   # the forms the hand checks below spell out
+
+
 def random_problem(seed=0, n_cells=9, n_drugs=7):
   rng = np.random.default_rng(seed)
   y = rng.normal(size=(n_cells, n_drugs)) + rng.normal(size=(n_cells, 1))
@@ -84,7 +87,7 @@ def test_three_drug_fold_by_hand():
   # zhat_0 = 0.5 / (1 + lam) * z_1, and with lam = 1 the profile is 2 + 0.25 * (-1, 0, 1).
   y = np.array([[9.0, 1.0, 3.0], [-4.0, 2.0, 2.0], [0.0, 3.0, 1.0]])
   kernel = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
-  res = lk.lodo_kernel_ridge(*pairs_from_matrix(y), 3, kernel[None], [[1.0]], [1.0])
+  res = lk.lodo_kernel_ridge(*pairs_from_matrix(y), 3, kernel[None], [[1.0]], [1.0], **PLAIN)
   np.testing.assert_allclose(res.profiles[0], [1.75, 2.0, 2.25])
   np.testing.assert_allclose(res.naive[0], [2.0, 2.0, 2.0])
   cell, drug, _ = pairs_from_matrix(y)
@@ -94,7 +97,7 @@ def test_three_drug_fold_by_hand():
 def test_choice_is_the_explicit_leave_one_out_minimum():
   (cell, drug, y), kernels = random_problem()
   grid, lambdas = np.array([[1.0, 0.0], [0.3, 1.0]]), [0.1, 1.0, 10.0]
-  res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, grid, lambdas)
+  res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, grid, lambdas, **PLAIN)
   ybar = lk.profile_matrix(cell, drug, y, 9, 7)
   for d in (0, 4):
     z, spread = lk.zscored_deviations(np.delete(ybar, d, axis=1), res.naive[d])
@@ -193,17 +196,23 @@ def test_kernel_map_reproduces_the_kernel_and_its_ridge():
   np.testing.assert_allclose(lk.kernel_map(low) @ lk.kernel_map(low).T, low, atol=1e-10)
 
 
-def test_fit_drugs_is_the_baseline_on_its_drugs():
+@pytest.mark.parametrize('naive,per_component',
+                         [('mean', False), ('zscored', False), ('zscored', True)])
+def test_fit_drugs_is_the_baseline_on_its_drugs(naive, per_component):
   """Fitted on the pairs of drugs 1..6, `fit_drugs` is the held-out-drug baseline of drug 0 (which
   holds out drug 0 from the same data): the same ridge, the same profile."""
   (cell, drug, y), kernels = random_problem(seed=5)
   kernel = kernels[0] + kernels[1]
   lambdas = [0.1, 1.0, 10.0]
-  base = lk.lodo_kernel_ridge(cell, drug, y, 9, kernel[None], [[1.0]], lambdas, folds=[0])
+  opts = {'naive': naive, 'per_component': per_component}
+  base = lk.lodo_kernel_ridge(cell, drug, y, 9, kernel[None], [[1.0]], lambdas, folds=[0], **opts)
   rest = drug != 0
-  fit = lk.fit_drugs(cell[rest], drug[rest], y[rest], 9, kernel, lambdas)
+  fit = lk.fit_drugs(cell[rest], drug[rest], y[rest], 9, kernel, lambdas, **opts)
   np.testing.assert_array_equal(fit.drugs, np.arange(1, 7))
   assert fit.lam == base.lam[0] and fit.loo_error == pytest.approx(base.loo_error[0])
+  if per_component:
+    np.testing.assert_array_equal(fit.component_lam, base.component_lam[0])
+    assert sum(fit.params['components_per_lambda'].values()) == len(fit.component_lam)
   np.testing.assert_allclose(fit.naive, base.naive[0])
   np.testing.assert_allclose(fit.profiles(kernel, [0])[0], base.profiles[0], atol=1e-10)
 
@@ -217,7 +226,7 @@ def test_fit_drugs_three_drugs_by_hand():
   kernel[0, 1] = kernel[1, 0] = 0.5
   cell, drug, vals = pairs_from_matrix(y)
   rest = drug != 0
-  fit = lk.fit_drugs(cell[rest], drug[rest], vals[rest], 3, kernel, [1.0])
+  fit = lk.fit_drugs(cell[rest], drug[rest], vals[rest], 3, kernel, [1.0], **PLAIN)
   # Naive over drugs 1..3: (5/3, 2, 7/3); each deviation z-scored; zhat_0 = 0.5 / 2 * z_1.
   naive = np.array([5.0, 6.0, 7.0]) / 3
   dev1 = y[:, 1] - naive
@@ -230,3 +239,75 @@ def test_fit_drugs_three_drugs_by_hand():
     lk.fit_drugs(cell[drug == 1], drug[drug == 1], vals[drug == 1], 3, kernel, [1.0])
   with pytest.raises(ValueError, match='positive ridges'):
     lk.fit_drugs(cell, drug, vals, 3, kernel, [0.0])
+
+
+def test_zscored_naive_by_hand():
+  # Drug 0: 1, 3, nan (mean 2, spread 1 -> z -1, 1); drug 1: 10, 30, 20 (mean 20, spread
+  # sqrt(200/3) -> z -sqrt(1.5), sqrt(1.5), 0). Mean level 11, mean spread (1 + sqrt(200/3)) / 2.
+  profiles = np.array([[1.0, 10.0], [3.0, 30.0], [np.nan, 20.0], [np.nan, np.nan]])
+  line_z = np.array([(-1 - np.sqrt(1.5)) / 2, (1 + np.sqrt(1.5)) / 2, 0.0, 0.0])
+  np.testing.assert_allclose(lk.zscored_naive(profiles),
+                             11.0 + (1 + np.sqrt(200 / 3)) / 2 * line_z)
+  # The wide drug 1 does not outweigh drug 0: line 0 and line 1 are symmetric about the level.
+  out = lk.zscored_naive(profiles)
+  assert out[0] - 11.0 == pytest.approx(11.0 - out[1])
+
+
+@pytest.mark.parametrize('held_out', [0, 4])
+def test_per_component_lambdas_are_explicit_leave_one_out_minima(held_out):
+  rng = np.random.default_rng(4)
+  f = rng.normal(size=(7, 3))
+  kernel = lk.rbf_kernel(f) + 0.3 * lk.cosine_kernel(f) ** 2
+  targets = rng.normal(size=(6, 5)) + np.outer(rng.normal(size=6), rng.normal(size=5)) * 3
+  others = np.delete(np.arange(7), held_out)
+  lambdas = [0.05, 0.5, 5.0]
+  eigen = lk.KernelEigen(kernel)
+  pred, lams, error = eigen.per_component(held_out, targets, lambdas)
+  u, s, vt = np.linalg.svd(targets, full_matrices=False)
+  scores, expected, total = u * s, np.zeros(5), 0.0
+  for j in range(scores.shape[1]):
+    errs = {}
+    for lam in lambdas:
+      resid = [scores[i, j] - explicit_ridge(kernel, np.delete(others, i), [others[i]],
+                                             np.delete(scores[:, j], i), lam)[0]
+               for i in range(6)]
+      errs[lam] = np.sum(np.square(resid))
+    best = min(errs, key=errs.get)
+    assert lams[j] == best
+    total += errs[best]
+    expected += explicit_ridge(kernel, others, [held_out], scores[:, j], best)[0] * vt[j]
+  np.testing.assert_allclose(pred, expected, atol=1e-10)
+  assert error == pytest.approx(total / targets.size)
+  # One candidate lambda: the plain ridge; and no single lambda has a lower LOO error.
+  np.testing.assert_allclose(eigen.per_component(held_out, targets, [0.5])[0],
+                             eigen.predict(held_out, targets, 0.5), atol=1e-10)
+  assert error <= eigen.loo_errors(held_out, targets, lambdas).min() + 1e-12
+
+
+def test_variants_wire_through_and_never_read_held_out_labels():
+  (cell, drug, y), kernels = random_problem(seed=5)
+  ybar = lk.profile_matrix(cell, drug, y, 9, 7)
+  res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 1.0]], [0.1, 1.0, 10.0],
+                             naive='zscored', per_component=True)
+  eigen = lk.KernelEigen(kernels.sum(0))
+  rng = np.random.default_rng(6)
+  for d in range(7):
+    rest = np.delete(ybar, d, axis=1)
+    np.testing.assert_allclose(res.naive[d], lk.zscored_naive(rest))
+    # Deviations of the z-scored profiles (by hand) from the line's mean z-score.
+    mean, sd = np.nanmean(rest, 0), np.nanstd(rest, 0)
+    cols = (rest - mean) / sd
+    line_z = np.nanmean(cols, 1)
+    np.testing.assert_allclose(res.naive[d], mean.mean() + sd.mean() * line_z)
+    z, spread = lk.zscored_deviations(cols, line_z)
+    zhat, lams, _ = eigen.per_component(d, z, [0.1, 1.0, 10.0])
+    np.testing.assert_allclose(res.profiles[d],
+                               res.naive[d] + sd.mean() * spread.mean() * zhat)
+    np.testing.assert_array_equal(res.component_lam[d], lams)
+    scrambled = y.copy()
+    scrambled[drug == d] = rng.normal(5.0, 3.0, (drug == d).sum())
+    other = lk.lodo_kernel_ridge(cell, drug, scrambled, 9, kernels, [[1.0, 1.0]],
+                                 [0.1, 1.0, 10.0], naive='zscored', per_component=True)
+    np.testing.assert_array_equal(other.profiles[d], res.profiles[d])
+  with pytest.raises(ValueError, match='naive'):
+    lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 1.0]], [1.0], naive='median')

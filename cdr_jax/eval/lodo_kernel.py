@@ -10,12 +10,25 @@ For a held-out drug d, with every other drug's labels and no label of d:
 The kernel is a weighted sum of label-free drug kernels (pathway, targets, fingerprints,
 descriptors); its weights and lam are chosen per fold by leave-one-out over the OTHER drugs, in
 closed form: all 223 folds take seconds per candidate weight vector.
+
+Two refinements (`lodo_kernel_ridge`'s `naive` and `per_component`, on by default: `NAIVE`,
+`PER_COMPONENT`): each other drug's profile is z-scored over its lines first, naive_d is the
+line's mean z-score and z_e the deviations from it (every drug counts alike, not by its ln IC50
+range; mapped back by the drugs' mean level and spread); and each principal component of Z gets
+its own lam, each by the same leave-one-out over the other drugs.
 """
 
 import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+
+# How a fold's targets are formed (`lodo_kernel_ridge`): the naive line means from the z-scored
+# profiles and one ridge per principal component. Chosen by leave-one-out over the OTHER drugs:
+# per fold, the mean per-drug PCC of the other drugs' leave-one-out profiles is highest with both
+# in all 223 folds (`bench/lodo_kernel_variants.py`, "inner choice"), never with a held-out label.
+NAIVE = 'zscored'
+PER_COMPONENT = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +39,7 @@ class LodoKernelResult:
   weights: np.ndarray    # [D, K] kernel weights chosen for each fold
   lam: np.ndarray        # [D] ridge chosen for each fold
   loo_error: np.ndarray  # [D] the chosen setting's leave-one-out error over the other drugs
+  component_lam: np.ndarray | None = None  # [D, r] with per_component: each component's ridge
 
   def pair_predictions(self, pair_cell: np.ndarray, pair_drug: np.ndarray) -> np.ndarray:
     """[P] each pair's prediction by its drug's fold (duplicate pairs get the same value)."""
@@ -55,6 +69,66 @@ def naive_profile(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarr
   total = np.bincount(cell, y, n_cells)
   count = np.bincount(cell, minlength=n_cells)
   return np.where(count > 0, total / np.maximum(count, 1), y.mean())
+
+
+@dataclasses.dataclass(frozen=True)
+class Standardised:
+  """Drug profiles z-scored per drug over its measured lines, and each line's mean z-score."""
+  columns: np.ndarray  # [C, n] z-scores; nan where unmeasured or where a drug has no spread
+  line_z: np.ndarray   # [C] each line's mean z-score over its measured drugs (0 if none)
+  level: float         # the drugs' mean ln IC50
+  width: float         # the drugs' mean spread: ln IC50 per z unit
+
+  @property
+  def naive(self) -> np.ndarray:
+    """[C] the line means in ln IC50 units (`zscored_naive`)."""
+    return self.level + self.width * self.line_z
+
+
+def standardise_profiles(profiles: np.ndarray) -> Standardised:
+  """`profiles` ([C, n] ln IC50, nan where unmeasured) z-scored per drug (`Standardised`)."""
+  seen = np.isfinite(profiles)
+  count = np.maximum(seen.sum(0), 1)
+  mean = np.where(seen, profiles, 0.0).sum(0) / count
+  spread = np.sqrt(np.where(seen, (profiles - mean) ** 2, 0.0).sum(0) / count)
+  ok = spread > 1e-12
+  used = seen & ok
+  columns = np.where(used, (profiles - mean) / np.where(ok, spread, 1.0), np.nan)
+  line_z = np.where(used, columns, 0.0).sum(1) / np.maximum(used.sum(1), 1)
+  return Standardised(columns, line_z, float(mean.mean()), float(spread.mean()))
+
+
+def zscored_naive(profiles: np.ndarray) -> np.ndarray:
+  """[C] each line's mean z-score over the drugs of `profiles` ([C, n] ln IC50, nan where
+  unmeasured; each drug z-scored over its measured lines), in ln IC50 units: the drugs' mean
+  level plus their mean spread times that mean z-score. A line no drug measured gets the mean
+  level. Unlike `naive_profile`, a drug with a wide ln IC50 range weighs no more than another."""
+  return standardise_profiles(profiles).naive
+
+
+def fold_targets(profiles: np.ndarray, naive: str,
+                 mean_naive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+  """What kernel ridge over drugs fits, from the drugs of `profiles` ([C, n], nan = unmeasured).
+
+  Args:
+    profiles: [C, n] the fitted drugs' ln IC50 profiles.
+    naive: 'mean' (deviations from `mean_naive`, each line's mean ln IC50 over the pairs of these
+      drugs, `naive_profile`) or 'zscored' (each drug z-scored first; deviations from the line's
+      mean z-score, `standardise_profiles`).
+    mean_naive: [C] with naive='mean'.
+
+  Returns:
+    [C] the naive profile (ln IC50), [n, C] the z-scored deviations, and the ln IC50 per unit of
+    them: a drug predicted `zhat` is scored naive + unit * zhat.
+  """
+  if naive == 'mean':
+    z, spread = zscored_deviations(profiles, mean_naive)
+    return mean_naive, z, float(spread.mean())
+  if naive != 'zscored':
+    raise ValueError(f"naive must be 'mean' or 'zscored', got {naive!r}")
+  std = standardise_profiles(profiles)
+  z, spread = zscored_deviations(std.columns, std.line_z)
+  return std.naive, z, std.width * float(spread.mean())
 
 
 def tanimoto_kernel(x: np.ndarray) -> np.ndarray:
@@ -123,6 +197,38 @@ class KernelEigen:
     b_od = np.delete(self.vecs, held_out, axis=0) @ t
     return -(b_od @ targets) / float(self.vecs[held_out] @ t)
 
+  def fold_inverse(self, held_out: int, lam: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """G = (K_oo + lam I)^-1 over the drugs other than `held_out`, with B_od and B_dd (above)."""
+    t = self.vecs[held_out] / (self.evals + lam)
+    others = np.delete(self.vecs, held_out, axis=0)
+    b_od = others @ t
+    b_dd = float(self.vecs[held_out] @ t)
+    return (others / (self.evals + lam)) @ others.T - np.outer(b_od, b_od) / b_dd, b_od, b_dd
+
+  def per_component(self, held_out: int, targets: np.ndarray,
+                    lambdas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The ridge at `held_out` with one lambda per principal component of `targets` ([n, C]).
+
+    With targets = U S V^T, component j's scores (U S)_j get the lambda whose leave-one-out
+    residual over the other drugs is smallest; the prediction is sum_j pred_j V_j. V is
+    orthonormal, so the total leave-one-out error is the sum of the components' and no single
+    lambda beats the per-component choice on it (with one lambda it is `predict`).
+
+    Returns:
+      [C] the prediction, [r] each component's lambda, the mean squared leave-one-out residual.
+    """
+    u, s, vt = np.linalg.svd(targets, full_matrices=False)
+    scores = u * s
+    errors, preds = [], []
+    for lam in lambdas:
+      g, b_od, b_dd = self.fold_inverse(held_out, lam)
+      errors.append((((g @ scores) / np.diag(g)[:, None]) ** 2).sum(0))
+      preds.append(-(b_od @ scores) / b_dd)
+    errors, preds = np.array(errors), np.array(preds)   # [L, r]
+    pick, cols = errors.argmin(0), np.arange(scores.shape[1])
+    return (preds[pick, cols] @ vt, np.asarray(lambdas, np.float64)[pick],
+            float(errors[pick, cols].sum() / targets.size))
+
   def loo_errors(self, held_out: int, targets: np.ndarray, lambdas: Sequence[float],
                  gram: np.ndarray | None = None) -> np.ndarray:
     """[L] mean squared leave-one-out residual over the drugs other than `held_out`, per ridge.
@@ -149,8 +255,9 @@ class KernelEigen:
 
 def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray,
                       n_cells: int, kernels: np.ndarray, weight_grid: np.ndarray,
-                      lambdas: Sequence[float],
-                      folds: Sequence[int] | None = None) -> LodoKernelResult:
+                      lambdas: Sequence[float], folds: Sequence[int] | None = None,
+                      naive: str = NAIVE, per_component: bool = PER_COMPONENT
+                      ) -> LodoKernelResult:
   """Predicts every drug's profile from the other drugs' labels (all leave-one-drug-out folds, or
   only the drugs in `folds`: the other rows of the result are nan).
 
@@ -160,9 +267,14 @@ def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.n
     kernels: [K, D, D] label-free PSD drug kernels (unit diagonals make the weights comparable).
     weight_grid: [G, K] candidate kernel weights; a single row fixes them.
     lambdas: candidate ridges.
+    naive: 'mean' (each line's mean ln IC50 over the other drugs' pairs, `naive_profile`) or
+      'zscored' (its mean z-score over the other drugs' profiles, `zscored_naive`; the
+      deviations are then those of the z-scored profiles, and ln IC50 = level + width x z).
+    per_component: after the weights (and a common lambda) are chosen, one lambda per principal
+      component of the fold's z-scored deviations (`KernelEigen.per_component`).
 
   Returns:
-    A `LodoKernelResult`; fold d's profile, weights and ridge depend on no label of drug d.
+    A `LodoKernelResult`; fold d's profile, weights and ridges depend on no label of drug d.
   """
   kernels = np.asarray(kernels, np.float64)
   grid = np.atleast_2d(np.asarray(weight_grid, np.float64))
@@ -172,23 +284,30 @@ def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.n
                      f'and {grid.shape}')
   if not len(lambdas) or min(lambdas) <= 0:
     raise ValueError(f'lambdas must be positive ridges, got {list(lambdas)}')
+  if naive not in ('mean', 'zscored'):
+    raise ValueError(f"naive must be 'mean' or 'zscored', got {naive!r}")
   eigens = [KernelEigen(np.tensordot(w, kernels, 1)) for w in grid]
   ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, n_drugs)
   folds = range(n_drugs) if folds is None else folds
-  naive = np.full((n_drugs, n_cells), np.nan)
-  for d in folds:
-    naive[d] = naive_profile(pair_cell, pair_drug, pair_y, n_cells, d)
-  profiles = np.full_like(naive, np.nan)
+  base = np.full((n_drugs, n_cells), np.nan)
+  profiles = np.full_like(base, np.nan)
   weights, lam = np.full((n_drugs, len(kernels)), np.nan), np.full(n_drugs, np.nan)
   loo_error = np.full(n_drugs, np.nan)
+  component_lam = np.full((n_drugs, min(n_drugs - 1, n_cells)), np.nan) if per_component else None
   for d in folds:
-    z, spread = zscored_deviations(np.delete(ybar, d, axis=1), naive[d])
+    mean_naive = (naive_profile(pair_cell, pair_drug, pair_y, n_cells, d) if naive == 'mean'
+                  else None)
+    base[d], z, unit = fold_targets(np.delete(ybar, d, axis=1), naive, mean_naive)
     gram = z @ z.T
     errors = np.stack([e.loo_errors(d, z, lambdas, gram) for e in eigens])  # [G, L]
     g, l = np.unravel_index(np.argmin(errors), errors.shape)
     weights[d], lam[d], loo_error[d] = grid[g], lambdas[l], errors[g, l]
-    profiles[d] = naive[d] + spread.mean() * eigens[g].predict(d, z, lambdas[l])
-  return LodoKernelResult(profiles, naive, weights, lam, loo_error)
+    if per_component:
+      zhat, component_lam[d], loo_error[d] = eigens[g].per_component(d, z, lambdas)
+    else:
+      zhat = eigens[g].predict(d, z, lambdas[l])
+    profiles[d] = base[d] + unit * zhat
+  return LodoKernelResult(profiles, base, weights, lam, loo_error, component_lam)
 
 
 def kernel_map(kernel: np.ndarray, rel_tol: float = 1e-10) -> np.ndarray:
@@ -210,17 +329,22 @@ class DrugRidge:
   """
   drugs: np.ndarray   # [n] the drugs it was fitted on
   alpha: np.ndarray   # [n, C] dual coefficients of the z-scored profiles
-  naive: np.ndarray   # [C] each line's mean ln IC50 over the fitted pairs
-  spread: float       # the fitted drugs' mean deviation spread (ln IC50 units)
-  lam: float          # chosen by leave-one-out over the fitted drugs
-  loo_error: float
+  naive: np.ndarray   # [C] each line's naive ln IC50 over the fitted drugs (`fold_targets`)
+  spread: float       # ln IC50 per unit of the z-scored deviations
+  lam: float          # chosen by leave-one-out over the fitted drugs (one for all components)
+  loo_error: float    # of what was used: per component's lambdas, or `lam`
+  component_lam: np.ndarray | None = None  # [r] each principal component's ridge, if per component
 
   name = 'lodo_kernel_ridge'   # not a field: named as `classical.Predictor`s are
 
   @property
   def params(self) -> dict:
     """What it chose, as `classical.Predictor.params`."""
-    return {'lambda': self.lam, 'drugs': int(len(self.drugs)), 'loo_error': self.loo_error}
+    out = {'lambda': self.lam, 'drugs': int(len(self.drugs)), 'loo_error': self.loo_error}
+    if self.component_lam is not None:
+      lam, count = np.unique(self.component_lam, return_counts=True)
+      out['components_per_lambda'] = {f'{l:g}': int(c) for l, c in zip(lam, count)}
+    return out
 
   def profiles(self, kernel: np.ndarray, drugs: Sequence[int]) -> np.ndarray:
     """[len(drugs), C] predicted ln IC50 of `drugs` on every line (`kernel`: [D, D], all drugs)."""
@@ -229,7 +353,8 @@ class DrugRidge:
 
 
 def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, n_cells: int,
-              kernel: np.ndarray, lambdas: Sequence[float] | None = None) -> DrugRidge:
+              kernel: np.ndarray, lambdas: Sequence[float] | None = None, naive: str = NAIVE,
+              per_component: bool = PER_COMPONENT) -> DrugRidge:
   """Kernel ridge over the drugs of the given pairs (pass only training pairs: every label given
   is read), the ridge chosen by leave-one-out over those drugs in closed form.
 
@@ -238,6 +363,7 @@ def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, 
     n_cells: number of cell lines C.
     kernel: [D, D] label-free PSD kernel over all drugs (indexed by `pair_drug`).
     lambdas: candidate ridges (default: `LAMBDAS`, the sweep baseline's).
+    naive, per_component: as `lodo_kernel_ridge`'s.
   """
   lambdas = LAMBDAS if lambdas is None else lambdas
   if not len(lambdas) or min(lambdas) <= 0:
@@ -246,21 +372,29 @@ def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, 
   drugs = np.unique(pair_drug)
   if len(drugs) < 2:  # leave-one-out needs two
     raise ValueError(f'kernel ridge over drugs needs at least 2 drugs with pairs, got {len(drugs)}')
-  naive = naive_profile(pair_cell, pair_drug, pair_y, n_cells, held_out=-1)
   ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, len(kernel))[:, drugs]
-  z, spread = zscored_deviations(ybar, naive)
+  mean_naive = (naive_profile(pair_cell, pair_drug, pair_y, n_cells, held_out=-1)
+                if naive == 'mean' else None)
+  base, z, unit = fold_targets(ybar, naive, mean_naive)
+  # Principal components of the targets: the leave-one-out error of all of them is the sum of
+  # the components' (V is orthonormal), so one lambda for all is the plain ridge.
+  u, s, vt = np.linalg.svd(z, full_matrices=False)
   evals, vecs = np.linalg.eigh(kernel[np.ix_(drugs, drugs)])
   evals = np.maximum(evals, 0.0)
-  proj = vecs.T @ z
-  errors = []
-  for lam in lambdas:  # leave-one-out residual of drug e: (G Z)_e / G_ee, G = (K + lam I)^-1
+  proj = vecs.T @ (u * s)
+  errors = []   # [L, r]: leave-one-out residual of drug e is (G T)_e / G_ee, G = (K + lam I)^-1
+  for lam in lambdas:
     shrink = 1.0 / (evals + lam)
-    gz = vecs @ (shrink[:, None] * proj)
-    errors.append(float(((gz / ((vecs ** 2) @ shrink)[:, None]) ** 2).sum() / z.size))
-  best = int(np.argmin(errors))
-  lam = float(lambdas[best])
-  alpha = vecs @ (proj / (evals + lam)[:, None])
-  return DrugRidge(drugs, alpha, naive, float(spread.mean()), lam, errors[best])
+    gt = vecs @ (shrink[:, None] * proj)
+    errors.append(((gt / ((vecs ** 2) @ shrink)[:, None]) ** 2).sum(0))
+  errors = np.array(errors)
+  best = int(np.argmin(errors.sum(1)))
+  pick = errors.argmin(0) if per_component else np.full(errors.shape[1], best)
+  cols = np.arange(errors.shape[1])
+  lam_j = np.asarray(lambdas, np.float64)[pick]
+  alpha = vecs @ (proj / (evals[:, None] + lam_j[None, :])) @ vt
+  return DrugRidge(drugs, alpha, base, unit, float(lambdas[best]),
+                   float(errors[pick, cols].sum() / z.size), lam_j if per_component else None)
 
 
 def per_drug_pcc(pred: np.ndarray, obs: np.ndarray, pair_drug: np.ndarray,
@@ -317,7 +451,7 @@ def held_out_drug_predictions(ds, root=None) -> tuple[np.ndarray, dict, np.ndarr
   res = lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None],
                           np.ones((1, 1)), LAMBDAS)
   lam, count = np.unique(res.lam, return_counts=True)
-  info = {'kernels': weights,
+  info = {'kernels': weights, 'naive': NAIVE, 'per_component': PER_COMPONENT,
           'lambda_chosen': {f'{l:g}': int(c) for l, c in zip(lam, count)}}
   return res.pair_predictions(ds.pair_cell, ds.pair_drug), info, kernel
 
