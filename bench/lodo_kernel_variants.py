@@ -14,6 +14,9 @@ leave-one-out over the other drugs) with one thing changed:
   naive / ridge: the naive mean over the other drugs' z-scored profiles (`naive='zscored'`), one
     ridge per principal component of the deviations (`per_component=True`), both (the baseline
     since session 17: `lodo_kernel.NAIVE`, `PER_COMPONENT`), and neither (the baseline before).
+  the network's start: the baseline fitted on each LODO fold's training drugs only (without the
+    fold's validation drugs, `lodo.make_fold` with the lodo variant's val_fraction), as every
+    fold of a sweep starts (`lodo_kernel.fit_drugs`).
 Inner choice: how those four forms were chosen without any held-out label. In each fold, every
 other drug e is scored by leave-one-out over the other drugs (the fold's ridge without e) and
 correlated with e's own profile; the form with the highest mean of those per-drug PCCs wins the
@@ -34,6 +37,7 @@ import numpy as np
 import threadpoolctl
 
 from cdr_jax import data
+from cdr_jax import lodo
 from cdr_jax.data import cells
 from cdr_jax.data import dataset
 from cdr_jax.data import drugs
@@ -80,6 +84,16 @@ def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool) -> np.nda
     seen = np.isfinite(rest)
     r = [np.corrcoef(loo[seen[:, e], e], rest[seen[:, e], e])[0, 1] for e in range(z.shape[0])]
     out[d] = np.nanmean(r)
+  return out
+
+
+def start_profiles(ds, kernel: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+  """[D, C] each drug's profile from the baseline fitted on its LODO fold's training drugs."""
+  out = np.zeros((len(ds.drug_ids), len(ds.cell_ids)))
+  for d in range(len(ds.drug_ids)):
+    train = lodo.make_fold(ds, d, val_fraction, seed).train
+    out[d] = lk.fit_drugs(ds.pair_cell[train], ds.pair_drug[train], ds.pair_y[train],
+                          len(ds.cell_ids), kernel).profiles(kernel, [d])[0]
   return out
 
 
@@ -141,6 +155,8 @@ def main(argv):
   for beta in (0.75, 1.25, 1.5):
     out[f'baseline, deviation x {beta:g}'] = summary(
         res.naive + beta * (res.profiles - res.naive), ds, naive)
+  out["the network's start (fitted on the fold's training drugs)"] = summary(
+      start_profiles(ds, base, config.lodo.val_fraction, config.split.seed), ds, naive)
   target, covered = target_expression(ds, root)
   for gamma in (-0.1, -0.2):
     out[f'baseline + {gamma:g} x target expression'] = summary(res.profiles + gamma * target, ds,
