@@ -121,8 +121,12 @@ def base_config() -> ml_collections.ConfigDict:
   # fold_map: how a chunk's folds share the step: 'loop' (a loop over the folds inside the one
   # program: their shared work runs once, each fold's activations stay in cache, stopped folds are
   # skipped), 'vmap', or 'auto': a loop on CPU, vmap on an accelerator (train/engine.py, fold_loop).
+  # refit: as train.refit for a single run, each fold trains again on its training + validation
+  # drugs for the epochs its validation chose, from its start fitted again on them; the test
+  # predictions are the refit's (pcc_before_refit beside them). Its start without the validation
+  # drugs scores 0.5712 against 0.5740 with them (bench/lodo_kernel_variants.py): README, session 17.
   c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=0, val_fraction=0.05,
-                                          fold_map='auto'))
+                                          fold_map='auto', refit=True))
   return c
 
 

@@ -121,6 +121,30 @@ def test_sweep_warm_started_from_kernel_ridge(tmp_path):
   rows = read_csv(tmp_path / 'lodo_per_drug.csv')
   assert all(float(r['line_l2']) in warm_start.lodo_kernel.LAMBDAS for r in rows)
   assert all(int(r['best_epoch']) >= -1 for r in rows)
+  # lodo.refit (the default): the reported PCC is the refit's, the selected network's beside it.
+  assert summary['refit'] and 'per_drug_pcc_before_refit_mean' in summary
+  assert all(np.isfinite(float(r['pcc_before_refit'])) for r in rows)
+
+
+def test_refit_trains_each_fold_its_own_epochs_on_training_and_validation_drugs(prepared):
+  """A fold refit for 0 epochs predicts exactly kernel ridge over its training + validation drugs
+  (its start fitted again on them); one refit for 2 epochs moves away from its start."""
+  c, ds, _ = prepared
+  c = c.copy_and_resolve_references()
+  c.model.line_init = 'kernel_ridge'
+  folds = [lodo.make_fold(ds, d, c.lodo.val_fraction, 0) for d in (1, 4)]
+  kernel = warm_start.drug_kernel(ds, c)
+  net_kernel = warm_start.network_kernel(kernel, c.data)
+  preds = lodo._refit_chunk(ds, c, folds, [0, 2], kernel, [10.0, 10.0], None)
+  starts = []
+  for f in folds:
+    both = np.concatenate([f.train, f.val])
+    fit = warm_start.lodo_kernel.fit_drugs(ds.pair_cell[both], ds.pair_drug[both],
+                                           ds.pair_y[both], len(ds.cell_ids), net_kernel)
+    assert set(fit.drugs) == set(np.unique(ds.pair_drug[both]))   # validation drugs included
+    starts.append(fit.profiles(net_kernel, [f.drug])[0][ds.pair_cell[f.test]])
+  np.testing.assert_allclose(preds[0], starts[0], rtol=1e-4, atol=1e-4)
+  assert np.abs(preds[1] - starts[1]).max() > 1e-3
 
 
 def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path):

@@ -143,3 +143,30 @@ def test_without_selection_the_last_epoch_is_kept(tmp_path):
                               loop.Schedule(num_epochs=4, patience=1, max_epochs_this_run=budget))
     ckpts.close()
   np.testing.assert_array_equal(np.asarray(best.params['w']), [8.0] * 3)
+
+
+def test_epochs_per_model_without_selection(tmp_path):
+  """A refit's per-model epoch counts (0, 3, 1): model 0 keeps its start, model 2 stops after one
+  epoch; resumed from checkpoints it ends the same. With selection, or one count per model
+  missing, it is refused; all zero trains nothing."""
+  schedule = loop.Schedule(num_epochs=3, patience=1, epochs_per_model=(0, 3, 1))
+  best, progress = loop.fit(toy_step, toy_states(), stream, None, None, schedule)
+  np.testing.assert_array_equal(np.asarray(best.params['w']), [0.0, 6.0, 2.0])
+  assert progress.done and [len(h) for h in progress.history] == [0, 3, 1]
+  for budget in (2, 0):
+    ckpts = checkpoint.Checkpoints(tmp_path)
+    best, progress = loop.fit(toy_step, toy_states(), stream, None, ckpts,
+                              loop.Schedule(num_epochs=3, patience=1, max_epochs_this_run=budget,
+                                            epochs_per_model=(0, 3, 1)))
+    ckpts.close()
+    assert progress.done == (budget == 0)
+  np.testing.assert_array_equal(np.asarray(best.params['w']), [0.0, 6.0, 2.0])
+  none, progress = loop.fit(toy_step, toy_states(), stream, None, None,
+                            loop.Schedule(num_epochs=1, patience=1, epochs_per_model=(0, 0, 0)))
+  assert progress.done and progress.epoch == 0
+  np.testing.assert_array_equal(np.asarray(none.params['w']), [0.0] * 3)
+  with pytest.raises(ValueError, match='without selection'):
+    loop.fit(toy_step, toy_states(), stream, toy_select, None, schedule)
+  with pytest.raises(ValueError, match='one per model'):
+    loop.fit(toy_step, toy_states(), stream, None, None,
+             loop.Schedule(num_epochs=3, patience=1, epochs_per_model=(1, 1)))

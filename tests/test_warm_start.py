@@ -452,10 +452,12 @@ def test_refit_start_is_the_classical_refit(c):
     assert again.config.model.drug_linear == pytest.approx(want.params['lambda'])
     want = want.predict(ds.pair_cell[pairs], ds.pair_drug[pairs])
   else:   # kernel ridge over drugs (its predictions through the network: the tests above)
+    # One ridge per principal component, chosen again on the new drugs' components; the per-line
+    # term's L2 stays the one chosen.
     want = lodo_kernel.fit_drugs(ds.pair_cell[both], ds.pair_drug[both], ds.pair_y[both],
-                                 len(ds.cell_ids), warm_start.drug_kernel(ds, c),
-                                 lambdas=(chosen.warm.fit.lam,))
-    assert again.warm.fit.lam == chosen.warm.fit.lam
+                                 len(ds.cell_ids), warm_start.drug_kernel(ds, c))
+    assert again.config.model.line_linear == chosen.config.model.line_linear
+    assert again.warm.fit.component_lam is not None
     np.testing.assert_allclose(again.warm.fit.alpha, want.alpha, atol=1e-10)
     want = None
   run = experiment.setup(again.config, ds, [both], both)

@@ -65,6 +65,9 @@ class Schedule:
   max_epochs_this_run: int = 0   # > 0: stop (resumably) after this many epochs in one invocation
   progress: bool = False         # a tqdm bar per epoch
   checkpoint_every_s: float = 0.0  # > 0: save at most this often (and when stopping); 0: every epoch
+  # Without selection (a refit): per model, how many epochs it trains (0: it keeps its start);
+  # empty: every model trains `num_epochs`.
+  epochs_per_model: tuple[int, ...] = ()
 
   @classmethod
   def from_config(cls, cfg) -> 'Schedule':
@@ -109,7 +112,14 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
   selecting = select is not None
   if not selecting:
     select = lambda _: (np.full(n, float(progress.epoch)), [{}] * n)   # the latest wins
-  elif restored is None and score_start:
+  if schedule.epochs_per_model:
+    if selecting or len(schedule.epochs_per_model) != n:
+      raise ValueError(f'epochs_per_model is for runs without selection, one per model ({n}); '
+                       f'got {len(schedule.epochs_per_model)} with selection {selecting}')
+    if restored is None:
+      progress.active = [b > 0 for b in schedule.epochs_per_model]
+      progress.done = not any(progress.active)
+  elif selecting and restored is None and score_start:
     scores, _ = select(states)
     progress.best_score = [-np.inf if np.isnan(x) else float(x) for x in scores]
     progress.best_epoch, best_unsaved = [-1] * n, True
@@ -121,6 +131,9 @@ def fit(step: Callable, states: TrainState, stream: Callable[[int], list],
     scores, val = select(states)
     improved = _record(progress, epoch, scores, val, loss, last_step, time.time() - t0,
                        schedule.patience)
+    if schedule.epochs_per_model:   # a model stops once it has trained its own number of epochs
+      progress.active = [a and epoch + 1 < b
+                         for a, b in zip(progress.active, schedule.epochs_per_model)]
     if improved.any():
       best = where(sharding.put(improved, _sharding(states)), states, best)
     progress.epoch = epoch + 1

@@ -281,9 +281,13 @@ def refit(chosen: Chosen, ds: Dataset, pairs: np.ndarray, x_std: np.ndarray,
       out.model.id_l2 = l2 / float(np.asarray(ds.pair_y[pairs], np.float32).std())
   elif warm.kind == 'line':
     kernel = drug_kernel(ds, out) if kernel is None else kernel
+    # One lambda per principal component: the components change with the drugs, so their
+    # ridges are chosen again (leave-one-out over these drugs); the term's L2 stays the one chosen.
+    per_component = warm.fit.component_lam is not None
     fit = lodo_kernel.fit_drugs(ds.pair_cell[pairs], ds.pair_drug[pairs], ds.pair_y[pairs],
                                 len(ds.cell_ids), network_kernel(kernel, out.data),
-                                lambdas=(warm.fit.lam,))
+                                lambdas=None if per_component else (warm.fit.lam,),
+                                per_component=per_component)
   else:
     lines = np.unique(ds.pair_cell[pairs])
     x = cell_inputs(x_std, lines, out.data, splits.line_annotations(ds, out.split.name))
