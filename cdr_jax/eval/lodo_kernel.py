@@ -35,7 +35,7 @@ PER_COMPONENT = True
 class LodoKernelResult:
   """Per held-out drug: the predicted profile over all cell lines and what was chosen for it."""
   profiles: np.ndarray   # [D, C] predicted ln IC50 of drug d on every line, from other drugs only
-  naive: np.ndarray      # [D, C] the naive cell-line mean of each fold
+  naive: np.ndarray      # [D, C] each fold's naive line means (`fold_targets`)
   weights: np.ndarray    # [D, K] kernel weights chosen for each fold
   lam: np.ndarray        # [D] ridge chosen for each fold
   loo_error: np.ndarray  # [D] the chosen setting's leave-one-out error over the other drugs
