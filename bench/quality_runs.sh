@@ -278,12 +278,17 @@ python bench/lco_kernels.py --config=configs/baseline.py
 # one ridge per principal component (lodo_kernel.NAIVE, PER_COMPONENT; the inner choice is in the
 # variants' JSON), then sweep (b) and its shuffled control (d) over all 223 folds with the LODO
 # refit (lodo.refit, the default since this session; every fold starts as that baseline over its
-# training drugs), and their report. (a) and (c) were not re-run this session.
+# training drugs), then (c) + ChemNet (ChemNet made by the sidecar into a writable copy of the
+# data root, as in session 8), and their report. (a) was not re-run this session.
 python bench/lodo_kernel_variants.py --config=configs/baseline.py
 python bench/lodo_kernel.py --config=configs/baseline.py
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
   --workdir="$out/lodo17_b_full"
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan,shuffled_drugs \
   --workdir="$out/lodo17_d_shuffled_full"
-python launch/report.py --runs "$out/lodo17_b_full" "$out/lodo17_d_shuffled_full" \
-  --out docs/report_lodo17
+python -m embed_torch chemnet --smiles "$CDR_DATA_DIR/deepcdr/223drugs_pubchem_smiles.txt" \
+  --out "$CDR_DATA_DIR/drugs/chemnet.npy"
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet \
+  --workdir="$out/lodo17_c_chemnet_full"
+python launch/report.py --runs "$out/lodo17_b_full" "$out/lodo17_c_chemnet_full" \
+  "$out/lodo17_d_shuffled_full" --out docs/report_lodo17
