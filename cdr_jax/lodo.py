@@ -93,30 +93,16 @@ def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
   own training drugs on `drug_kernel` (default `warm_start.drug_kernel`), with its own lambda.
   """
   cfg = config.train
-  ridges, line_l2 = [], None
-  if warm_start.check(config) == 'line':
-    drug_kernel = warm_start.drug_kernel(ds, config) if drug_kernel is None else drug_kernel
-    kernel = warm_start.network_kernel(drug_kernel, config.data)
-    ridges = [warm_start.fit_line(ds, f.train, kernel) for f in folds]
-    if not config.model.line_linear:
-      line_l2 = [r.lam for r in ridges]
-  # Every fold draws its batches from all pairs (its weights mask out its held-out and validation
-  # drugs), so all folds share one stream, one dropout key per step and one standardisation.
-  run = experiment.setup(config, ds, [f.train for f in folds], np.arange(ds.num_pairs),
-                         drug_kernel, line_l2)
-  states = run.init()
-  if ridges:
-    states = warm_start.start_from(
-        states, 'line', [warm_start.line_params(r, run.host.drug_k, m, s)
-                         for r, m, s in zip(ridges, run.host.y_mean, run.host.y_std)],
-        lodo_kernel.DrugRidge.name)
+  if warm_start.check(config) == 'line' and drug_kernel is None:
+    drug_kernel = warm_start.drug_kernel(ds, config)
+  run, states, line_l2, started = _started_run(ds, config, [f.train for f in folds], drug_kernel)
   rng = run.engine.key(cfg.seed + 1)
   ckpts = checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir else None
   schedule = loop.Schedule(cfg.num_epochs, cfg.patience, 0, False, cfg.checkpoint_every_s)
   best, progress = loop.fit(run.step(rng), states, run.stream,
                             run.selector([f.val for f in folds]), ckpts, schedule,
                             names=[ds.drug_ids[f.drug] for f in folds],
-                            score_start=bool(ridges) and cfg.get('score_start', True))
+                            score_start=started and cfg.get('score_start', True))
   if ckpts:
     ckpts.close()
   test_pred = run.predict(best, [f.test for f in folds])
@@ -130,12 +116,37 @@ def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
   rows = [_fold_row(ds, f, p, v, progress.best_epoch[i], progress.best_score[i],
                     progress.history[i], config)
           for i, (f, p, v) in enumerate(zip(folds, test_pred, val_pred))]
-  for i in range(len(ridges)):  # the lambda of each fold's per-line term (its start's)
+  for i in range(len(folds) if started else 0):  # the lambda of each fold's per-line term
     rows[i]['line_l2'] = float(run.host.line_l2[i])
   if before is not None:
     for f, row, p in zip(folds, rows, before):
       row['pcc_before_refit'] = metrics.pcc(p, ds.pair_y[f.test])
   return rows
+
+
+def _started_run(ds: Dataset, config: ml_collections.ConfigDict, train_sets: list[np.ndarray],
+                 drug_kernel: np.ndarray | None, line_l2: list[float] | None = None):
+  """A chunk's run set up with one training set per fold, and its initial states. With
+  `model.line_init='kernel_ridge'` each fold starts as kernel ridge over the drugs of its training
+  set on `drug_kernel`, its per-line term's lambda `line_l2` (None: each fold's ridge's own,
+  unless `model.line_linear` fixes it). Returns (run, states, line_l2, whether they started so).
+  """
+  ridges = []
+  if warm_start.check(config) == 'line':
+    kernel = warm_start.network_kernel(drug_kernel, config.data)
+    ridges = [warm_start.fit_line(ds, t, kernel) for t in train_sets]
+    if line_l2 is None and not config.model.line_linear:
+      line_l2 = [r.lam for r in ridges]
+  # Every fold draws its batches from all pairs (its weights mask out its held-out and validation
+  # drugs), so all folds share one stream, one dropout key per step and one standardisation.
+  run = experiment.setup(config, ds, train_sets, np.arange(ds.num_pairs), drug_kernel, line_l2)
+  states = run.init()
+  if ridges:
+    states = warm_start.start_from(
+        states, 'line', [warm_start.line_params(r, run.host.drug_k, m, s)
+                         for r, m, s in zip(ridges, run.host.y_mean, run.host.y_std)],
+        lodo_kernel.DrugRidge.name)
+  return run, states, line_l2, bool(ridges)
 
 
 def _refit_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
@@ -147,17 +158,7 @@ def _refit_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fol
   (kernel ridge over those drugs, the per-line term's lambda kept: no choice is revisited);
   returns each fold's test predictions. As `train.refit` does for a single run."""
   both = [np.concatenate([f.train, f.val]) for f in folds]
-  ridges = []
-  if warm_start.check(config) == 'line':
-    kernel = warm_start.network_kernel(drug_kernel, config.data)
-    ridges = [warm_start.fit_line(ds, b, kernel) for b in both]
-  run = experiment.setup(config, ds, both, np.arange(ds.num_pairs), drug_kernel, line_l2)
-  states = run.init()
-  if ridges:
-    states = warm_start.start_from(
-        states, 'line', [warm_start.line_params(r, run.host.drug_k, m, s)
-                         for r, m, s in zip(ridges, run.host.y_mean, run.host.y_std)],
-        lodo_kernel.DrugRidge.name)
+  run, states, _, _ = _started_run(ds, config, both, drug_kernel, line_l2)
   ckpts = checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir else None
   schedule = loop.Schedule(max(max(epochs), 1), 1, 0, False, config.train.checkpoint_every_s,
                            epochs_per_model=tuple(epochs))
