@@ -29,6 +29,7 @@ from cdr_jax.eval import baselines
 from cdr_jax.eval import classical
 from cdr_jax.eval import evaluate
 from cdr_jax.eval import lodo_kernel
+from cdr_jax.eval import metrics
 from cdr_jax.model import models
 from cdr_jax.train import checkpoint
 from cdr_jax.train import engine as engine_lib
@@ -73,20 +74,45 @@ class Setup:
     return [engine_lib.natural_scale(o, self.config.model.task, float(self.host.y_mean[i]),
                                      float(self.host.y_std[i])) for i, o in enumerate(outs)]
 
-  def selector(self, pair_lists: list[np.ndarray], select_lists: list[np.ndarray] | None = None):
+  def selector(self, pair_lists: list[np.ndarray], select_lists: list[np.ndarray] | None = None,
+               start: TrainState | None = None):
     """The loop's `select`: per model, metrics on its `pair_lists` (validation) and the score of
-    `train.select_metric` on `select_lists` (default: the same pairs)."""
+    `train.select_metric` on `select_lists` (default: the same pairs).
+
+    With `train.select_margin='se'` and the models' `start` (their untrained warm-started states,
+    which compete in selection): a model's score is its mean per-drug PCC minus the standard error
+    of its per-drug gain over the start (`metrics.gain_lower_bound`), so a trained epoch replaces
+    the start only where its gain survives one standard error over the validation drugs. Without
+    a start the margin has nothing to measure against and the score is the plain metric.
+    """
     task, metric = self.config.model.task, self.config.train.select_metric
+    margin = self.config.train.get('select_margin', 'none')
+    if margin not in ('none', 'se'):
+      raise ValueError(f"train.select_margin must be 'none' or 'se', got {margin!r}")
+    if margin == 'se' and metric != 'per_drug_pcc':
+      raise ValueError("train.select_margin='se' measures the gain per drug: it needs "
+                       f"train.select_metric='per_drug_pcc', got {metric!r}")
+    lists = pair_lists if select_lists is None else select_lists
+    per_drug = lambda preds: [metrics.group_pccs(p, self.ds.pair_y[q], self.ds.pair_drug[q])
+                              for p, q in zip(preds, lists)]
+    reference = (per_drug(self.predict(start, lists)) if margin == 'se' and start is not None
+                 else None)
 
     def select(states):
       preds = self.predict(states, pair_lists)
       val = [evaluate.selection_metrics(p, pairs, self.ds, task)
              for p, pairs in zip(preds, pair_lists)]
-      chosen = val
+      chosen, chosen_preds = val, preds
       if select_lists is not None:
+        chosen_preds = self.predict(states, select_lists)
         chosen = [evaluate.selection_metrics(p, pairs, self.ds, task)
-                  for p, pairs in zip(self.predict(states, select_lists), select_lists)]
-      return np.array([evaluate.selection_score(m, metric) for m in chosen]), val
+                  for p, pairs in zip(chosen_preds, select_lists)]
+      scores = np.array([evaluate.selection_score(m, metric) for m in chosen])
+      if reference is not None:  # the start's score plus the gain's lower bound
+        with np.errstate(invalid='ignore'):
+          scores = np.array([np.nanmean(r) + metrics.gain_lower_bound(g, r) if np.isfinite(r).any()
+                             else -np.inf for g, r in zip(per_drug(chosen_preds), reference)])
+      return scores, val
     return select
 
 
@@ -222,10 +248,12 @@ def train_network(config: ml_collections.ConfigDict, ds: Dataset, split: splits.
                               **{f'val/{k[4:]}': v for k, v in row.items()
                                  if k.startswith('val_') and k != 'val_score'}})
 
-  select = run.selector([split.val], [split.test] if cfg.select_on == 'test' else None)
+  scored_start = warm is not None and cfg.get('score_start', True)
+  select = run.selector([split.val], [split.test] if cfg.select_on == 'test' else None,
+                        start=states if scored_start else None)
   best, progress = loop.fit(run.step(rng), states, run.stream, select, ckpts,
                             loop.Schedule.from_config(cfg), on_epoch=on_epoch,
-                            score_start=warm is not None and cfg.get('score_start', True))
+                            score_start=scored_start)
   if tb:
     tb.close()
   ckpts.close()

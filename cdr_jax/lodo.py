@@ -99,10 +99,10 @@ def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
   rng = run.engine.key(cfg.seed + 1)
   ckpts = checkpoint.Checkpoints(checkpoint_dir) if checkpoint_dir else None
   schedule = loop.Schedule(cfg.num_epochs, cfg.patience, 0, False, cfg.checkpoint_every_s)
-  best, progress = loop.fit(run.step(rng), states, run.stream,
-                            run.selector([f.val for f in folds]), ckpts, schedule,
-                            names=[ds.drug_ids[f.drug] for f in folds],
-                            score_start=started and cfg.get('score_start', True))
+  scored_start = started and cfg.get('score_start', True)
+  select = run.selector([f.val for f in folds], start=states if scored_start else None)
+  best, progress = loop.fit(run.step(rng), states, run.stream, select, ckpts, schedule,
+                            names=[ds.drug_ids[f.drug] for f in folds], score_start=scored_start)
   if ckpts:
     ckpts.close()
   test_pred = run.predict(best, [f.test for f in folds])
@@ -312,7 +312,8 @@ def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config,
     summary.update(per_drug_pcc_before_refit_mean=float(np.nanmean(before)))
   summary.update(cell_repr=config.data.cell_repr, drug_repr=config.data.drug_repr,
                  shuffled_drugs=bool(config.data.shuffle_drugs), model=config.model.name,
-                 shuffled=bool(config.data.shuffle_cells), select_metric=config.train.select_metric)
+                 shuffled=bool(config.data.shuffle_cells), select_metric=config.train.select_metric,
+                 select_margin=config.train.get('select_margin', 'none'))
   if sharding.is_writer():
     runs.write_lodo(workdir, ds, rows, summary)
   return summary

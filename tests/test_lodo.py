@@ -236,3 +236,38 @@ def test_stack_weight_chosen_on_validation_drugs_without_test_labels():
   other = hand_dataset(cell, drug, scrambled)
   assert lodo._stack_weight(other, fold, noisy, kernel) == w < 1.0
   assert np.isnan(lodo._stack_weight(ds, fold, np.array([]), kernel))
+
+
+def test_select_margin_scores_a_trained_state_by_its_gain_over_the_start(prepared):
+  """train.select_margin='se' (the lodo variant's): the start scores its mean validation per-drug
+  PCC; any other state the start's score plus its per-drug gain minus one standard error, by hand
+  (`metrics.gain_lower_bound`); without a start the score is the plain per-drug PCC."""
+  from cdr_jax.eval import metrics  # pylint: disable=g-import-not-at-top
+  c, ds, _ = prepared
+  c = c.copy_and_resolve_references()
+  c.model.line_init = 'kernel_ridge'
+  assert c.train.select_margin == 'se' and c.train.select_metric == 'per_drug_pcc'
+  folds = [lodo.make_fold(ds, d, 0.3, 0) for d in (1, 4)]
+  kernel = warm_start.drug_kernel(ds, c)
+  run, start, _, started = lodo._started_run(ds, c, [f.train for f in folds], kernel)
+  assert started
+  val = [f.val for f in folds]
+  plain = run.selector(val)
+  select = run.selector(val, start=start)
+  per_drug = lambda states: [metrics.group_pccs(p, ds.pair_y[q], ds.pair_drug[q])
+                             for p, q in zip(run.predict(states, val), val)]
+  ref = per_drug(start)
+  np.testing.assert_allclose(select(start)[0], [np.nanmean(r) for r in ref])
+  np.testing.assert_allclose(select(start)[0], plain(start)[0])
+  moved = jax.tree.map(lambda x: x, start)
+  moved = moved.replace(params=jax.tree.map(lambda x: x + 0.05 * jax.random.normal(
+      jax.random.key(0), x.shape, x.dtype) if x.dtype.kind == 'f' else x, start.params))
+  gains = [np.nanmean(r) + metrics.gain_lower_bound(g, r) for g, r in zip(per_drug(moved), ref)]
+  np.testing.assert_allclose(select(moved)[0], gains, rtol=1e-6)
+  assert not np.allclose(select(moved)[0], plain(moved)[0])
+  c.train.select_metric = 'pcc'
+  with pytest.raises(ValueError, match="select_metric='per_drug_pcc'"):
+    lodo._started_run(ds, c, [f.train for f in folds], kernel)[0].selector(val, start=start)
+  c.train.select_metric, c.train.select_margin = 'per_drug_pcc', 'sd'
+  with pytest.raises(ValueError, match="'none' or 'se'"):
+    lodo._started_run(ds, c, [f.train for f in folds], kernel)[0].selector(val, start=start)

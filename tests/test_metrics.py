@@ -107,3 +107,24 @@ def test_mean_group_pcc_is_the_mean_of_per_group():
   rows = metrics.per_group(pred, obs, group, [str(g) for g in range(9)])
   assert metrics.mean_group_pcc(pred, obs, group) == pytest.approx(
       metrics.summarize_groups(rows)['mean'])
+
+
+def test_group_pccs_in_group_order_with_nan_below_three_pairs():
+  pred = np.array([5.0, 6.0, 0.0, 1.0, 2.0, 3.0, 1.0, 2.0])
+  obs = np.array([1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 1.0, 3.0])
+  group = np.array([7, 7, 2, 2, 2, 4, 4, 4])
+  out = metrics.group_pccs(pred, obs, group)
+  assert out.shape == (3,) and out[0] == pytest.approx(-1.0)       # group 2: reversed
+  assert out[1] == pytest.approx(np.corrcoef([3, 1, 2], [0, 1, 3])[0, 1])   # group 4
+  assert np.isnan(out[2])                                          # group 7: 2 pairs
+
+
+def test_gain_lower_bound_by_hand():
+  # Gains 0.1 and 0.3 where both are defined: mean 0.2, sd 0.1414 (ddof 1), standard error 0.1.
+  pccs, ref = np.array([0.5, 0.7, np.nan]), np.array([0.4, 0.4, 0.3])
+  assert metrics.gain_lower_bound(pccs, ref) == pytest.approx(0.1)
+  assert metrics.gain_lower_bound(ref, ref) == 0.0                  # the reference itself
+  assert metrics.gain_lower_bound(np.array([0.5, 0.3]), np.array([0.4, 0.4])) < 0   # 0 -/+ 0.1
+  assert metrics.gain_lower_bound(np.array([0.6, np.nan]), np.array([0.4, 0.1])) == (
+      pytest.approx(0.2))                                           # one group: no error term
+  assert metrics.gain_lower_bound(np.array([np.nan]), np.array([0.4])) == -np.inf

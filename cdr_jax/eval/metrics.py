@@ -105,6 +105,25 @@ def _summarize_pccs(pccs) -> dict[str, float]:
   return {'mean': float(values.mean()), 'median': float(np.median(values)), 'groups': int(len(values))}
 
 
+def group_pccs(pred: np.ndarray, obs: np.ndarray, group: np.ndarray) -> np.ndarray:
+  """[G] the within-group PCC of each group present, in `np.unique(group)` order (nan for a group
+  with fewer than 3 pairs or no spread)."""
+  return np.array([pcc(pred[m], obs[m]) if m.sum() >= MIN_GROUP_PAIRS else np.nan
+                   for m in (group == g for g in np.unique(group))], np.float64)
+
+
+def gain_lower_bound(pccs: np.ndarray, reference: np.ndarray) -> float:
+  """Mean per-group gain of `pccs` over `reference` minus its standard error (the groups where both
+  are defined): a gain that survives one standard error. 0 where they are equal; -inf where no
+  group is defined in both. With one group the standard error is taken as 0."""
+  diff = np.asarray(pccs, np.float64) - np.asarray(reference, np.float64)
+  diff = diff[np.isfinite(diff)]
+  if not len(diff):
+    return -np.inf
+  se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+  return float(diff.mean() - se)
+
+
 def mean_group_pcc(pred: np.ndarray, obs: np.ndarray, group: np.ndarray) -> float:
   """Mean over groups (e.g. drugs) with at least 3 pairs of the within-group PCC; nan if none.
 
