@@ -296,11 +296,13 @@ python launch/report.py --runs "$out/lodo17_b_full" "$out/lodo17_c_chemnet_full"
 # variant's default since this session: a fold's trained epoch must beat its kernel-ridge start by
 # one standard error of the per-drug gain over its validation drugs), sweep (b); the kernel-weight
 # grid scored with the held-out labels (a ceiling for re-weighting); then (a) the paper's model
-# with the refit (no start there, so the rule does not apply), and their report. The shuffled
-# control (d) was not re-run this session.
+# with the refit (no start there, so the rule does not apply), the shuffled control (d), and their
+# report. (c) + ChemNet was not re-run this session.
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
   --workdir="$out/lodo18_b"
 python bench/lodo_kernel_grid.py --config=configs/baseline.py
 python launch/lodo.py --config=configs/baseline.py:lodo --config.model.line_init=zero \
   --workdir="$out/lodo18_a"
-python launch/report.py --runs "$out/lodo18_b" "$out/lodo18_a" --out docs/report_lodo18
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan,shuffled_drugs \
+  --workdir="$out/lodo18_d"
+python launch/report.py --runs "$out/lodo18_b" "$out/lodo18_a" "$out/lodo18_d" --out docs/report_lodo18
