@@ -129,6 +129,4 @@ def mean_group_pcc(pred: np.ndarray, obs: np.ndarray, group: np.ndarray) -> floa
 
   The `mean` of `summarize_groups(per_group(...))`, without the per-group Spearman and RMSE (it
   runs every epoch, for every LODO fold)."""
-  masks = [group == g for g in np.unique(group)]
-  return _summarize_pccs([pcc(pred[m], obs[m]) for m in masks
-                          if m.sum() >= MIN_GROUP_PAIRS])['mean']
+  return _summarize_pccs(group_pccs(pred, obs, group))['mean']
