@@ -370,6 +370,85 @@ def test_blend_fits_drug_levels_apart_from_the_ranking_within_drugs():
   assert lonely.predict(np.array([0]), np.array([4]))[0] == pytest.approx(fit.intercept)
 
 
+def test_cross_folds_deal_each_lines_pairs_round_the_folds():
+  rng = np.random.default_rng(2)
+  cell, drug = np.nonzero(rng.random((9, 7)) < 0.8)
+  cell, drug = np.r_[cell, 9], np.r_[drug, 0]            # line 9 has a single pair
+  pairs = cl.Pairs(cell, drug, rng.standard_normal(len(cell)))
+  fold = cl.cross_folds(pairs, 10, 7, seed=0, folds=3)
+  assert fold[-1] == -1 and np.all(fold[:-1] >= 0)
+  for line in range(9):
+    counts = np.bincount(fold[cell == line], minlength=3)
+    assert counts.max() - counts.min() <= 1, (line, counts)
+  np.testing.assert_array_equal(fold, cl.cross_folds(pairs, 10, 7, seed=0, folds=3))
+  assert not np.array_equal(fold, cl.cross_folds(pairs, 10, 7, seed=1, folds=3))
+
+
+def test_cross_fitted_predicts_each_pair_by_a_refit_without_its_fold():
+  rng = np.random.default_rng(3)
+  cell, drug = np.nonzero(rng.random((12, 5)) < 0.9)
+  pairs = cl.Pairs(cell, drug, rng.standard_normal(len(cell)))
+  fitted = {'additive': cl.additive(pairs, 12, 5, l2=2.0)}
+  info = {'additive': {'params': fitted['additive'].params}}
+  cross = cl.cross_fitted(fitted, info, pairs, None, 12, 5, seed=4, folds=3)
+  fold = cl.cross_folds(pairs, 12, 5, seed=4, folds=3)
+  for f in range(3):
+    held = fold == f
+    by_hand = cl.additive(cl.Pairs(*(a[~held] for a in pairs)), 12, 5, l2=2.0)
+    np.testing.assert_allclose(cross[held, 0], by_hand.predict(cell[held], drug[held]))
+  assert info['additive'] == {'params': fitted['additive'].params}   # not written into
+
+
+def test_drug_blend_is_a_ridge_per_drug_toward_the_shared_weights():
+  """Two parts, three drugs: the shared weights are least squares over all drugs (centred per
+  drug); each drug's weights the closed-form ridge toward them; its level its mean label."""
+  rng = np.random.default_rng(5)
+  cell, drug = np.arange(90) % 30, np.arange(90) // 30
+  a, b = rng.standard_normal((30, 3)), rng.standard_normal((30, 3))
+  truth = np.where(np.arange(3) == 0, 2 * a - b, a + 0.5 * b) + 0.1 * rng.standard_normal((30, 3))
+  truth += np.array([1.0, -2.0, 0.5])
+  pairs = cl.Pairs(cell, drug, truth[cell, drug])
+  parts = [cl.Predictor('a', a, {}), cl.Predictor('b', b, {})]
+  cross = np.stack([a[cell, drug], b[cell, drug]], 1)
+  fit = cl.drug_blend(parts, cross, pairs, 3, None, shrinks=(1.0,))
+  centred = lambda v: v - np.array([v[drug == d].mean(0) for d in range(3)])[drug]
+  pc, yc = centred(cross), centred(pairs.y)
+  w0 = np.linalg.lstsq(pc, yc, rcond=None)[0]
+  np.testing.assert_allclose(list(fit.params['shared_weights'].values()), w0)
+  for d in range(3):
+    m = drug == d
+    w = np.linalg.solve(pc[m].T @ pc[m] + np.eye(2), pc[m].T @ yc[m] + w0)
+    np.testing.assert_allclose(fit.weights[d], w)
+    assert fit.intercepts[d] == pytest.approx(pairs.y[m].mean() - cross[m].mean(0) @ w)
+    np.testing.assert_allclose(fit.predict(cell[m], drug[m]), fit.intercepts[d] + cross[m] @ w)
+  assert fit.weights[0] == pytest.approx([2.0, -1.0], abs=0.1)   # its own mixture, not the
+  assert fit.weights[1] == pytest.approx([1.0, 0.5], abs=0.1)    # shared one
+  # A drug with no cross-fitted pairs has no level: asked for it, the blend says so.
+  lonely = cl.drug_blend(parts, cross[drug < 2], cl.Pairs(cell[drug < 2], drug[drug < 2],
+                                                        pairs.y[drug < 2]), 3, None, (4.0,))
+  with pytest.raises(cl.UnseenEntityError, match='drug_blend cannot score pair 0'):
+    lonely.predict(np.array([0]), np.array([2]))
+
+
+def test_drug_blend_chooses_the_shrink_on_validation_pairs():
+  """Drugs that mix the parts differently want a small shrink; validation pairs say so."""
+  rng = np.random.default_rng(6)
+  cell, drug = np.arange(160) % 40, np.arange(160) // 40
+  a, b = rng.standard_normal((40, 4)), rng.standard_normal((40, 4))
+  mix = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+  truth = a * mix[:, 0] + b * mix[:, 1] + 0.2 * rng.standard_normal((40, 4))
+  fit_on, val_on = cell < 30, cell >= 30
+  pairs = cl.Pairs(cell[fit_on], drug[fit_on], truth[cell, drug][fit_on])
+  val = cl.Pairs(cell[val_on], drug[val_on], truth[cell, drug][val_on])
+  parts = [cl.Predictor('a', a, {}), cl.Predictor('b', b, {})]
+  cross = np.stack([a[pairs.cell, pairs.drug], b[pairs.cell, pairs.drug]], 1)
+  fit = cl.drug_blend(parts, cross, pairs, 4, val, shrinks=(0.1, 1000.0))
+  assert fit.params['shrink'] == 0.1
+  assert fit.params['val']['shrink=0.1'] > fit.params['val']['shrink=1000'] + 0.2
+  with pytest.raises(ValueError, match='chooses its shrinkage on validation pairs'):
+    cl.drug_blend(parts, cross, pairs, 4, None, shrinks=(0.1, 1000.0))
+
+
 def _split(n: int, seed: int = 1):
   perm = np.random.default_rng(seed).permutation(n)
   return np.sort(perm[n // 5:]), np.sort(perm[n // 10:n // 5]), np.sort(perm[:n // 10])
@@ -386,13 +465,14 @@ def test_scrambled_test_labels_change_no_choice_and_no_prediction():
   assert set(pred_a) == {'additive', 'matrix_factorization', 'item_knn', 'user_knn',
                          'item_knn_additive', 'user_knn_additive',
                          'user_knn_after_item_knn', 'item_knn_after_cascade', 'ridge_per_drug',
-                         'kernel_ridge', 'blend'}
+                         'kernel_ridge', 'blend', 'drug_blend'}
   for name in pred_a:
     np.testing.assert_array_equal(pred_a[name], pred_b[name])
     assert _choices(info_a[name]) == _choices(info_b[name])
   scrambled[test] = np.nan  # not even read
   pred_c, _ = cl.fit_classical('legacy', cell, drug, scrambled, train, val, test, 40, 12, x, 0)
   np.testing.assert_array_equal(pred_a['blend'], pred_c['blend'])
+  np.testing.assert_array_equal(pred_a['drug_blend'], pred_c['drug_blend'])
 
 
 def _choices(info: dict) -> dict:
@@ -443,6 +523,7 @@ def test_unseen_lines_get_only_feature_models_and_say_why():
   assert not info['matrix_factorization']['applies']
   assert 'cell line' in info['matrix_factorization']['why']
   assert set(info['blend']['params']['weights']) == {'ridge_per_drug', 'kernel_ridge'}
+  assert not info['drug_blend']['applies'] and 'whole lines' in info['drug_blend']['why']
   assert cl.mean_drug_pcc(pred['kernel_ridge'], y[test], drug[test]) > 0.3  # 0.40 measured
   assert info['kernel_ridge']['params']['type_weight'] == 0.0   # no groups given
   assert info['kernel_ridge']['params']['medium_weight'] == 0.0
@@ -500,6 +581,8 @@ def test_refit_keeps_every_choice_and_uses_validation_pairs():
     assert {'power', 'shrink'} <= info_r[name]['refit']['params'].keys()
     assert not np.allclose(pred[name], pred_r[name])
   assert info_r['blend']['params']['weights'] == info['blend']['params']['weights']
+  assert info_r['drug_blend']['refit']['params']['shrink'] == info['drug_blend']['params']['shrink']
+  assert info_r['drug_blend']['refit']['params']['cross_fitted_pairs'] > len(train)
 
 
 def test_refit_reports_validation_predictions_of_the_selecting_fits():

@@ -65,7 +65,7 @@ def test_outputs_beside_baselines(reference):
                                   'item_knn_additive', 'user_knn_additive',
                                   'user_knn_after_item_knn', 'item_knn_after_cascade',
                                   'ridge_per_drug',
-                                  'kernel_ridge', 'blend')}
+                                  'kernel_ridge', 'blend', 'drug_blend')}
   assert set(test) == {'model', 'global_mean', 'drug_mean', 'cell_mean', 'additive',
                        'type_drug_mean', 'matrix_factorization', 'ridge_per_drug', 'stack',
                        *tuned}

@@ -23,7 +23,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 TUNED = tuple(f'tuned_{k}' for k in ('additive', 'matrix_factorization', 'item_knn', 'user_knn',
                                         'item_knn_additive', 'user_knn_additive',
                                         'user_knn_after_item_knn', 'item_knn_after_cascade',
-                                        'ridge_per_drug', 'kernel_ridge', 'blend')) + ('stack',)
+                                        'ridge_per_drug', 'kernel_ridge', 'blend',
+                                        'drug_blend')) + ('stack',)
 BASELINES = ('global_mean', 'drug_mean', 'cell_mean', 'additive', 'type_drug_mean',
              'matrix_factorization', 'ridge_per_drug')
 

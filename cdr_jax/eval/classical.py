@@ -10,7 +10,7 @@ reach a fit.
 `fit_classical` fits the predictors that apply to a kind of split and says why the others do not:
   seen_pairs    (legacy, random): all of them (additive effects, matrix factorisation, item- and
                 user-kNN on their residuals, user-kNN on item-kNN's residuals, ridge, kernel
-                ridge, blend).
+                ridge, blend, and the per-drug blend fitted on cross-fitted predictions).
   unseen_cells  (leave_cell_out, leave_cancer_type_out): ridge, kernel ridge and their blend; the
                 identity models learn one code per line and have none for a line never seen.
   unseen_drugs  (leave_drug_out): none; every predictor here is fitted per drug or learns drug
@@ -76,6 +76,11 @@ KNN_KS = (5, 10, 20, 40, 80)
 # rose from 0.7504 to 0.7546 per-drug PCC on test; over 3 seeds with the refit, 0.7540 -> 0.7585.
 KNN_POWERS = (1, 2, 3, 4)
 KNN_SHRINKS = (0.0, 100.0, 1000.0, 10000.0)
+# The per-drug blend (`drug_blend`) is fitted on cross-fitted predictions of the pairs it was
+# given (each predictor refit without the pair's fold, CROSS_FOLDS folds); each drug's weights are
+# a ridge toward the weights shared by all drugs, penalty DRUG_BLEND_SHRINKS (chosen on validation).
+CROSS_FOLDS = 5
+DRUG_BLEND_SHRINKS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 MIN_PAIRS = 3        # a drug's PCC needs this many pairs (as cdr_jax.metrics.MIN_GROUP_PAIRS)
 KINDS = ('seen_pairs', 'unseen_cells', 'unseen_drugs')
 SPLIT_KINDS = {'legacy': 'seen_pairs', 'random': 'seen_pairs', 'leave_cell_out': 'unseen_cells',
@@ -919,6 +924,127 @@ def blend(parts: Sequence, val: Pairs) -> Blend:
   return dataclasses.replace(fit, params=params)
 
 
+@dataclasses.dataclass(frozen=True)
+class DrugBlend:
+  """Each drug g its own linear blend: intercepts[g] + weights[g] . (the parts' predictions).
+
+  Fitted by `drug_blend` on cross-fitted predictions of training pairs, not on validation pairs:
+  with about 400 training pairs per drug there are enough to weigh the parts per drug, and the
+  validation pairs stay held out to choose the one shrinkage and to score the blend.
+  """
+  name: str
+  parts: tuple
+  weights: np.ndarray     # [n_drugs, J]
+  intercepts: np.ndarray  # [n_drugs]; nan for a drug without cross-fitted pairs
+  params: dict
+
+  def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
+    p = np.stack([q.predict(cell, drug) for q in self.parts], 1)
+    out = self.intercepts[drug] + np.sum(p * self.weights[drug], 1)
+    _check_covered(self.name, out, cell, drug)
+    return out
+
+
+def cross_folds(pairs: Pairs, n_cells: int, n_drugs: int, seed: int,
+                folds: int = CROSS_FOLDS) -> np.ndarray:
+  """Each pair's fold (0..folds-1), or -1 for a pair that is never held out.
+
+  Each line's pairs are dealt round the folds in a random order, so every fold holds about a fifth
+  of every line's pairs and leaves the rest to train on. A pair is never held out (-1) where its
+  line or drug has a single pair: without it the refit could not score that line or drug.
+  """
+  rng = np.random.default_rng(seed)
+  order = rng.permutation(len(pairs.y))
+  order = order[np.argsort(pairs.cell[order], kind='stable')]   # by line, random within a line
+  starts = np.searchsorted(pairs.cell[order], pairs.cell[order])
+  offset = rng.integers(0, folds, n_cells)
+  fold = np.empty(len(pairs.y), np.int64)
+  fold[order] = (np.arange(len(order)) - starts + offset[pairs.cell[order]]) % folds
+  single = ((np.bincount(pairs.cell, minlength=n_cells) < 2)[pairs.cell]
+            | (np.bincount(pairs.drug, minlength=n_drugs) < 2)[pairs.drug])
+  return np.where(single, -1, fold)
+
+
+def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pairs: Pairs,
+                 x: np.ndarray | None, n_cells: int, n_drugs: int, seed: int,
+                 annotations: Mapping[str, np.ndarray] | None = None,
+                 folds: int = CROSS_FOLDS) -> np.ndarray:
+  """[len(pairs), J]: each pair predicted by each predictor of `fitted` refit, with the
+  hyperparameters it chose, on the other folds' pairs (`cross_folds`); nan where never held out.
+
+  The predictions a blend can be fitted on without reading labels its parts were fitted to.
+  """
+  fold = cross_folds(pairs, n_cells, n_drugs, seed, folds)
+  out = np.full((len(pairs.y), len(fitted)), np.nan)
+  for f in range(folds):
+    held = fold == f
+    rest = Pairs(*(a[~held] for a in pairs))
+    scratch = {name: dict(info[name]) for name in fitted}   # _refit notes into it; not kept
+    refit = _refit(dict(fitted), scratch, rest, x, n_cells, n_drugs, seed, annotations)
+    out[held] = np.stack([refit[name].predict(pairs.cell[held], pairs.drug[held])
+                          for name in fitted], 1)
+  return out
+
+
+def _group_moments(p: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int):
+  """Per group: count, means of p and y, and the centred Gram matrix and cross products."""
+  n = np.bincount(group, minlength=n_groups).astype(np.float64)
+  safe = np.maximum(n, 1)
+  mp = np.stack([np.bincount(group, c, n_groups) for c in p.T], 1) / safe[:, None]
+  my = np.bincount(group, y, n_groups) / safe
+  pc, yc = p - mp[group], y - my[group]
+  gram = np.zeros((n_groups, p.shape[1], p.shape[1]))
+  np.add.at(gram, group, pc[:, :, None] * pc[:, None, :])
+  cross = np.stack([np.bincount(group, c * yc, n_groups) for c in pc.T], 1)
+  return n, mp, my, gram, cross
+
+
+def drug_blend(parts: Sequence[Predictor], cross: np.ndarray, pairs: Pairs, n_drugs: int,
+               val: Pairs | None, shrinks: Sequence[float] = DRUG_BLEND_SHRINKS) -> DrugBlend:
+  """A blend with each drug's own weights, fitted on cross-fitted predictions (`cross_fitted`).
+
+  Within each drug, least squares of the labels on the parts' cross-fitted predictions (both
+  centred per drug), ridge-penalised toward w0, the least-squares weights of all drugs together:
+  w_g = (G_g + s I)^-1 (c_g + s w0), G_g and c_g the drug's centred Gram matrix and cross
+  products. The intercept puts the drug's level at its cross-fitted pairs' mean label. Weights may
+  be negative (a part subtracted where it helps that drug): they are fitted on hundreds of pairs per
+  drug, not on the few validation pairs. The shrinkage s is the one in `shrinks` that scores best
+  on `val` (a single value given: taken as it is, no validation needed).
+  """
+  keep = np.all(np.isfinite(cross), 1)
+  p, y, drug = cross[keep], np.asarray(pairs.y, np.float64)[keep], pairs.drug[keep]
+  if not len(y):
+    raise ValueError('drug_blend needs cross-fitted predictions of some pairs')
+  n, mp, my, gram, cr = _group_moments(p, y, drug, n_drugs)
+  w0 = np.linalg.lstsq(gram.sum(0), cr.sum(0), rcond=None)[0]
+  eye = np.eye(p.shape[1])
+  names = [q.name for q in parts]
+
+  def fit(s: float) -> DrugBlend:
+    w = np.linalg.solve(gram + s * eye, (cr + s * w0)[:, :, None])[:, :, 0]
+    intercepts = np.where(n > 0, my - np.sum(w * mp, 1), np.nan)
+    return DrugBlend('drug_blend', tuple(parts), w, intercepts,
+                     {'shrink': s, 'shared_weights': dict(zip(names, w0.tolist())),
+                      'cross_fitted_pairs': int(keep.sum()), 'folds': CROSS_FOLDS})
+
+  if len(shrinks) == 1:
+    return fit(shrinks[0])
+  if val is None:
+    raise ValueError('drug_blend chooses its shrinkage on validation pairs: give val or a single '
+                     'shrink')
+  table, best = {}, None
+  for s in shrinks:
+    blended = fit(s)
+    score = mean_drug_pcc(blended.predict(val.cell, val.drug), val.y, val.drug)
+    table[f'shrink={s:g}'] = score
+    if best is None or score > best[0]:
+      best = (score, blended)
+  spread = best[1].weights[n > 0]
+  params = dict(best[1].params, val_score=best[0], val=table,
+                weights_sd_over_drugs=dict(zip(names, spread.std(0).tolist())))
+  return dataclasses.replace(best[1], params=params)
+
+
 def kind_of(name: str) -> str:
   """The kind of a split name (splits.NAMES) or of a kind itself."""
   kind = SPLIT_KINDS.get(name, name)
@@ -1003,6 +1129,8 @@ def _select(kind: str, tr: Pairs, va: Pairs, x: np.ndarray | None, n_cells: int,
       'kernel_ridge': lambda: _kernel_ridge_for(fitted.get('additive'), x, tr, n_drugs, seed,
                                                 annotations=annotations),
       'blend': lambda: blend(list(fitted.values()), va),
+      'drug_blend': lambda: _drug_blend_for(fitted, info, tr, va, x, n_cells, n_drugs, seed,
+                                            annotations),
   }
   for name, fit in steps.items():
     why_not = _why_not(name, kind, x is not None, bool(fitted))
@@ -1037,6 +1165,9 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
           annotations=annotations,
           annotation_weights={n: (w,) for n, w in annotation_weights_of(p.params).items()}),
       'blend': lambda p: dataclasses.replace(p, parts=tuple(out[q.name] for q in p.parts)),
+      'drug_blend': lambda p: _drug_blend_for({q.name: q for q in p.parts}, info, both, None, x,
+                                              n_cells, n_drugs, seed, annotations,
+                                              (p.params['shrink'],), out),
   }
   for name, p in fitted.items():
     start = time.perf_counter()
@@ -1046,9 +1177,26 @@ def _refit(fitted: dict, info: dict, both: Pairs, x: np.ndarray | None, n_cells:
   return out
 
 
+def _drug_blend_for(parts: Mapping[str, Predictor], info: Mapping[str, dict], pairs: Pairs,
+                    val: Pairs | None, x: np.ndarray | None, n_cells: int, n_drugs: int, seed: int,
+                    annotations: Mapping[str, np.ndarray] | None,
+                    shrinks: Sequence[float] = DRUG_BLEND_SHRINKS,
+                    refit: Mapping[str, Predictor] | None = None) -> DrugBlend:
+  """`drug_blend` of the fitted predictors (every one but `blend`), cross-fitted on `pairs`;
+  with `refit`, the blend predicts through those refit predictors (same names)."""
+  parts = {name: p for name, p in parts.items() if name not in ('blend', 'drug_blend')}
+  cross = cross_fitted(parts, info, pairs, x, n_cells, n_drugs, seed, annotations)
+  final = [refit[name] if refit else p for name, p in parts.items()]
+  return drug_blend(final, cross, pairs, n_drugs, val, shrinks)
+
+
 def _why_not(name: str, kind: str, has_features: bool, any_fitted: bool) -> str | None:
   """Why a predictor does not apply to a kind of split (None: it applies)."""
   if name == 'blend':
+    return None if any_fitted else 'no predictor applies to this split'
+  if name == 'drug_blend':
+    if kind != 'seen_pairs':
+      return _WHY_NOT_DRUG_BLEND
     return None if any_fitted else 'no predictor applies to this split'
   if name in ('ridge_per_drug', 'kernel_ridge'):
     if not has_features:
@@ -1089,6 +1237,8 @@ _WHY_NOT_IDENTITY = {
     'unseen_drugs': 'learns a code per drug: a held-out drug has no training pairs, so no code',
 }
 _WHY_NOT_PER_DRUG = 'fitted per drug: a held-out drug has no training pairs, so no fit'
+_WHY_NOT_DRUG_BLEND = ('fitted on cross-fitted predictions of held-out pairs, seen lines and drugs '
+                       'only; held-out lines or drugs would need folds of whole lines or drugs')
 _ABOUT = {
     'additive': 'line and drug effects; every line and drug to score has training pairs',
     'matrix_factorization': 'line and drug codes; every line and drug to score has training pairs',
@@ -1101,6 +1251,7 @@ _ABOUT = {
     'ridge_per_drug': 'per-drug model of the cell features: scores any line with features',
     'kernel_ridge': 'per-drug model of the cell features: scores any line with features',
     'blend': 'weights fitted on the validation pairs',
+    'drug_blend': 'each drug its own weights, fitted on cross-fitted training predictions',
 }
 
 
