@@ -306,3 +306,22 @@ python launch/lodo.py --config=configs/baseline.py:lodo --config.model.line_init
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan,shuffled_drugs \
   --workdir="$out/lodo18_d"
 python launch/report.py --runs "$out/lodo18_b" "$out/lodo18_a" "$out/lodo18_d" --out docs/report_lodo18
+# (session 19 replaced docs/report_lodo18 with docs/report_lodo19, the same three sweeps and (c).)
+# Session 19: (c) + ChemNet re-run with the stricter rule (ChemNet made by the sidecar into a
+# writable copy of the data root) and the report of (b), (c), (a), (d); then the legacy split with
+# the per-drug blend (classical.drug_blend, fitted on cross-fitted training predictions) for every
+# config, 3 seeds. Unseen lines are unchanged (the per-drug blend applies to seen pairs only).
+python -m embed_torch chemnet --smiles "$CDR_DATA_DIR/deepcdr/223drugs_pubchem_smiles.txt" \
+  --out "$CDR_DATA_DIR/drugs/chemnet.npy"
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet \
+  --workdir="$out/lodo19_c"
+python launch/report.py --runs "$out/lodo18_b" "$out/lodo19_c" "$out/lodo18_a" "$out/lodo18_d" \
+  --out docs/report_lodo19
+for s in 0 1 2; do train configs/baseline.py:seed=$s legacy19_expr_s$s; done
+for s in 0 1 2; do
+  train configs/multiomics.py:seed=$s legacy19_multi_s$s
+  train configs/scfoundation.py:seed=$s legacy19_scf_s$s
+  train configs/baseline.py:shuffled,seed=$s legacy19_shuf_s$s
+  train configs/baseline.py:onehot,seed=$s legacy19_onehot_s$s
+done
+python launch/report.py --runs "$out"/legacy19_expr_s* --out docs/report_legacy19
