@@ -399,6 +399,25 @@ def test_cross_fitted_predicts_each_pair_by_a_refit_without_its_fold():
   assert info['additive'] == {'params': fitted['additive'].params}   # not written into
 
 
+def test_cross_fitting_keeps_in_a_pair_whose_drug_would_have_none_left():
+  """Drug 5 has two pairs; where both fall in one fold they stay in (nan), never unscoreable."""
+  rng = np.random.default_rng(7)
+  cell, drug = np.nonzero(rng.random((12, 5)) < 0.9)
+  cell, drug = np.r_[cell, 0, 1], np.r_[drug, 5, 5]
+  pairs = cl.Pairs(cell, drug, rng.standard_normal(len(cell)))
+  fitted = {'additive': cl.additive(pairs, 12, 6, l2=1.0)}
+  info = {'additive': {'params': fitted['additive'].params}}
+  kept_in = 0
+  for seed in range(10):
+    cross = cl.cross_fitted(fitted, info, pairs, None, 12, 6, seed=seed, folds=3)
+    fold = cl.cross_folds(pairs, 12, 6, seed=seed, folds=3)
+    same = fold[-1] == fold[-2]
+    assert np.isnan(cross[-2:, 0]).tolist() == [same, same]
+    assert np.isfinite(cross[:-2]).all()
+    kept_in += same
+  assert 0 < kept_in < 10
+
+
 def test_drug_blend_is_a_ridge_per_drug_toward_the_shared_weights():
   """Two parts, three drugs: the shared weights are least squares over all drugs (centred per
   drug); each drug's weights the closed-form ridge toward them; its level its mean label."""

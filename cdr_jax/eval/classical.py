@@ -972,12 +972,16 @@ def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pair
   """[len(pairs), J]: each pair predicted by each predictor of `fitted` refit, with the
   hyperparameters it chose, on the other folds' pairs (`cross_folds`); nan where never held out.
 
-  The predictions a blend can be fitted on without reading labels its parts were fitted to.
+  The predictions a blend can be fitted on without reading labels its parts were fitted to. A
+  pair whose line or drug has no pair left in the other folds stays in for its fold (nan here):
+  the refit could not score it.
   """
   fold = cross_folds(pairs, n_cells, n_drugs, seed, folds)
   out = np.full((len(pairs.y), len(fitted)), np.nan)
   for f in range(folds):
     held = fold == f
+    left = lambda idx, n: np.bincount(idx[~held], minlength=n)[idx] > 0
+    held &= left(pairs.cell, n_cells) & left(pairs.drug, n_drugs)
     rest = Pairs(*(a[~held] for a in pairs))
     scratch = {name: dict(info[name]) for name in fitted}   # _refit notes into it; not kept
     refit = _refit(dict(fitted), scratch, rest, x, n_cells, n_drugs, seed, annotations)
