@@ -373,15 +373,16 @@ def test_blend_fits_drug_levels_apart_from_the_ranking_within_drugs():
 def test_cross_folds_deal_each_lines_pairs_round_the_folds():
   rng = np.random.default_rng(2)
   cell, drug = np.nonzero(rng.random((9, 7)) < 0.8)
-  cell, drug = np.r_[cell, 9], np.r_[drug, 0]            # line 9 has a single pair
+  twins = np.flatnonzero(cell == 4)[:2]                  # line 4's first two pairs measured twice
+  cell, drug = np.r_[cell, cell[twins]], np.r_[drug, drug[twins]]
   pairs = cl.Pairs(cell, drug, rng.standard_normal(len(cell)))
-  fold = cl.cross_folds(pairs, 10, 7, seed=0, folds=3)
-  assert fold[-1] == -1 and np.all(fold[:-1] >= 0)
+  fold = cl.cross_folds(pairs, 9, 7, seed=0, folds=3)
+  np.testing.assert_array_equal(fold[-2:], fold[twins])  # a replicate is held out with its twin
   for line in range(9):
-    counts = np.bincount(fold[cell == line], minlength=3)
-    assert counts.max() - counts.min() <= 1, (line, counts)
-  np.testing.assert_array_equal(fold, cl.cross_folds(pairs, 10, 7, seed=0, folds=3))
-  assert not np.array_equal(fold, cl.cross_folds(pairs, 10, 7, seed=1, folds=3))
+    counts = np.bincount(np.unique(np.c_[fold, drug][cell == line], axis=0)[:, 0], minlength=3)
+    assert counts.max() - counts.min() <= 1, (line, counts)   # keys dealt evenly
+  np.testing.assert_array_equal(fold, cl.cross_folds(pairs, 9, 7, seed=0, folds=3))
+  assert not np.array_equal(fold, cl.cross_folds(pairs, 9, 7, seed=1, folds=3))
 
 
 def test_cross_fitted_predicts_each_pair_by_a_refit_without_its_fold():
@@ -442,11 +443,13 @@ def test_drug_blend_is_a_ridge_per_drug_toward_the_shared_weights():
     np.testing.assert_allclose(fit.predict(cell[m], drug[m]), fit.intercepts[d] + cross[m] @ w)
   assert fit.weights[0] == pytest.approx([2.0, -1.0], abs=0.1)   # its own mixture, not the
   assert fit.weights[1] == pytest.approx([1.0, 0.5], abs=0.1)    # shared one
-  # A drug with no cross-fitted pairs has no level: asked for it, the blend says so.
-  lonely = cl.drug_blend(parts, cross[drug < 2], cl.Pairs(cell[drug < 2], drug[drug < 2],
-                                                        pairs.y[drug < 2]), 3, None, (4.0,))
-  with pytest.raises(cl.UnseenEntityError, match='drug_blend cannot score pair 0'):
-    lonely.predict(np.array([0]), np.array([2]))
+  # A drug with no cross-fitted pairs gets the shared weights and the intercept of all pairs.
+  two = drug < 2
+  lonely = cl.drug_blend(parts, cross[two], cl.Pairs(cell[two], drug[two], pairs.y[two]), 3,
+                         None, (1.0,))
+  w0 = np.array(list(lonely.params['shared_weights'].values()))
+  assert lonely.predict(np.array([7]), np.array([2]))[0] == pytest.approx(
+      pairs.y[two].mean() - cross[two].mean(0) @ w0 + np.array([a[7, 2], b[7, 2]]) @ w0)
 
 
 def test_drug_blend_chooses_the_shrink_on_validation_pairs():
@@ -602,6 +605,12 @@ def test_refit_keeps_every_choice_and_uses_validation_pairs():
   assert info_r['blend']['params']['weights'] == info['blend']['params']['weights']
   assert info_r['drug_blend']['refit']['params']['shrink'] == info['drug_blend']['params']['shrink']
   assert info_r['drug_blend']['refit']['params']['cross_fitted_pairs'] > len(train)
+  # The refit blend predicts through the refit predictors, not the ones that chose.
+  pairs = lambda idx: cl.Pairs(cell[idx], drug[idx], y[idx])
+  fitted, info = cl._select('seen_pairs', pairs(train), pairs(val), x, 40, 12, 0, {})
+  out = cl._refit(fitted, info, pairs(np.r_[train, val]), x, 40, 12, 0)
+  assert [q.name for q in out['drug_blend'].parts] == [q.name for q in fitted['drug_blend'].parts]
+  assert all(q is out[q.name] for q in out['drug_blend'].parts)
 
 
 def test_refit_reports_validation_predictions_of_the_selecting_fits():

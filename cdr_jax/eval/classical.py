@@ -935,34 +935,34 @@ class DrugBlend:
   name: str
   parts: tuple
   weights: np.ndarray     # [n_drugs, J]
-  intercepts: np.ndarray  # [n_drugs]; nan for a drug without cross-fitted pairs
+  intercepts: np.ndarray  # [n_drugs]
   params: dict
 
   def predict(self, cell: np.ndarray, drug: np.ndarray) -> np.ndarray:
     p = np.stack([q.predict(cell, drug) for q in self.parts], 1)
-    out = self.intercepts[drug] + np.sum(p * self.weights[drug], 1)
-    _check_covered(self.name, out, cell, drug)
-    return out
+    return self.intercepts[drug] + np.sum(p * self.weights[drug], 1)
 
 
 def cross_folds(pairs: Pairs, n_cells: int, n_drugs: int, seed: int,
                 folds: int = CROSS_FOLDS) -> np.ndarray:
-  """Each pair's fold (0..folds-1), or -1 for a pair that is never held out.
+  """Each pair's fold (0..folds-1).
 
-  Each line's pairs are dealt round the folds in a random order, so every fold holds about a fifth
-  of every line's pairs and leaves the rest to train on. A pair is never held out (-1) where its
-  line or drug has a single pair: without it the refit could not score that line or drug.
+  Folds are dealt over (line, drug) keys, not over pairs: GDSC measured some pairs twice, and a
+  replicate left in the other folds would hand the refit the held-out pair's label. Each line's
+  keys are dealt round the folds in a random order from a random start, so every fold holds about
+  a fifth of every line's pairs.
   """
+  keys, inverse = np.unique(pairs.cell.astype(np.int64) * n_drugs + pairs.drug,
+                            return_inverse=True)
+  line = keys // n_drugs
   rng = np.random.default_rng(seed)
-  order = rng.permutation(len(pairs.y))
-  order = order[np.argsort(pairs.cell[order], kind='stable')]   # by line, random within a line
-  starts = np.searchsorted(pairs.cell[order], pairs.cell[order])
+  order = rng.permutation(len(keys))
+  order = order[np.argsort(line[order], kind='stable')]   # by line, random within a line
+  starts = np.searchsorted(line[order], line[order])
   offset = rng.integers(0, folds, n_cells)
-  fold = np.empty(len(pairs.y), np.int64)
-  fold[order] = (np.arange(len(order)) - starts + offset[pairs.cell[order]]) % folds
-  single = ((np.bincount(pairs.cell, minlength=n_cells) < 2)[pairs.cell]
-            | (np.bincount(pairs.drug, minlength=n_drugs) < 2)[pairs.drug])
-  return np.where(single, -1, fold)
+  fold = np.empty(len(keys), np.int64)
+  fold[order] = (np.arange(len(order)) - starts + offset[line[order]]) % folds
+  return fold[inverse]
 
 
 def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pairs: Pairs,
@@ -973,8 +973,8 @@ def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pair
   hyperparameters it chose, on the other folds' pairs (`cross_folds`); nan where never held out.
 
   The predictions a blend can be fitted on without reading labels its parts were fitted to. A
-  pair whose line or drug has no pair left in the other folds stays in for its fold (nan here):
-  the refit could not score it.
+  pair whose line or drug would have no pair left in the other folds stays in for its fold (nan
+  here): without it the refit could not score that pair.
   """
   fold = cross_folds(pairs, n_cells, n_drugs, seed, folds)
   out = np.full((len(pairs.y), len(fitted)), np.nan)
@@ -997,23 +997,28 @@ def _group_moments(p: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: in
   mp = np.stack([np.bincount(group, c, n_groups) for c in p.T], 1) / safe[:, None]
   my = np.bincount(group, y, n_groups) / safe
   pc, yc = p - mp[group], y - my[group]
-  gram = np.zeros((n_groups, p.shape[1], p.shape[1]))
-  np.add.at(gram, group, pc[:, :, None] * pc[:, None, :])
+  gram = np.empty((n_groups, p.shape[1], p.shape[1]))
+  for i in range(p.shape[1]):
+    for j in range(i + 1):
+      gram[:, i, j] = gram[:, j, i] = np.bincount(group, pc[:, i] * pc[:, j], n_groups)
   cross = np.stack([np.bincount(group, c * yc, n_groups) for c in pc.T], 1)
   return n, mp, my, gram, cross
 
 
 def drug_blend(parts: Sequence[Predictor], cross: np.ndarray, pairs: Pairs, n_drugs: int,
-               val: Pairs | None, shrinks: Sequence[float] = DRUG_BLEND_SHRINKS) -> DrugBlend:
+               val: Pairs | None, shrinks: Sequence[float] = DRUG_BLEND_SHRINKS,
+               folds: int = CROSS_FOLDS) -> DrugBlend:
   """A blend with each drug's own weights, fitted on cross-fitted predictions (`cross_fitted`).
 
   Within each drug, least squares of the labels on the parts' cross-fitted predictions (both
   centred per drug), ridge-penalised toward w0, the least-squares weights of all drugs together:
   w_g = (G_g + s I)^-1 (c_g + s w0), G_g and c_g the drug's centred Gram matrix and cross
-  products. The intercept puts the drug's level at its cross-fitted pairs' mean label. Weights may
-  be negative (a part subtracted where it helps that drug): they are fitted on hundreds of pairs per
-  drug, not on the few validation pairs. The shrinkage s is the one in `shrinks` that scores best
-  on `val` (a single value given: taken as it is, no validation needed).
+  products. The intercept puts the drug's level at its cross-fitted pairs' mean label; a drug
+  without cross-fitted pairs gets w0 and the intercept of all pairs together. Weights may be
+  negative (a part subtracted where it helps that drug): they are fitted on hundreds of pairs per
+  drug, not on the few validation pairs. s is in the units of G_g (squared ln IC50 summed over the
+  drug's pairs); it is the one in `shrinks` that scores best on `val` (a single value given: taken
+  as it is, no validation needed). `folds`: how many folds made `cross` (recorded only).
   """
   keep = np.all(np.isfinite(cross), 1)
   p, y, drug = cross[keep], np.asarray(pairs.y, np.float64)[keep], pairs.drug[keep]
@@ -1021,15 +1026,17 @@ def drug_blend(parts: Sequence[Predictor], cross: np.ndarray, pairs: Pairs, n_dr
     raise ValueError('drug_blend needs cross-fitted predictions of some pairs')
   n, mp, my, gram, cr = _group_moments(p, y, drug, n_drugs)
   w0 = np.linalg.lstsq(gram.sum(0), cr.sum(0), rcond=None)[0]
+  pooled = float(y.mean() - p.mean(0) @ w0)
   eye = np.eye(p.shape[1])
   names = [q.name for q in parts]
 
   def fit(s: float) -> DrugBlend:
     w = np.linalg.solve(gram + s * eye, (cr + s * w0)[:, :, None])[:, :, 0]
-    intercepts = np.where(n > 0, my - np.sum(w * mp, 1), np.nan)
+    w[n == 0] = w0
+    intercepts = np.where(n > 0, my - np.sum(w * mp, 1), pooled)
     return DrugBlend('drug_blend', tuple(parts), w, intercepts,
                      {'shrink': s, 'shared_weights': dict(zip(names, w0.tolist())),
-                      'cross_fitted_pairs': int(keep.sum()), 'folds': CROSS_FOLDS})
+                      'cross_fitted_pairs': int(keep.sum()), 'folds': folds})
 
   if len(shrinks) == 1:
     return fit(shrinks[0])
@@ -1186,8 +1193,9 @@ def _drug_blend_for(parts: Mapping[str, Predictor], info: Mapping[str, dict], pa
                     annotations: Mapping[str, np.ndarray] | None,
                     shrinks: Sequence[float] = DRUG_BLEND_SHRINKS,
                     refit: Mapping[str, Predictor] | None = None) -> DrugBlend:
-  """`drug_blend` of the fitted predictors (every one but `blend`), cross-fitted on `pairs`;
-  with `refit`, the blend predicts through those refit predictors (same names)."""
+  """`drug_blend` of the fitted predictors (every one but the blends), cross-fitted on `pairs`
+  with the hyperparameters each chose; with `refit`, the blend predicts through those refit
+  predictors (same names) instead of `parts`."""
   parts = {name: p for name, p in parts.items() if name not in ('blend', 'drug_blend')}
   cross = cross_fitted(parts, info, pairs, x, n_cells, n_drugs, seed, annotations)
   final = [refit[name] if refit else p for name, p in parts.items()]
