@@ -352,6 +352,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   tuned, extra['classical'] = classical_predictions(ds, split, x, config, net.val, net.test,
                                                     prefit)
   preds.update(tuned)
+  measured = splits.measured_before(ds, np.concatenate([split.train, split.val]), split.test)
+  if measured.any() and config.model.task == 'regression':
+    extra['test_unmeasured'] = runs.unmeasured_scores(preds, ds, split.test, measured)
   return runs.write_results(workdir, ds, split.test, preds, config, extra,
                             write=sharding.is_writer())
 

@@ -105,6 +105,31 @@ def classical_markdown(info: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def unmeasured_scores(preds: dict[str, np.ndarray], ds: Dataset, test: np.ndarray,
+                      measured: np.ndarray) -> dict:
+  """Every predictor's PCC and mean per-drug PCC on the test pairs whose line and drug were never
+  measured in training or validation (`measured`: `splits.measured_before`), beside the count."""
+  keep = ~measured
+  scores = {}
+  for name, p in preds.items():
+    m = evaluate.evaluate(np.asarray(p)[keep], ds, test[keep], 'regression')
+    scores[name] = {'pcc': m['pcc'], 'per_drug_pcc': m['per_drug_pcc']['mean']}
+  return {'pairs': int(keep.sum()), 'measured_in_training': int(measured.sum()),
+          'note': 'test pairs whose (line, drug) has no measurement among the training and '
+                  'validation pairs; the others repeat one', 'test': scores}
+
+
+def unmeasured_markdown(entry: dict | None) -> str:
+  """summary.md's table of the scores on test pairs never measured in training (or nothing)."""
+  if not entry:
+    return ''
+  lines = ['', f"## Test pairs never measured in training ({entry['pairs']:,}; "
+               f"{entry['measured_in_training']:,} others repeat a training measurement)", '',
+           '| predictor | PCC | per-drug PCC |', '|---|---|---|']
+  lines += [f"| {k} | {v['pcc']:.4f} | {v['per_drug_pcc']:.4f} |" for k, v in entry['test'].items()]
+  return '\n'.join(lines) + '\n'
+
+
 def _chosen(params: dict) -> str:
   """The chosen hyperparameters (scalars; nonzero blend weights), not the grids' scores."""
   shown = [f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in params.items()
@@ -157,6 +182,7 @@ def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: d
   title = f"Test results ({extra.get('split', {}).get('name', '')} split, {config.data.cell_repr})"
   md = (summary_markdown if task == 'regression' else classification_markdown)(results, title)
   md += classical_markdown(extra.get('classical', {}))
+  md += unmeasured_markdown(extra.get('test_unmeasured'))
   if extra.get('selection', {}).get('leaky'):
     md += '\n**Leaky:** the model was selected on the test set (published protocol).\n'
   io.atomic_write_text(workdir / SUMMARY_FILE, md)

@@ -12,6 +12,7 @@ import pytest
 
 from cdr_jax import data
 from cdr_jax import runs
+from cdr_jax.data import splits
 from cdr_jax.errors import DataError
 from cdr_jax.eval import metrics
 from configs import test as test_config
@@ -278,3 +279,23 @@ def test_short_table_lists_model_stack_then_the_strongest_in_aligned_columns():
   assert [ln.split()[0] for ln in lines[1:]] == ['model', 'stack', 'tuned_blend',
                                                  'tuned_user_knn_after_item_knn', 'tuned_item_knn']
   assert len({len(ln) for ln in lines}) == 1   # every row as wide as the header: columns align
+
+
+def test_unmeasured_test_pairs_are_scored_apart_by_hand():
+  """Pairs 6 and 7 repeat (line 0, drug 0) and (line 1, drug 1) measured in training; the scores
+  on the other test pairs are those of the predictions there, and summary.md says how many."""
+  cell = [0, 1, 0, 1, 2, 3, 0, 1, 2, 3, 2, 3, 0, 1]
+  drug = [0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 0, 2, 2]
+  y = np.arange(14.0) % 5
+  ds = hand_dataset(cell, drug, y)
+  fitted_on, test = np.arange(6), np.arange(6, 14)
+  measured = splits.measured_before(ds, fitted_on, test)
+  np.testing.assert_array_equal(measured, [True, True, False, False, False, False, False, False])
+  pred = np.array([9.0, -9.0, 1.0, 2.0, 4.0, 3.0, 0.5, 0.7])
+  entry = runs.unmeasured_scores({'model': pred}, ds, test, measured)
+  assert (entry['pairs'], entry['measured_in_training']) == (6, 2)
+  keep = ~measured
+  assert entry['test']['model']['pcc'] == pytest.approx(np.corrcoef(pred[keep], y[test][keep])[0, 1])
+  md = runs.unmeasured_markdown(entry)
+  assert '(6; 2 others repeat a training measurement)' in md and '| model |' in md
+  assert runs.unmeasured_markdown(None) == ''

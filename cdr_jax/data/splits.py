@@ -160,6 +160,17 @@ def make_split(ds: Dataset, cfg: ml_collections.ConfigDict) -> Split:
   return _SPLITS[cfg.name](ds, cfg)
 
 
+def measured_before(ds: Dataset, fitted_on: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+  """Which of `pairs` repeat a (line, drug) measured among the pairs `fitted_on`.
+
+  GDSC screened some drugs under several ids that share one PubChem CID (one drug here), so a line
+  and drug can have two measurements; a pair-level split (legacy, random) may put one in training
+  and the other in test, where recalling the first predicts the second.
+  """
+  key = ds.pair_cell.astype(np.int64) * len(ds.drug_ids) + ds.pair_drug
+  return np.isin(key[pairs], key[fitted_on])
+
+
 def type_groups(ds: Dataset, name: str) -> np.ndarray | None:
   """Each line's cancer type as a group index for kernel ridge's same-type kernel (-1: 'NA'), or
   None for `leave_cancer_type_out`: there every held-out line's type has no training lines, so the

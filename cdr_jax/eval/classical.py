@@ -80,6 +80,11 @@ KNN_SHRINKS = (0.0, 100.0, 1000.0, 10000.0)
 # given (each predictor refit without the pair's fold, CROSS_FOLDS folds); each drug's weights are
 # a ridge toward the weights shared by all drugs, penalty DRUG_BLEND_SHRINKS (chosen on validation).
 CROSS_FOLDS = 5
+# Folds deal (line, drug) keys: a second measurement of a pair is held out with the first, so the
+# blend learns to predict pairs never measured. Dealing measurements instead (False), as the legacy
+# and random splits do, leaves a held-out pair's replicate in training as often as the split's test
+# pairs have one, and the blend leans on predictors that recall it (bench/legacy_replicates.py).
+CROSS_BY_KEY = True
 DRUG_BLEND_SHRINKS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 MIN_PAIRS = 3        # a drug's PCC needs this many pairs (as cdr_jax.metrics.MIN_GROUP_PAIRS)
 KINDS = ('seen_pairs', 'unseen_cells', 'unseen_drugs')
@@ -944,17 +949,19 @@ class DrugBlend:
 
 
 def cross_folds(pairs: Pairs, n_cells: int, n_drugs: int, seed: int,
-                folds: int = CROSS_FOLDS) -> np.ndarray:
+                folds: int = CROSS_FOLDS, by_key: bool = True) -> np.ndarray:
   """Each pair's fold (0..folds-1).
 
-  Folds are dealt over (line, drug) keys, not over pairs: GDSC measured some pairs twice, and a
-  replicate left in the other folds would hand the refit the held-out pair's label. Each line's
-  keys are dealt round the folds in a random order from a random start, so every fold holds about
-  a fifth of every line's pairs.
+  With `by_key`, folds are dealt over (line, drug) keys, not over measurements: GDSC measured some
+  pairs twice, and a replicate left in the other folds would hand the refit the held-out pair's
+  label (`CROSS_BY_KEY`). Each line's keys (or measurements) are dealt round the folds in a random
+  order from a random start, so every fold holds about a fifth of every line's pairs.
   """
-  keys, inverse = np.unique(pairs.cell.astype(np.int64) * n_drugs + pairs.drug,
-                            return_inverse=True)
-  line = keys // n_drugs
+  unit = pairs.cell.astype(np.int64) * n_drugs + pairs.drug
+  if not by_key:
+    unit = np.arange(len(unit))
+  keys, inverse = np.unique(unit, return_inverse=True)
+  line = pairs.cell[np.unique(inverse, return_index=True)[1]]   # each key's line
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(keys))
   order = order[np.argsort(line[order], kind='stable')]   # by line, random within a line
@@ -976,7 +983,7 @@ def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pair
   pair whose line or drug would have no pair left in the other folds stays in for its fold (nan
   here): without it the refit could not score that pair.
   """
-  fold = cross_folds(pairs, n_cells, n_drugs, seed, folds)
+  fold = cross_folds(pairs, n_cells, n_drugs, seed, folds, CROSS_BY_KEY)
   out = np.full((len(pairs.y), len(fitted)), np.nan)
   for f in range(folds):
     held = fold == f
