@@ -399,8 +399,9 @@ def test_cross_fitted_predicts_each_pair_by_a_refit_without_its_fold():
   pairs = cl.Pairs(cell, drug, rng.standard_normal(len(cell)))
   fitted = {'additive': cl.additive(pairs, 12, 5, l2=2.0)}
   info = {'additive': {'params': fitted['additive'].params}}
-  cross = cl.cross_fitted(fitted, info, pairs, None, 12, 5, seed=4, folds=3)
+  cross, held_in = cl.cross_fitted(fitted, info, pairs, None, 12, 5, seed=4, folds=3)
   fold = cl.cross_folds(pairs, 12, 5, seed=4, folds=3)
+  np.testing.assert_array_equal(held_in, fold)          # every pair held out, in its own fold
   for f in range(3):
     held = fold == f
     by_hand = cl.additive(cl.Pairs(*(a[~held] for a in pairs)), 12, 5, l2=2.0)
@@ -418,7 +419,7 @@ def test_cross_fitting_keeps_in_a_pair_whose_drug_would_have_none_left():
   info = {'additive': {'params': fitted['additive'].params}}
   kept_in = 0
   for seed in range(10):
-    cross = cl.cross_fitted(fitted, info, pairs, None, 12, 6, seed=seed, folds=3)
+    cross, _ = cl.cross_fitted(fitted, info, pairs, None, 12, 6, seed=seed, folds=3)
     fold = cl.cross_folds(pairs, 12, 6, seed=seed, folds=3)
     same = fold[-1] == fold[-2]
     assert np.isnan(cross[-2:, 0]).tolist() == [same, same]
@@ -458,6 +459,31 @@ def test_drug_blend_is_a_ridge_per_drug_toward_the_shared_weights():
   w0 = np.array(list(lonely.params['shared_weights'].values()))
   assert lonely.predict(np.array([7]), np.array([2]))[0] == pytest.approx(
       pairs.y[two].mean() - cross[two].mean(0) @ w0 + np.array([a[7, 2], b[7, 2]]) @ w0)
+
+
+def test_drug_blend_centres_per_fold_so_a_left_out_mean_gets_no_weight():
+  """A part that knows only each drug's level, cross-fitted, predicts a fold's pairs by the other
+  folds' mean, which moves against the fold's own: centred per drug only it earns a negative
+  weight; centred per drug and fold, the weights are those of the part that ranks lines."""
+  rng = np.random.default_rng(9)
+  cell, drug = np.arange(600) % 100, np.arange(600) // 100
+  fold = rng.integers(0, 5, 600)
+  signal = rng.standard_normal(600)
+  y = signal + rng.standard_normal(600)
+  level = np.zeros(600)
+  for d in range(6):
+    for f in range(5):
+      rest = (drug == d) & (fold != f)
+      level[(drug == d) & (fold == f)] = y[rest].mean()
+  cross = np.stack([signal, level], 1)
+  parts = [cl.Predictor('ranks', np.zeros((100, 6)), {}), cl.Predictor('level', np.zeros((100, 6)), {})]
+  pairs = cl.Pairs(cell, drug, y)
+  plain = cl.drug_blend(parts, cross, pairs, 6, None, (1.0,))
+  by_fold = cl.drug_blend(parts, cross, pairs, 6, None, (1.0,), fold)
+  assert plain.params['shared_weights']['level'] < -1.0           # the artefact
+  assert abs(by_fold.params['shared_weights']['level']) < 0.3
+  assert by_fold.params['shared_weights']['ranks'] == pytest.approx(1.0, abs=0.15)
+  assert by_fold.params['folds'] == 5
 
 
 def test_drug_blend_chooses_the_shrink_on_validation_pairs():

@@ -975,9 +975,10 @@ def cross_folds(pairs: Pairs, n_cells: int, n_drugs: int, seed: int,
 def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pairs: Pairs,
                  x: np.ndarray | None, n_cells: int, n_drugs: int, seed: int,
                  annotations: Mapping[str, np.ndarray] | None = None,
-                 folds: int = CROSS_FOLDS) -> np.ndarray:
+                 folds: int = CROSS_FOLDS) -> tuple[np.ndarray, np.ndarray]:
   """[len(pairs), J]: each pair predicted by each predictor of `fitted` refit, with the
   hyperparameters it chose, on the other folds' pairs (`cross_folds`); nan where never held out.
+  Also [len(pairs)]: the fold each pair was held out in (-1: never).
 
   The predictions a blend can be fitted on without reading labels its parts were fitted to. A
   pair whose line or drug would have no pair left in the other folds stays in for its fold (nan
@@ -985,6 +986,7 @@ def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pair
   """
   fold = cross_folds(pairs, n_cells, n_drugs, seed, folds, CROSS_BY_KEY)
   out = np.full((len(pairs.y), len(fitted)), np.nan)
+  held_in = np.full(len(pairs.y), -1)
   for f in range(folds):
     held = fold == f
     left = lambda idx, n: np.bincount(idx[~held], minlength=n)[idx] > 0
@@ -994,7 +996,8 @@ def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pair
     refit = _refit(dict(fitted), scratch, rest, x, n_cells, n_drugs, seed, annotations)
     out[held] = np.stack([refit[name].predict(pairs.cell[held], pairs.drug[held])
                           for name in fitted], 1)
-  return out
+    held_in[held] = f
+  return out, held_in
 
 
 def _group_moments(p: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int):
@@ -1014,24 +1017,33 @@ def _group_moments(p: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: in
 
 def drug_blend(parts: Sequence[Predictor], cross: np.ndarray, pairs: Pairs, n_drugs: int,
                val: Pairs | None, shrinks: Sequence[float] = DRUG_BLEND_SHRINKS,
-               folds: int = CROSS_FOLDS) -> DrugBlend:
+               fold: np.ndarray | None = None) -> DrugBlend:
   """A blend with each drug's own weights, fitted on cross-fitted predictions (`cross_fitted`).
 
   Within each drug, least squares of the labels on the parts' cross-fitted predictions (both
-  centred per drug), ridge-penalised toward w0, the least-squares weights of all drugs together:
-  w_g = (G_g + s I)^-1 (c_g + s w0), G_g and c_g the drug's centred Gram matrix and cross
-  products. The intercept puts the drug's level at its cross-fitted pairs' mean label; a drug
+  centred per drug and `fold`), ridge-penalised toward w0, the least-squares weights of all drugs
+  together: w_g = (G_g + s I)^-1 (c_g + s w0), G_g and c_g the drug's Gram matrix and cross
+  products summed over its folds, each centred on its own means. Centring per fold matters: a
+  fold's pairs are predicted by fits that learned the drug's level from the other folds, whose mean
+  moves against the held-out fold's own, so across folds a part's level anti-correlates with the
+  labels; that would reward a part which only knows each drug's level (a per-drug mean, or ridge
+  on one-hot line features) with a negative weight that does not carry to new pairs. The intercept puts the drug's level at its cross-fitted pairs' mean label; a drug
   without cross-fitted pairs gets w0 and the intercept of all pairs together. Weights may be
   negative (a part subtracted where it helps that drug): they are fitted on hundreds of pairs per
   drug, not on the few validation pairs. s is in the units of G_g (squared ln IC50 summed over the
   drug's pairs); it is the one in `shrinks` that scores best on `val` (a single value given: taken
-  as it is, no validation needed). `folds`: how many folds made `cross` (recorded only).
+  as it is, no validation needed). `fold`: each pair's fold (None: one per drug).
   """
   keep = np.all(np.isfinite(cross), 1)
   p, y, drug = cross[keep], np.asarray(pairs.y, np.float64)[keep], pairs.drug[keep]
   if not len(y):
     raise ValueError('drug_blend needs cross-fitted predictions of some pairs')
-  n, mp, my, gram, cr = _group_moments(p, y, drug, n_drugs)
+  f = np.zeros(len(y), np.int64) if fold is None else np.asarray(fold)[keep]
+  folds = int(f.max()) + 1
+  n, mp, my, _, _ = _group_moments(p, y, drug, n_drugs)
+  _, _, _, gram, cr = _group_moments(p, y, drug * folds + f, n_drugs * folds)
+  gram = gram.reshape(n_drugs, folds, *gram.shape[1:]).sum(1)
+  cr = cr.reshape(n_drugs, folds, -1).sum(1)
   w0 = np.linalg.lstsq(gram.sum(0), cr.sum(0), rcond=None)[0]
   pooled = float(y.mean() - p.mean(0) @ w0)
   eye = np.eye(p.shape[1])
@@ -1204,9 +1216,9 @@ def _drug_blend_for(parts: Mapping[str, Predictor], info: Mapping[str, dict], pa
   with the hyperparameters each chose; with `refit`, the blend predicts through those refit
   predictors (same names) instead of `parts`."""
   parts = {name: p for name, p in parts.items() if name not in ('blend', 'drug_blend')}
-  cross = cross_fitted(parts, info, pairs, x, n_cells, n_drugs, seed, annotations)
+  cross, fold = cross_fitted(parts, info, pairs, x, n_cells, n_drugs, seed, annotations)
   final = [refit[name] if refit else p for name, p in parts.items()]
-  return drug_blend(final, cross, pairs, n_drugs, val, shrinks)
+  return drug_blend(final, cross, pairs, n_drugs, val, shrinks, fold)
 
 
 def _why_not(name: str, kind: str, has_features: bool, any_fitted: bool) -> str | None:
