@@ -310,7 +310,8 @@ python launch/report.py --runs "$out/lodo18_b" "$out/lodo18_a" "$out/lodo18_d" -
 # Session 19: (c) + ChemNet re-run with the stricter rule (ChemNet made by the sidecar into a
 # writable copy of the data root) and the report of (b), (c), (a), (d); then the legacy split with
 # the per-drug blend (classical.drug_blend, fitted on cross-fitted training predictions) for every
-# config, 3 seeds. Unseen lines are unchanged (the per-drug blend applies to seen pairs only).
+# config, 3 seeds (as far as this session got: see the README). Unseen lines are unchanged (the
+# per-drug blend applies to seen pairs only).
 python -m embed_torch chemnet --smiles "$CDR_DATA_DIR/deepcdr/223drugs_pubchem_smiles.txt" \
   --out "$CDR_DATA_DIR/drugs/chemnet.npy"
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet \
@@ -325,3 +326,6 @@ for s in 0 1 2; do
   train configs/baseline.py:onehot,seed=$s legacy19_onehot_s$s
 done
 python launch/report.py --runs "$out"/legacy19_expr_s* --out docs/report_legacy19
+# The replicate measurements in the legacy test pairs, and the per-drug blend cross-fitted over
+# keys (adopted) against over measurements.
+python bench/legacy_replicates.py --config=configs/baseline.py --seeds=0,1,2
