@@ -7,6 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/quality}"
 train() { python launch/train.py --config="$1" --workdir="$out/$2" --config.train.progress=False "${@:3}"; }
+# Legacy split, every config but expression, seeds 0, 1, 2 (seed by seed): runs PREFIX_MULTI_sN
+# (MULTI: the multi-omics runs' name, as each session named them), PREFIX_scf_sN, PREFIX_shuf_sN,
+# PREFIX_onehot_sN.
+legacy_other_configs() {
+  for s in 0 1 2; do
+    train configs/multiomics.py:seed=$s "$1_$2_s$s"
+    train configs/scfoundation.py:seed=$s "$1_scf_s$s"
+    train configs/baseline.py:shuffled,seed=$s "$1_shuf_s$s"
+    train configs/baseline.py:onehot,seed=$s "$1_onehot_s$s"
+  done
+}
 # Legacy split (the published 4,729 test pairs): scFoundation, 3 seeds, and the shuffled control.
 train configs/scfoundation.py:seed=0 legacy_scf_s0
 train configs/scfoundation.py:shuffled legacy_scf_shuffled_s0
@@ -107,12 +118,7 @@ python launch/lodo.py --config=configs/baseline.py:lodo --drugs=random:12:3 --wo
 # the earlier network: --config.model.linear_init=zero --config.data.cell_kernel=none).
 # Legacy split, expression (the README's main command), seeds 0, 1, 2, then every other config.
 for s in 0 1 2; do train configs/baseline.py:seed=$s legacy6_expr_s$s; done
-for s in 0 1 2; do
-  train configs/multiomics.py:seed=$s legacy6_mo_s$s
-  train configs/scfoundation.py:seed=$s legacy6_scf_s$s
-  train configs/baseline.py:shuffled,seed=$s legacy6_shuf_s$s
-  train configs/baseline.py:onehot,seed=$s legacy6_onehot_s$s
-done
+legacy_other_configs legacy6 mo
 # Selecting the epoch on per-drug PCC instead (seed 0; validation falls after epoch 4).
 train configs/baseline.py legacy6_expr_pd_s0 --config.train.select_metric=per_drug_pcc \
   --config.train.patience=50
@@ -319,12 +325,7 @@ python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+
 python launch/report.py --runs "$out/lodo18_b" "$out/lodo19_c" "$out/lodo18_a" "$out/lodo18_d" \
   --out docs/report_lodo19
 for s in 0 1 2; do train configs/baseline.py:seed=$s legacy19_expr_s$s; done
-for s in 0 1 2; do
-  train configs/multiomics.py:seed=$s legacy19_multi_s$s
-  train configs/scfoundation.py:seed=$s legacy19_scf_s$s
-  train configs/baseline.py:shuffled,seed=$s legacy19_shuf_s$s
-  train configs/baseline.py:onehot,seed=$s legacy19_onehot_s$s
-done
+legacy_other_configs legacy19 multi
 python launch/report.py --runs "$out"/legacy19_expr_s* --out docs/report_legacy19
 # The replicate measurements in the legacy test pairs, and the per-drug blend cross-fitted over
 # keys (adopted) against over measurements.
