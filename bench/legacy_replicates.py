@@ -41,13 +41,11 @@ def run(ds, config) -> dict:
   split = splits.make_split(ds, config.split)
   cell_x, _ = experiment.standardized_features(ds, np.unique(ds.pair_cell[split.train]),
                                                np.unique(ds.pair_drug[split.train]), config)
-  key = ds.pair_cell.astype(np.int64) * len(ds.drug_ids) + ds.pair_drug
-  fitted_on = np.concatenate([split.train, split.val])
-  measured = np.isin(key[split.test], key[fitted_on])
+  measured = splits.measured_before(ds, np.concatenate([split.train, split.val]), split.test)
   y, drug = ds.pair_y[split.test], ds.pair_drug[split.test]
   out = {'test_pairs': int(len(y)), 'test_pairs_measured_in_training': int(measured.sum()),
-         'validation_pairs_measured_in_training': float(np.isin(key[split.val],
-                                                                key[split.train]).mean())}
+         'validation_pairs_measured_in_training': float(
+             splits.measured_before(ds, split.train, split.val).mean())}
   for by_key in (True, False):
     classical.CROSS_BY_KEY = by_key
     preds, info = experiment.fit_classical(ds, split, cell_x, config, split.test)

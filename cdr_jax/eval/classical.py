@@ -1000,19 +1000,25 @@ def cross_fitted(fitted: Mapping[str, Predictor], info: Mapping[str, dict], pair
   return out, held_in
 
 
-def _group_moments(p: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int):
-  """Per group: count, means of p and y, and the centred Gram matrix and cross products."""
+def _group_means(p: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int):
+  """Per group: count, and the means of p's columns and of y (0 for an empty group)."""
   n = np.bincount(group, minlength=n_groups).astype(np.float64)
   safe = np.maximum(n, 1)
   mp = np.stack([np.bincount(group, c, n_groups) for c in p.T], 1) / safe[:, None]
-  my = np.bincount(group, y, n_groups) / safe
+  return n, mp, np.bincount(group, y, n_groups) / safe
+
+
+def _group_moments(p: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int):
+  """Per group: the Gram matrix of p and its cross products with y, both centred on the group's
+  means (`_group_means`)."""
+  _, mp, my = _group_means(p, y, group, n_groups)
   pc, yc = p - mp[group], y - my[group]
   gram = np.empty((n_groups, p.shape[1], p.shape[1]))
   for i in range(p.shape[1]):
     for j in range(i + 1):
       gram[:, i, j] = gram[:, j, i] = np.bincount(group, pc[:, i] * pc[:, j], n_groups)
   cross = np.stack([np.bincount(group, c * yc, n_groups) for c in pc.T], 1)
-  return n, mp, my, gram, cross
+  return gram, cross
 
 
 def drug_blend(parts: Sequence[Predictor], cross: np.ndarray, pairs: Pairs, n_drugs: int,
@@ -1027,8 +1033,9 @@ def drug_blend(parts: Sequence[Predictor], cross: np.ndarray, pairs: Pairs, n_dr
   fold's pairs are predicted by fits that learned the drug's level from the other folds, whose mean
   moves against the held-out fold's own, so across folds a part's level anti-correlates with the
   labels; that would reward a part which only knows each drug's level (a per-drug mean, or ridge
-  on one-hot line features) with a negative weight that does not carry to new pairs. The intercept puts the drug's level at its cross-fitted pairs' mean label; a drug
-  without cross-fitted pairs gets w0 and the intercept of all pairs together. Weights may be
+  on one-hot line features) with a negative weight that does not carry to new pairs. The
+  intercept puts the drug's level at its cross-fitted pairs' mean label; a drug without
+  cross-fitted pairs gets w0 and the intercept of all pairs together. Weights may be
   negative (a part subtracted where it helps that drug): they are fitted on hundreds of pairs per
   drug, not on the few validation pairs. s is in the units of G_g (squared ln IC50 summed over the
   drug's pairs); it is the one in `shrinks` that scores best on `val` (a single value given: taken
@@ -1040,8 +1047,8 @@ def drug_blend(parts: Sequence[Predictor], cross: np.ndarray, pairs: Pairs, n_dr
     raise ValueError('drug_blend needs cross-fitted predictions of some pairs')
   f = np.zeros(len(y), np.int64) if fold is None else np.asarray(fold)[keep]
   folds = int(f.max()) + 1
-  n, mp, my, _, _ = _group_moments(p, y, drug, n_drugs)
-  _, _, _, gram, cr = _group_moments(p, y, drug * folds + f, n_drugs * folds)
+  n, mp, my = _group_means(p, y, drug, n_drugs)
+  gram, cr = _group_moments(p, y, drug * folds + f, n_drugs * folds)
   gram = gram.reshape(n_drugs, folds, *gram.shape[1:]).sum(1)
   cr = cr.reshape(n_drugs, folds, -1).sum(1)
   w0 = np.linalg.lstsq(gram.sum(0), cr.sum(0), rcond=None)[0]
@@ -1223,11 +1230,9 @@ def _drug_blend_for(parts: Mapping[str, Predictor], info: Mapping[str, dict], pa
 
 def _why_not(name: str, kind: str, has_features: bool, any_fitted: bool) -> str | None:
   """Why a predictor does not apply to a kind of split (None: it applies)."""
-  if name == 'blend':
-    return None if any_fitted else 'no predictor applies to this split'
-  if name == 'drug_blend':
-    if kind != 'seen_pairs':
-      return _WHY_NOT_DRUG_BLEND
+  if name == 'drug_blend' and kind != 'seen_pairs':
+    return _WHY_NOT_DRUG_BLEND
+  if name in ('blend', 'drug_blend'):
     return None if any_fitted else 'no predictor applies to this split'
   if name in ('ridge_per_drug', 'kernel_ridge'):
     if not has_features:
