@@ -21,6 +21,7 @@ import threadpoolctl
 from cdr_jax import data as data_lib
 from cdr_jax import runs
 from cdr_jax.data import cells
+from cdr_jax.data import dataset as dataset_lib
 from cdr_jax.data import drugs
 from cdr_jax.data import splits
 from cdr_jax.data.dataset import Dataset
@@ -328,7 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                      'leaky)')
   ds = data_lib.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
-  net = train_ensemble(config, ds, split, workdir)
+  net = train_ensemble(config, network_dataset(ds, split, config), split, workdir)
   if isinstance(net, dict):
     return net
   ensemble = int(config.train.get('ensemble', 1))
@@ -351,6 +352,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                             np.unique(ds.pair_drug[split.train]), config)[0]
   tuned, extra['classical'] = classical_predictions(ds, split, x, config, net.val, net.test,
                                                     prefit)
+  if extra['classical']:
+    extra['drug_axis'] = drug_axis(ds, split, config)[2]
   preds.update(tuned)
   measured = splits.measured_before(ds, np.concatenate([split.train, split.val]), split.test)
   if measured.any() and config.model.task == 'regression':
@@ -429,17 +432,61 @@ def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
   return out, info
 
 
+def drug_axis(ds: Dataset, split: splits.Split,
+              config: ml_collections.ConfigDict) -> tuple[np.ndarray, int, dict]:
+  """The drug identities the identity models learn (the classical predictors' columns, the
+  network's drugs): [P] each pair's, their number, and what was chosen and why.
+
+  On seen pairs with `data.screens`, each GDSC screen (drug id) is an identity of its own: GDSC
+  screened 15 drugs (one PubChem CID each) under two ids whose ln IC50s on the same lines differ
+  by up to 2.5 on average and correlate 0.23-0.83, and one identity per drug averages the two
+  assays (README, session 20). Scores stay per drug. Otherwise (unseen lines or drugs, no screen
+  recorded, every drug one screen, or a validation or test pair whose screen has no training
+  pair) the identities are the drugs.
+  """
+  column, n_columns, screen_drug = ds.drug_columns()
+  about = {'columns': 'drug', 'drugs': len(ds.drug_ids), 'screens': n_columns,
+           'drugs_with_several_screens': int(np.sum(np.bincount(screen_drug[screen_drug >= 0])
+                                                    > 1)) if len(screen_drug) else 0}
+  evaluated = np.concatenate([split.val, split.test])
+  why = None
+  if not config.data.get('screens', True):   # .get: runs written before the field
+    why = 'data.screens is off'
+  elif classical.kind_of(split.name) != 'seen_pairs':
+    why = 'screens are identities: they apply to seen pairs only'
+  elif ds.pair_screen is None or not about['drugs_with_several_screens']:
+    why = 'no drug has more than one screen'
+  elif not np.isin(column[evaluated], column[split.train]).all():
+    why = 'a validation or test pair\'s screen has no training pair'
+  if why:
+    return ds.pair_drug, len(ds.drug_ids), dict(about, why=why)
+  return column, n_columns, dict(about, columns='screen')
+
+
+def network_dataset(ds: Dataset, split: splits.Split, config: ml_collections.ConfigDict
+                    ) -> Dataset:
+  """The dataset the network trains on: with screens as identities (`drug_axis`), each screen
+  a drug of its own (`dataset.screens_as_drugs`; the network's per-drug codes and its selection's
+  per-drug scores are then per screen); else `ds`."""
+  if drug_axis(ds, split, config)[2]['columns'] == 'screen':
+    return dataset_lib.screens_as_drugs(ds)
+  return ds
+
+
 def fit_classical(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
                   config: ml_collections.ConfigDict, pairs: np.ndarray,
                   prefit: dict | None = None,
                   val_predictions: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
   """`classical.fit_classical` on the split's training and validation pairs, predicting `pairs`
   (`cell_x`: the standardised cell features; the run's seed; refit on both when
-  `eval.classical_refit`; kernel ridge's line annotation kernels: `splits.line_annotations`)."""
+  `eval.classical_refit`; kernel ridge's line annotation kernels: `splits.line_annotations`;
+  the drug identities `drug_axis`; `prefit` predictors were fitted on the same identities, by
+  the network's warm start on `network_dataset`)."""
+  column, n_columns, _ = drug_axis(ds, split, config)
   with threadpoolctl.threadpool_limits(1):  # many small products: BLAS threads only thrash
     return classical.fit_classical(
-        split.name, ds.pair_cell, ds.pair_drug, ds.pair_y, split.train, split.val, pairs,
-        len(ds.cell_ids), len(ds.drug_ids), x=np.asarray(cell_x, np.float64),
+        split.name, ds.pair_cell, column, ds.pair_y, split.train, split.val, pairs,
+        len(ds.cell_ids), n_columns, x=np.asarray(cell_x, np.float64),
         seed=config.train.seed, refit=config.eval.classical_refit, prefit=prefit,
         val_predictions=val_predictions,
         annotations=splits.line_annotations(ds, split.name))

@@ -16,6 +16,7 @@ from cdr_jax import experiment
 from cdr_jax import runs
 from cdr_jax.data import chem
 from cdr_jax.data import drugs
+from cdr_jax.data.dataset import SCREEN_SEPARATOR
 from cdr_jax.data import io
 from cdr_jax.data import splits
 from cdr_jax.errors import DataError
@@ -28,22 +29,12 @@ def add_drugs(ds: data.Dataset, smiles: list[tuple[str, str]]) -> data.Dataset:
   """The dataset with new drugs (id, SMILES) appended to its drug graphs (no new pairs)."""
   known = len(ds.drug_ids)
   g = ds.drug_graphs
-  old = [_graph(g, i) for i in range(known)]
+  old = [chem.graph_at(g, i) for i in range(known)]
   new = [chem.smiles_to_graph(s, d) for d, s in smiles]
   return dataclasses.replace(ds, drug_ids=ds.drug_ids + tuple(d for d, _ in smiles),
                              drug_names=ds.drug_names + tuple(d for d, _ in smiles),
                              drug_smiles=ds.drug_smiles + tuple(s for _, s in smiles),
                              drug_graphs=chem.batch_drug_graphs(old + new))
-
-
-def _graph(g, i: int):
-  """Graph `i` of a padded batch, as a single-graph GraphsTuple of numpy arrays."""
-  n0, n = int(g.n_node[:i].sum()), int(g.n_node[i])
-  e0, e = int(g.n_edge[:i].sum()), int(g.n_edge[i])
-  return g._replace(nodes=np.asarray(g.nodes[n0:n0 + n]),
-                    senders=np.asarray(g.senders[e0:e0 + e]) - n0,
-                    receivers=np.asarray(g.receivers[e0:e0 + e]) - n0, n_node=np.array([n]),
-                    n_edge=np.array([e]))
 
 
 def _pad_per_drug_params(params, num_new: int):
@@ -76,6 +67,7 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
             for rows in zip(*outs)]
   ds = data.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
+  ds = experiment.network_dataset(ds, split, config)   # the drugs the network was trained on
   # The network the run reported: its refit on training + validation pairs when it made one.
   pool = experiment.refit_pool(config, split)
   where = workdir / (experiment.REFIT_CHECKPOINTS if experiment.refits(config, split)
@@ -106,12 +98,17 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   for c, d in pairs:
     if c not in cell_index:
       raise DataError(f'unknown cell id {c!r}: not among the {len(cell_index)} cell lines of the run')
+    screens = [k for k in drug_index if k.startswith(d + SCREEN_SEPARATOR)]
+    if d not in drug_index and screens:
+      raise DataError(f'drug {d!r} was screened under several GDSC ids, each a drug of this run: '
+                      f'name one of {", ".join(screens)}')
     if d not in drug_index:
       raise DataError(f'unknown drug id {d!r}: not among the run\'s drugs (give new ones as SMILES)')
   query = dataclasses.replace(
       ds, pair_cell=np.array([cell_index[c] for c, _ in pairs], np.int32),
       pair_drug=np.array([drug_index[d] for _, d in pairs], np.int32),
-      pair_y=np.zeros(len(pairs), np.float32), pair_label=np.zeros(len(pairs), np.int8))
+      pair_y=np.zeros(len(pairs), np.float32), pair_label=np.zeros(len(pairs), np.int8),
+      pair_screen=None, screen_ids=())
   everything = np.arange(len(pairs))
   # The run's features and target statistics; a hybrid model's per-drug code table grows with the
   # new drugs (their codes are zero).

@@ -82,3 +82,14 @@ def batch_drug_graphs(graphs: Sequence[jraph.GraphsTuple], multiple: int = 64) -
   n_nodes = _round_up(int(batch.n_node.sum()) + 1, multiple)
   n_edges = _round_up(int(batch.n_edge.sum()) + 1, multiple)
   return jraph.pad_with_graphs(batch, n_node=n_nodes, n_edge=n_edges, n_graph=len(graphs) + 1)
+
+
+def graph_at(g: jraph.GraphsTuple, i: int) -> jraph.GraphsTuple:
+  """Graph `i` of a padded batch (`batch_drug_graphs`), as a single-graph GraphsTuple of numpy
+  arrays."""
+  n0, n = int(g.n_node[:i].sum()), int(g.n_node[i])
+  e0, e = int(g.n_edge[:i].sum()), int(g.n_edge[i])
+  return g._replace(nodes=np.asarray(g.nodes[n0:n0 + n]),
+                    senders=np.asarray(g.senders[e0:e0 + e]) - n0,
+                    receivers=np.asarray(g.receivers[e0:e0 + e]) - n0, n_node=np.array([n]),
+                    n_edge=np.array([e]))

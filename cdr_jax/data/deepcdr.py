@@ -249,7 +249,9 @@ def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],
   pair_cell = np.array([cell_index[instances.cell[i]] for i in kept], np.int32)
   pair_drug = np.array([drug_index[instances.cid[i]] for i in kept], np.int32)
   pair_y = instances.y[kept]
-  pair_label = _labels(drugs, [instances.gdsc_id[i] for i in kept], pair_y)
+  gdsc = [instances.gdsc_id[i] for i in kept]
+  pair_label = _labels(drugs, gdsc, pair_y)
+  screen_ids, pair_screen = np.unique(np.array(gdsc, dtype=str), return_inverse=True)
   graphs = [chem.smiles_to_graph(drugs.cid_smiles[d], d) for d in drug_ids]
   return Dataset(
       cell_ids=tuple(cell_ids), cell_features=features,
@@ -258,7 +260,8 @@ def assemble(instances: Instances, drugs: RawDrugs, annotations: dict[str, str],
       drug_names=tuple(cid_name[d] for d in drug_ids),
       drug_graphs=chem.batch_drug_graphs(graphs), pair_cell=pair_cell, pair_drug=pair_drug,
       pair_y=pair_y, pair_label=pair_label, info=info, feature_blocks=blocks,
-      drug_smiles=tuple(drugs.cid_smiles[d] for d in drug_ids))
+      drug_smiles=tuple(drugs.cid_smiles[d] for d in drug_ids),
+      pair_screen=pair_screen.astype(np.int32), screen_ids=tuple(screen_ids.tolist()))
 
 
 def _labels(drugs: RawDrugs, gdsc_ids: list[str], y: np.ndarray) -> np.ndarray:

@@ -92,6 +92,7 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
        + config.noise * rng.standard_normal(len(d)))
   keep = rng.random(len(d)) >= config.missing_fraction
   d, c, y = d[keep], c[keep], y[keep].astype(np.float32)
+  d, c, y, screen, screen_ids = _screens(config, d, c, y, len(graphs))
   threshold = np.array([np.median(y[d == i]) for i in range(len(graphs))], np.float32)
   cell_ids = [f'SYN-{i:04d}' for i in range(num_cells)]
   features = _features(config, base, cell_ids)
@@ -110,8 +111,31 @@ def make_dataset(config: ml_collections.ConfigDict) -> Dataset:
       info={'synthetic': True, 'cell_repr': config.cell_repr,
             'shuffled': bool(config.shuffle_cells)},
       drug_smiles=tuple(s for _, s in DRUGS[:config.num_drugs]),
-      line_annotations={'medium': medium.astype(np.int64), 'doubling': doubling})
+      line_annotations={'medium': medium.astype(np.int64), 'doubling': doubling},
+      pair_screen=screen, screen_ids=screen_ids)
   return drugs.with_features(ds, config, None)
+
+
+SCREEN_OFFSET = 1.5   # ln IC50 a second screen reads above the first, on every line
+
+
+def _screens(config: ml_collections.ConfigDict, d: np.ndarray, c: np.ndarray, y: np.ndarray,
+             num_drugs: int):
+  """Pairs and screens: drug i is screen 'G<i>'; with `synthetic_screens` = k, the last k drugs
+  are measured again, on the same lines, in a second screen ('G<i>b') that reads SCREEN_OFFSET
+  higher with its own noise (as GDSC screened some drugs under two ids). The second screen's
+  pairs come after the first's; labels and noise of the first are as without it."""
+  screen_ids = [f'G{i}' for i in range(num_drugs)]
+  k = int(config.get('synthetic_screens', 0))
+  if not k:
+    return d, c, y, d.astype(np.int32), tuple(screen_ids)
+  again = np.flatnonzero(d >= num_drugs - k)
+  noise = np.random.default_rng([config.synthetic_seed, 2]).standard_normal(len(again))
+  second = num_drugs + d[again] - (num_drugs - k)
+  screen_ids += [f'G{i}b' for i in range(num_drugs - k, num_drugs)]
+  return (np.concatenate([d, d[again]]), np.concatenate([c, c[again]]),
+          np.concatenate([y, y[again] + SCREEN_OFFSET + config.noise * noise]).astype(np.float32),
+          np.concatenate([d, second]).astype(np.int32), tuple(screen_ids))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
