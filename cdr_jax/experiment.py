@@ -434,15 +434,15 @@ def classical_predictions(ds: Dataset, split: splits.Split, cell_x: np.ndarray,
 
 def drug_axis(ds: Dataset, split: splits.Split,
               config: ml_collections.ConfigDict) -> tuple[np.ndarray, int, dict]:
-  """The drug identities the identity models learn (the classical predictors' columns, the
+  """The drug identities the models learn per drug (the classical predictors' columns, the
   network's drugs): [P] each pair's, their number, and what was chosen and why.
 
-  On seen pairs with `data.screens`, each GDSC screen (drug id) is an identity of its own: GDSC
-  screened 15 drugs (one PubChem CID each) under two ids whose ln IC50s on the same lines differ
-  by up to 2.5 on average and correlate 0.23-0.83, and one identity per drug averages the two
-  assays (README, session 20). Scores stay per drug. Otherwise (unseen lines or drugs, no screen
-  recorded, every drug one screen, or a validation or test pair whose screen has no training
-  pair) the identities are the drugs.
+  With `data.screens`, each GDSC screen (drug id) is an identity of its own: GDSC screened 15
+  drugs (one PubChem CID each) under two ids whose ln IC50s on the same lines differ by up to 2.5
+  on average and correlate 0.23-0.83, and one identity per drug averages the two assays (README,
+  session 20). Scores stay per drug. The identities are the drugs where no screen is recorded,
+  every drug has one screen, or a validation or test pair's screen has no training pair (a
+  held-out drug's: unseen drugs keep one identity per drug).
   """
   column, n_columns, screen_drug = ds.drug_columns()
   about = {'columns': 'drug', 'drugs': len(ds.drug_ids), 'screens': n_columns,
@@ -452,8 +452,6 @@ def drug_axis(ds: Dataset, split: splits.Split,
   why = None
   if not config.data.get('screens', True):   # .get: runs written before the field
     why = 'data.screens is off'
-  elif classical.kind_of(split.name) != 'seen_pairs':
-    why = 'screens are identities: they apply to seen pairs only'
   elif ds.pair_screen is None or not about['drugs_with_several_screens']:
     why = 'no drug has more than one screen'
   elif not np.isin(column[evaluated], column[split.train]).all():

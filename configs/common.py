@@ -52,10 +52,10 @@ def base_config() -> ml_collections.ConfigDict:
       # its overall level; cells.zscore_lines); -1: kernel ridge's choice by inner CV over the
       # training lines (warm_start.configure); 0: off.
       line_zscore=0.0,
-      # On seen pairs, each GDSC screen (drug id) is a drug identity of its own for the models
-      # that learn identities: the classical predictors' columns and the network's drugs
-      # (experiment.drug_axis; GDSC screened 15 drugs under two ids; chosen on validation,
-      # README session 20). Scores stay per drug.
+      # Each GDSC screen (drug id) is a drug identity of its own for the models that learn one
+      # per drug: the classical predictors' columns and the network's drugs, on seen pairs and
+      # unseen lines (experiment.drug_axis; GDSC screened 15 drugs under two ids; chosen on
+      # validation, README session 20). Scores stay per drug.
       screens=True,
       # Synthetic data only.
       num_cells=96, num_drugs=36, num_types=4, feature_dim=32, noise=0.3,

@@ -1,15 +1,17 @@
-"""Screens as identities on the legacy split: the classical predictors with one identity per drug
-against one per GDSC screen (`data.screens`), on validation and test pairs (minutes; no network).
+"""Screens as identities: the classical predictors with one identity per drug against one per
+GDSC screen (`data.screens`), on validation and test pairs (minutes; no network).
 
-  python bench/legacy_screens.py --config=configs/baseline.py [--seeds=0,1,2]
+  python bench/screens.py --config=configs/baseline.py --seeds=0,1,2            # legacy split
+  python bench/screens.py --config=configs/baseline.py:leave_cell_out --folds=0,1,2,3,4
 
 GDSC screened 15 drugs (one PubChem CID each) under two drug ids whose ln IC50s on the same lines
-differ. Printed first, per such drug: its two screens' pairs measured on the same line, their
-correlation and mean difference. Then each predictor (`experiment.fit_classical`, refit as in
-every run) with `data.screens` off and on: the validation score its choices were made on (fits on
-training pairs), and test per-drug / overall PCC on all test pairs, on the test pairs of the 15
-twice-screened drugs and of the other drugs, and on the test pairs never measured in training
-(`splits.measured_before`). Scores are per drug (PubChem CID) either way. JSON on stdout.
+differ. Printed first, per such drug: the lines measured in both screens, the two readings'
+correlation and mean difference. Then, per seed (or fold of held-out lines), each predictor
+(`experiment.fit_classical`, refit as in every run) with `data.screens` off and on: the
+validation score its choices were made on (fits on training pairs), and test per-drug / overall PCC
+on all test pairs, on the test pairs of the 15 twice-screened drugs and of the other drugs, and on
+seen pairs also on the test pairs never measured in training (`splits.measured_before`). Scores are
+per drug (PubChem CID) either way. JSON on stdout.
 """
 
 import json
@@ -31,7 +33,10 @@ from cdr_jax.eval import evaluate
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Data config.')
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds (validation carve, MF init, inner folds).')
-SHOWN = ('matrix_factorization', 'item_knn_after_cascade', 'blend', 'drug_blend')
+_FOLDS = flags.DEFINE_list('folds', [], 'Folds of a split with folds (leave_cell_out); each with '
+                           'the config\'s seed. Empty: the seeds.')
+SHOWN = ('matrix_factorization', 'item_knn_after_cascade', 'ridge_per_drug', 'kernel_ridge',
+         'blend', 'drug_blend')
 
 
 def screen_pairs(ds) -> dict:
@@ -65,16 +70,17 @@ def run(ds, config) -> dict:
   drug = ds.pair_drug[split.test]
   yv, drug_v = ds.pair_y[split.val], ds.pair_drug[split.val]
   subsets = {'all': np.ones(len(drug), bool), 'twice_screened_drugs': np.isin(drug, twice),
-             'other_drugs': ~np.isin(drug, twice),
-             'unmeasured': ~splits.measured_before(ds, np.concatenate([split.train, split.val]),
-                                                   split.test)}
+             'other_drugs': ~np.isin(drug, twice)}
+  if classical.kind_of(split.name) == 'seen_pairs':
+    subsets['unmeasured'] = ~splits.measured_before(
+        ds, np.concatenate([split.train, split.val]), split.test)
   out = {}
   for screens in (False, True):
     config.data.screens = screens
     val = {}
     preds, _ = experiment.fit_classical(ds, split, cell_x, config, split.test,
                                         val_predictions=val)
-    for name in SHOWN:
+    for name in (n for n in SHOWN if n in preds):
       p = preds[name]
       out[f'{name}, {"screens" if screens else "drugs"}'] = {
           'val_per_drug_pcc': round(classical.mean_drug_pcc(val[name], yv, drug_v), 4),
@@ -88,7 +94,10 @@ def main(argv):
   config = _CONFIG.value
   ds = data.load_dataset(config.data)
   result = {'screens': screen_pairs(ds)}
-  for seed in _SEEDS.value:
+  for fold in _FOLDS.value:
+    config.split.fold = int(fold)
+    result[f'fold_{fold}'] = run(ds, config)
+  for seed in [] if _FOLDS.value else _SEEDS.value:
     config.train.seed = int(seed)
     config.split.seed = int(seed)
     result[f'seed_{seed}'] = run(ds, config)
