@@ -46,7 +46,7 @@ REFIT_CHECKPOINTS = 'checkpoints_refit'   # the refit network (`refit`), under t
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """A split made ready for training F models: the engine and the data on device."""
-  ds: Dataset
+  ds: Dataset                 # whose per-drug scores selection reads (same pairs as the data's)
   engine: engine_lib.Engine
   data: DeviceData            # on device
   host: DeviceData            # the same, on the host (per-model target statistics)
@@ -177,7 +177,10 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
   """A single run made ready: settings chosen on training / validation pairs and the warm start
   (`warm_start.configure`), the run set up with them, its initial (warm-started) state. With
   `refit_of` (what the run chose): the same for its refit on training + validation pairs, the
-  warm start fitted again on them with those choices (`warm_start.refit`)."""
+  warm start fitted again on them with those choices (`warm_start.refit`). The network trains on
+  `network_dataset` (screens as drugs where they are identities); its selection scores per drug
+  of `ds`."""
+  scored, ds = ds, network_dataset(ds, split, config)
   pairs = split.train if refit_of is None else np.concatenate([split.train, split.val])
   lines, seen = np.unique(ds.pair_cell[pairs]), np.unique(ds.pair_drug[pairs])
   x_std = standardized_features(ds, lines, seen, config)[0]
@@ -186,7 +189,7 @@ def prepare(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
   with threadpoolctl.threadpool_limits(1):  # as fit_classical: BLAS threads only thrash
     chosen = (warm_start.configure(config, ds, split, x_std, kernel) if refit_of is None
               else warm_start.refit(refit_of, ds, pairs, x_std, kernel))
-  run = setup(chosen.config, ds, [pairs], pairs, kernel)
+  run = dataclasses.replace(setup(chosen.config, ds, [pairs], pairs, kernel), ds=scored)
   states = run.init()
   if chosen.warm:
     states = warm_start.apply(states, chosen.warm, run.host.cell_x, lines, run.host.y_mean,
@@ -329,7 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                      'leaky)')
   ds = data_lib.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
-  net = train_ensemble(config, network_dataset(ds, split, config), split, workdir)
+  net = train_ensemble(config, ds, split, workdir)
   if isinstance(net, dict):
     return net
   ensemble = int(config.train.get('ensemble', 1))
