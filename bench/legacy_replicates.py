@@ -9,6 +9,11 @@ scores the tuned classical predictors (`experiment.fit_classical`, refit as in e
 test pairs, on the test pairs never measured in training or validation ("unmeasured"), and on the
 others. The per-drug blend is fitted twice: cross-fitted over (line, drug) keys (the default,
 `classical.CROSS_BY_KEY`) and over measurements. JSON on stdout.
+
+Session 20 found what the repeats are: 15 drugs screened under two GDSC ids (`bench/screens.py`).
+With screens as identities (`data.screens`, the default since) a key is a (line, screen), which
+GDSC measured once, and the two fold rules deal the same folds; session 19's figures are
+`--config.data.screens=False`.
 """
 
 import json
