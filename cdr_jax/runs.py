@@ -191,7 +191,8 @@ def write_results(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, preds: d
 
 def write_predictions(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, pred: np.ndarray,
                       task: str) -> None:
-  """predictions.csv: cell, drug, cancer type, observed, predicted (and label) per test pair."""
+  """predictions.csv: cell, drug, cancer type, observed, predicted (and label) per test pair, and
+  the screen (GDSC drug id) it was measured in where the dataset records one."""
   rows = [{'cell_id': ds.cell_ids[c], 'drug_id': ds.drug_ids[d],
            'cancer_type': ds.cancer_types[ds.cell_type[c]], 'observed': float(y),
            'predicted': float(p)}
@@ -199,6 +200,9 @@ def write_predictions(workdir: pathlib.Path, ds: Dataset, test: np.ndarray, pred
   if task == 'classification':
     for r, label in zip(rows, ds.pair_label[test]):
       r['label'] = int(label)
+  if ds.pair_screen is not None:
+    for r, screen in zip(rows, ds.pair_screen[test]):
+      r['screen'] = ds.screen_ids[screen]
   write_csv(workdir / PREDICTIONS_FILE, rows)
 
 

@@ -196,6 +196,8 @@ def test_network_learns_screens_end_to_end(tmp_path, variant):
   rows = (tmp_path / 'predictions.csv').read_text().splitlines()
   assert len(rows) - 1 == len(splits.make_split(ds, c.split).test)
   assert {r.split(',')[1] for r in rows[1:]} <= set(ds.drug_ids)   # per drug (CID), as before
+  twice_rows = [r.split(',') for r in rows[1:] if r.split(',')[1] == ds.drug_ids[-1]]
+  assert rows[0].split(',')[-1] == 'screen' and {r[-1] for r in twice_rows} == {'G11', 'G11b'}
   twice, line = ds.drug_ids[-1], ds.cell_ids[0]
   with pytest.raises(DataError, match=f"drug '{twice}' was screened under several GDSC ids"):
     predict.predict(tmp_path, [(line, twice)])
