@@ -79,7 +79,7 @@ def test_outputs_beside_baselines(reference):
   history = (workdir / 'history.csv').read_text().splitlines()
   assert history[0].startswith('epoch,step,train_loss,val_pcc') and len(history) == EPOCHS + 1
   rows = (workdir / 'predictions.csv').read_text().splitlines()
-  assert rows[0] == 'cell_id,drug_id,cancer_type,observed,predicted'
+  assert rows[0] == 'cell_id,drug_id,cancer_type,observed,predicted,screen'
   assert len(rows) - 1 == summary['split']['test']
   assert '| matrix_factorization |' in (workdir / 'summary.md').read_text()
 
