@@ -453,7 +453,7 @@ def drug_axis(ds: Dataset, split: splits.Split,
                                                     > 1)) if len(screen_drug) else 0}
   evaluated = np.concatenate([split.val, split.test])
   why = None
-  if not config.data.get('screens', True):   # .get: runs written before the field
+  if not config.data.get('screens', False):   # runs written before the field: one per drug
     why = 'data.screens is off'
   elif ds.pair_screen is None or not about['drugs_with_several_screens']:
     why = 'no drug has more than one screen'
@@ -466,9 +466,9 @@ def drug_axis(ds: Dataset, split: splits.Split,
 
 def network_dataset(ds: Dataset, split: splits.Split, config: ml_collections.ConfigDict
                     ) -> Dataset:
-  """The dataset the network trains on: with screens as identities (`drug_axis`), each screen
-  a drug of its own (`dataset.screens_as_drugs`; the network's per-drug codes and its selection's
-  per-drug scores are then per screen); else `ds`."""
+  """The dataset the network trains on (and `predict` rebuilds): with screens as identities
+  (`drug_axis`), each screen a drug of its own (`dataset.screens_as_drugs`: the network's
+  per-drug codes and terms are per screen); else `ds`."""
   if drug_axis(ds, split, config)[2]['columns'] == 'screen':
     return dataset_lib.screens_as_drugs(ds)
   return ds
