@@ -98,11 +98,11 @@ def predict(workdir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = N
   for c, d in pairs:
     if c not in cell_index:
       raise DataError(f'unknown cell id {c!r}: not among the {len(cell_index)} cell lines of the run')
-    screens = [k for k in drug_index if k.startswith(d + SCREEN_SEPARATOR)]
-    if d not in drug_index and screens:
-      raise DataError(f'drug {d!r} was screened under several GDSC ids, each a drug of this run: '
-                      f'name one of {", ".join(screens)}')
     if d not in drug_index:
+      screens = [k for k in drug_index if k.startswith(d + SCREEN_SEPARATOR)]
+      if screens:
+        raise DataError(f'drug {d!r} was screened under several GDSC ids, each a drug of this '
+                        f'run: name one of {", ".join(screens)}')
       raise DataError(f'unknown drug id {d!r}: not among the run\'s drugs (give new ones as SMILES)')
   query = dataclasses.replace(
       ds, pair_cell=np.array([cell_index[c] for c, _ in pairs], np.int32),
