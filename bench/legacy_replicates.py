@@ -31,6 +31,7 @@ from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax.data import splits
 from cdr_jax.eval import classical
+from configs import common
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Data config.')
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds (validation carve, MF init, inner folds).')
@@ -73,8 +74,7 @@ def main(argv):
   ds = data.load_dataset(config.data)
   result = {}
   for seed in _SEEDS.value:
-    config.train.seed = int(seed)
-    config.split.seed = int(seed)
+    common.set_seed(config, int(seed))
     result[f'seed_{seed}'] = run(ds, config)
   print(json.dumps(result, indent=1))
 

@@ -30,6 +30,7 @@ from cdr_jax import experiment
 from cdr_jax.data import splits
 from cdr_jax.eval import classical
 from cdr_jax.eval import evaluate
+from configs import common
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Data config.')
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds (validation carve, MF init, inner folds).')
@@ -98,8 +99,7 @@ def main(argv):
     config.split.fold = int(fold)
     result[f'fold_{fold}'] = run(ds, config)
   for seed in [] if _FOLDS.value else _SEEDS.value:
-    config.train.seed = int(seed)
-    config.split.seed = int(seed)
+    common.set_seed(config, int(seed))
     result[f'seed_{seed}'] = run(ds, config)
   print(json.dumps(result, indent=1))
 

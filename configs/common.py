@@ -140,6 +140,12 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def set_seed(c: ml_collections.ConfigDict, seed: int) -> None:
+  """What a seed means (the `seed=N` variant): the training seed (initial weights, matrix
+  factorisation's start, inner folds) and the split's (its validation carve)."""
+  c.train.seed = c.split.seed = seed
+
+
 def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies comma-separated variants (see module docstring); unknown ones raise ValueError."""
   unseen_lines = False
@@ -183,7 +189,7 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
     elif v.startswith('drugs='):
       c.data.drug_repr = v[6:]
     elif v.startswith('seed='):
-      c.train.seed = c.split.seed = int(v[5:])
+      set_seed(c, int(v[5:]))
     else:
       hint = ' (join variants with commas: a:b,c, not a:b:c)' if ':' in v else ''
       raise ValueError(f'unknown config variant {v!r}{hint}; choose from shuffled, onehot, '
