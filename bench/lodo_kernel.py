@@ -5,6 +5,8 @@ Every drug held out in turn: the naive cell-line mean, and the naive mean plus k
 other drugs' profiles (kernel: GDSC pathway + 2 x targets + 2 x Morgan + 0.5 x descriptors; the
 ridge chosen per fold by leave-one-out over the other drugs). Mean / median per-drug PCC over all
 of each drug's pairs and drugs beating naive (JSON). The sweep writes the same per fold (kernel_pcc).
+With `data.screens` (the default) the other drugs' profiles are one column per GDSC screen
+(`lodo_kernel.column_drugs`); `--config.data.screens=False` gives one per drug (before session 21).
 """
 
 import json
@@ -23,6 +25,7 @@ from cdr_jax.data import dataset
 from cdr_jax.eval import baselines
 from cdr_jax.eval import lodo_kernel
 from cdr_jax.eval import metrics
+from cdr_jax.train import warm_start
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/scfoundation.py', 'Data config.')
 
@@ -33,7 +36,8 @@ def main(argv):
   ds = data.load_dataset(config.data)
   with threadpoolctl.threadpool_limits(1):
     kernel, info, _ = lodo_kernel.held_out_drug_predictions(
-        ds, dataset.resolve_data_root(config.data.root))
+        ds, dataset.resolve_data_root(config.data.root),
+        warm_start.kernel_screens(ds, config.data))
   naive, model = [], []
   for d in range(len(ds.drug_ids)):
     test = np.flatnonzero(ds.pair_drug == d)

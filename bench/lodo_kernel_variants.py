@@ -17,6 +17,8 @@ leave-one-out over the other drugs) with one thing changed:
   the network's start: the baseline fitted on each LODO fold's training drugs only (without the
     fold's validation drugs, `lodo.make_fold` with the lodo variant's val_fraction), as every
     fold of a sweep starts (`lodo_kernel.fit_drugs`).
+  screens (session 21): the baseline with one profile column per GDSC screen (`pair_screen`: the
+    sweep's baseline and start since then), and the inner choice below between the two.
 Inner choice: how those four forms were chosen without any held-out label. In each fold, every
 other drug e is scored by leave-one-out over the other drugs (the fold's ridge without e) and
 correlated with e's own profile; the form with the highest mean of those per-drug PCCs wins the
@@ -59,30 +61,36 @@ FORMS = {'neither': ('mean', False), 'naive from z-scored profiles': ('zscored',
          'one lambda per component': ('mean', True), 'both': ('zscored', True)}
 
 
-def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool) -> np.ndarray:
+def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool,
+              pair_screen: np.ndarray | None = None) -> np.ndarray:
   """[D] per fold, the mean over the other drugs of the per-drug PCC of their leave-one-out
-  profiles (each scored by the fold's ridge refitted without it): reads no held-out label."""
+  profiles (each scored by the fold's ridge refitted without it, with all its screens when
+  `pair_screen` gives one column per screen) against their own profile: reads no held-out label."""
   n_cells, n_drugs = len(ds.cell_ids), len(ds.drug_ids)
-  ybar = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, n_drugs)
-  eigen, lambdas = lk.KernelEigen(kernel), np.asarray(lk.LAMBDAS)
+  column, column_drug = lk.column_drugs(ds.pair_drug, pair_screen, n_drugs)
+  ybar = lk.profile_matrix(ds.pair_cell, column, ds.pair_y, n_cells, len(column_drug))
+  own = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, n_drugs)
+  eigen = lk.KernelEigen(kernel[np.ix_(column_drug, column_drug)])
+  lambdas = np.asarray(lk.LAMBDAS)
   out = np.zeros(n_drugs)
   for d in range(n_drugs):
-    rest = np.delete(ybar, d, axis=1)
+    held = np.flatnonzero(column_drug == d)
+    groups = np.delete(column_drug, held)
     mean_naive = (lk.naive_profile(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, d)
                   if naive == 'mean' else None)
-    base, z, unit = lk.fold_targets(rest, naive, mean_naive)
+    base, z, unit = lk.fold_targets(np.delete(ybar, held, axis=1), naive, mean_naive)
     u, s, vt = np.linalg.svd(z, full_matrices=False)
     scores = u * s
-    resid = []   # [L, n, r] leave-one-out residuals of the component scores
-    for lam in lambdas:
-      g = eigen.fold_inverse(d, lam)[0]
-      resid.append((g @ scores) / np.diag(g)[:, None])
-    resid = np.array(resid)
+    resid = np.array([lk.loo_residuals(eigen.fold_inverse(held, lam)[0], scores, groups)
+                      for lam in lambdas])   # [L, n, r] leave-one-out residuals of the scores
     errors = (resid ** 2).sum(1)   # [L, r]
     pick = errors.argmin(0) if per_component else np.full(len(s), errors.sum(1).argmin())
     loo = base[:, None] + unit * (z - resid[pick, :, np.arange(len(s))].T @ vt).T   # [C, n]
-    seen = np.isfinite(rest)
-    r = [np.corrcoef(loo[seen[:, e], e], rest[seen[:, e], e])[0, 1] for e in range(z.shape[0])]
+    r = []
+    for e in np.unique(groups):   # a drug's columns share its prediction (one kernel row)
+      obs = own[:, e]
+      seen = np.isfinite(obs)
+      r.append(np.corrcoef(loo[seen, np.flatnonzero(groups == e)[0]], obs[seen])[0, 1])
     out[d] = np.nanmean(r)
   return out
 
@@ -169,9 +177,25 @@ def main(argv):
   choice = {'inner_mean_pcc': {f: round(float(inner[i].mean()), 4) for i, f in enumerate(names)},
             'folds_won': {f: int((won == i).sum()) for i, f in enumerate(names)},
             'chosen_per_fold': summary(chosen, ds, naive)}
+  # Screens (session 21): the baseline ('both') with one profile column per GDSC screen, and the
+  # same inner criterion, a drug leaving with all its screens, against one column per drug.
+  screens = {}
+  if ds.pair_screen is not None:
+    with threadpoolctl.threadpool_limits(1):
+      per_screen = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids),
+                                        base[None], np.ones((1, 1)), lk.LAMBDAS,
+                                        pair_screen=ds.pair_screen)
+      inner_screens = inner_pcc(ds, base, 'zscored', True, ds.pair_screen)
+    screens = {'columns': int(len(lk.column_drugs(ds.pair_drug, ds.pair_screen,
+                                                  len(ds.drug_ids))[1])),
+               'one column per drug (baseline)': out['baseline, both'],
+               'one column per screen': summary(per_screen.profiles, ds, naive),
+               'inner_mean_pcc': {'drug': round(float(inner[3].mean()), 4),
+                                  'screen': round(float(inner_screens.mean()), 4)},
+               'folds_won_by_screens': int((inner_screens > inner[3]).sum())}
   print(json.dumps({'drugs': len(ds.drug_ids), 'drugs_with_a_target_gene_in_expression': covered,
-                    'chemnet': chemnet.exists(), 'variants': out, 'inner_choice': choice},
-                   indent=1))
+                    'chemnet': chemnet.exists(), 'variants': out, 'inner_choice': choice,
+                    'screens': screens}, indent=1))
 
 
 if __name__ == '__main__':

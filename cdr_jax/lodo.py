@@ -134,7 +134,7 @@ def _started_run(ds: Dataset, config: ml_collections.ConfigDict, train_sets: lis
   ridges = []
   if warm_start.check(config) == 'line':
     kernel = warm_start.network_kernel(drug_kernel, config.data)
-    ridges = [warm_start.fit_line(ds, t, kernel) for t in train_sets]
+    ridges = [warm_start.fit_line(ds, t, kernel, config.data) for t in train_sets]
     if line_l2 is None and not config.model.line_linear:
       line_l2 = [r.lam for r in ridges]
   # Every fold draws its batches from all pairs (its weights mask out its held-out and validation
@@ -207,11 +207,12 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   chosen = parse_drugs(drugs or config.lodo.drugs, ds)
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
-  kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(ds, root)
+  screens = warm_start.kernel_screens(ds, config.data)
+  kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(ds, root, screens)
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []
-  with_classical = lambda r, f: _with_classical(r, ds, f, kernel, kernel_matrix, pathway)
+  with_classical = lambda r, f: _with_classical(r, ds, f, kernel, kernel_matrix, pathway, screens)
   for k in range(0, len(folds), size):
     chunk = folds[k:k + size]
     name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk)}'
@@ -248,7 +249,8 @@ STACK_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
 
 def _with_classical(row: dict, ds: Dataset, fold: Fold, kernel: np.ndarray,
-                    kernel_matrix: np.ndarray, pathway: dict[str, str]) -> dict:
+                    kernel_matrix: np.ndarray, pathway: dict[str, str],
+                    screens: np.ndarray | None = None) -> dict:
   """A fold's row with the classical kernel baseline's PCC on its held-out drug, the stack's
   (network and kernel baseline blended, `_stack_weight`) and the drug's GDSC target pathway
   ('' without a drug list)."""
@@ -256,7 +258,8 @@ def _with_classical(row: dict, ds: Dataset, fold: Fold, kernel: np.ndarray,
   out = {k: v for k, v in row.items() if k not in ('curve', 'predictions', 'val_predictions')}
   out.update(kernel_pcc=metrics.pcc(kernel[fold.test], obs))
   if 'pcc' in row:   # regression
-    w = _stack_weight(ds, fold, np.asarray(row.get('val_predictions', [])), kernel_matrix)
+    w = _stack_weight(ds, fold, np.asarray(row.get('val_predictions', [])), kernel_matrix,
+                      screens)
     stack = w * np.asarray(row['predictions']) + (1 - w) * kernel[fold.test]
     out.update(stack_pcc=metrics.pcc(stack, obs) if np.isfinite(w) else float('nan'),
                stack_weight=w)
@@ -265,13 +268,15 @@ def _with_classical(row: dict, ds: Dataset, fold: Fold, kernel: np.ndarray,
   return out
 
 
-def _stack_weight(ds: Dataset, fold: Fold, val_pred: np.ndarray, kernel_matrix) -> float:
+def _stack_weight(ds: Dataset, fold: Fold, val_pred: np.ndarray, kernel_matrix,
+                  screens: np.ndarray | None = None) -> float:
   """The network's weight in the stack: the `STACK_WEIGHTS` entry with the best mean per-drug PCC
   on the fold's validation drugs, the kernel baseline scoring each of them without its labels nor
   the held-out drug's (nan for rows of sweeps older than the validation predictions)."""
   if len(val_pred) != len(fold.val):
     return float('nan')
-  val_kernel = lodo_kernel.without_drug(ds, kernel_matrix, fold.drug, fold.val_drugs, fold.val)
+  val_kernel = lodo_kernel.without_drug(ds, kernel_matrix, fold.drug, fold.val_drugs, fold.val,
+                                        screens)
   obs, drug = ds.pair_y[fold.val], ds.pair_drug[fold.val]
   scores = [classical.mean_drug_pcc(w * val_pred + (1 - w) * val_kernel, obs, drug)
             for w in STACK_WEIGHTS]

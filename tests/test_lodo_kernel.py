@@ -311,3 +311,126 @@ def test_variants_wire_through_and_never_read_held_out_labels():
     np.testing.assert_array_equal(other.profiles[d], res.profiles[d])
   with pytest.raises(ValueError, match='naive'):
     lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 1.0]], [1.0], naive='median')
+
+
+# ---------------------------------------------------------------------------------------------
+# Screens: one profile column per (drug, screen); a drug leaves with all its screens.
+
+def screened_problem(seed=0):
+  """`random_problem` with drugs 1 and 4 measured again in a second screen (ids 7 and 8) on six
+  lines each, read 2 ln IC50 higher: [P] cell, drug, y and screen, and the kernels."""
+  (cell, drug, y), kernels = random_problem(seed)
+  rng = np.random.default_rng(seed + 100)
+  extra = [(np.sort(rng.choice(9, 6, replace=False)), d, s) for d, s in ((1, 7), (4, 8))]
+  cell = np.concatenate([cell] + [lines for lines, _, _ in extra]).astype(np.int32)
+  drug = np.concatenate([drug] + [np.full(6, d) for _, d, _ in extra]).astype(np.int32)
+  y = np.concatenate([y] + [rng.normal(2.0, 1.0, 6) for _ in extra]).astype(np.float32)
+  screen = np.concatenate([drug[:len(drug) - 12], np.full(6, 7), np.full(6, 8)])
+  return cell, drug, y, screen, kernels
+
+
+def test_column_drugs_by_hand():
+  drug, screen = np.array([2, 0, 2, 1, 2]), np.array([5, 3, 9, 4, 5])
+  column, column_drug = lk.column_drugs(drug, screen, 3)
+  np.testing.assert_array_equal(column_drug, [0, 1, 2, 2])       # (0,3) (1,4) (2,5) (2,9)
+  np.testing.assert_array_equal(column, [2, 0, 3, 1, 2])
+  column, column_drug = lk.column_drugs(drug, None, 4)            # one column per drug
+  np.testing.assert_array_equal(column, drug)
+  np.testing.assert_array_equal(column_drug, np.arange(4))
+  with pytest.raises(ValueError, match='pair_screen has 2 entries for 5 pairs'):
+    lk.column_drugs(drug, screen[:2], 3)
+
+
+def test_group_residuals_are_explicit_refits_without_the_group():
+  rng = np.random.default_rng(4)
+  f = rng.normal(size=(5, 3))
+  groups = np.array([0, 1, 1, 2, 3, 3, 4])                       # drugs 1 and 3: two columns
+  kernel = lk.rbf_kernel(f)[np.ix_(groups, groups)]
+  targets = rng.normal(size=(7, 4))
+  lam = 0.4
+  got = lk.loo_residuals(np.linalg.inv(kernel + lam * np.eye(7)), targets, groups)
+  for g in range(5):
+    rows, rest = np.flatnonzero(groups == g), np.flatnonzero(groups != g)
+    want = targets[rows] - explicit_ridge(kernel, rest, rows, targets[rest], lam)
+    np.testing.assert_allclose(got[rows], want, atol=1e-10)
+  # Without groups, row 1 alone leaves: its twin (same drug) stays and predicts it.
+  alone = lk.loo_residuals(np.linalg.inv(kernel + lam * np.eye(7)), targets)
+  assert np.abs(alone[1] - got[1]).max() > 1e-3
+
+
+@pytest.mark.parametrize('held_out', [1, 0])
+def test_screen_columns_choice_and_profile_are_explicit_refits(held_out):
+  """With screens, fold d fits one column per screen of the other drugs, chooses lambda by
+  leaving each other drug out with all its screens, and predicts d (both screens held out) from
+  its kernel row: each step checked against refits from scratch."""
+  cell, drug, y, screen, kernels = screened_problem()
+  kernel, lambdas = kernels[0] + kernels[1], [0.1, 1.0, 10.0]
+  res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernel[None], [[1.0]], lambdas, **PLAIN,
+                             pair_screen=screen)
+  column, column_drug = lk.column_drugs(drug, screen, 7)
+  assert len(column_drug) == 9
+  others = np.flatnonzero(column_drug != held_out)
+  groups, ck = column_drug[others], kernel[np.ix_(column_drug, column_drug)]
+  ybar = lk.profile_matrix(cell, column, y, 9, 9)[:, others]
+  z, spread = lk.zscored_deviations(ybar, res.naive[held_out])
+  errors = {}
+  for lam in lambdas:
+    resid = np.concatenate([
+        z[groups == g] - explicit_ridge(ck[np.ix_(others, others)], np.flatnonzero(groups != g),
+                                        np.flatnonzero(groups == g), z[groups != g], lam)
+        for g in np.unique(groups)])
+    errors[lam] = np.mean(np.square(resid))
+  lam = min(errors, key=errors.get)
+  assert res.lam[held_out] == lam and res.loo_error[held_out] == pytest.approx(errors[lam])
+  k_row = kernel[held_out, groups]
+  expected = res.naive[held_out] + spread.mean() * k_row @ np.linalg.solve(
+      ck[np.ix_(others, others)] + lam * np.eye(len(others)), z)
+  np.testing.assert_allclose(res.profiles[held_out], expected, atol=1e-10)
+  # Per screen differs from the per-drug fit, which averages drug 1's and 4's two screens.
+  plain = lk.lodo_kernel_ridge(cell, drug, y, 9, kernel[None], [[1.0]], lambdas, **PLAIN)
+  assert np.abs(plain.profiles[held_out] - res.profiles[held_out]).max() > 1e-3
+
+
+def test_screen_columns_never_read_the_held_out_drugs_screens():
+  cell, drug, y, screen, kernels = screened_problem(seed=1)
+  lambdas = [0.1, 1.0, 10.0]
+  res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 1.0]], lambdas, pair_screen=screen)
+  for d in (1, 4, 2):
+    scrambled = y.copy()
+    mine = drug == d
+    scrambled[mine] = np.random.default_rng(d).normal(5.0, 3.0, mine.sum())
+    other = lk.lodo_kernel_ridge(cell, drug, scrambled, 9, kernels, [[1.0, 1.0]], lambdas,
+                                 pair_screen=screen)
+    np.testing.assert_array_equal(other.profiles[d], res.profiles[d])
+    np.testing.assert_array_equal(other.component_lam[d], res.component_lam[d])
+
+
+def test_one_screen_per_drug_is_one_column_per_drug():
+  (cell, drug, y), kernels = random_problem(seed=3)
+  a = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 0.5]], [0.1, 1.0])
+  b = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 0.5]], [0.1, 1.0],
+                           pair_screen=drug + 10)
+  np.testing.assert_allclose(b.profiles, a.profiles, atol=1e-10)
+  np.testing.assert_array_equal(b.component_lam, a.component_lam)
+
+
+@pytest.mark.parametrize('per_component', [False, True])
+def test_fit_drugs_with_screens_is_the_baseline_on_its_drugs(per_component):
+  """As `test_fit_drugs_is_the_baseline_on_its_drugs`, one column per screen: fitted on every
+  drug but 0, `fit_drugs` repeats drugs 1 and 4 (two screens each) and is drug 0's fold."""
+  cell, drug, y, screen, kernels = screened_problem(seed=2)
+  kernel, lambdas = kernels[0] + kernels[1], [0.1, 1.0, 10.0]
+  opts = {'naive': 'zscored', 'per_component': per_component}
+  base = lk.lodo_kernel_ridge(cell, drug, y, 9, kernel[None], [[1.0]], lambdas, folds=[0],
+                              pair_screen=screen, **opts)
+  rest = drug != 0
+  fit = lk.fit_drugs(cell[rest], drug[rest], y[rest], 9, kernel, lambdas, pair_screen=screen[rest],
+                     **opts)
+  np.testing.assert_array_equal(fit.drugs, [1, 1, 2, 3, 4, 4, 5, 6])
+  assert fit.params['drugs'] == 6 and fit.params['columns'] == 8
+  assert fit.loo_error == pytest.approx(base.loo_error[0])
+  if per_component:
+    np.testing.assert_array_equal(fit.component_lam, base.component_lam[0][:len(fit.component_lam)])
+  else:
+    assert fit.lam == base.lam[0]
+  np.testing.assert_allclose(fit.profiles(kernel, [0])[0], base.profiles[0], atol=1e-10)

@@ -1,6 +1,7 @@
 """Screens: GDSC measured some drugs under two drug ids; the classical predictors may fit each
 screen as a column of its own (`experiment.drug_axis`), scored per drug as before."""
 
+import csv
 import dataclasses
 import json
 
@@ -214,3 +215,42 @@ def test_network_learns_screens_end_to_end(tmp_path, variant):
   assert experiment.network_dataset(ds, split, c) is ds
   del c.data.screens   # a run written before the field trained one identity per drug
   assert experiment.network_dataset(ds, split, c) is ds
+
+
+def test_lodo_sweep_fits_kernel_ridge_per_screen(tmp_path):
+  """Unseen drugs keep one network identity per drug, but kernel ridge over drugs (the sweep's
+  classical baseline, the stack's and each fold's start) fits one profile column per screen, a
+  held-out drug leaving with both its screens; `data.screens=False` fits one per drug."""
+  from cdr_jax import lodo  # pylint: disable=g-import-not-at-top
+  from cdr_jax.eval import lodo_kernel  # pylint: disable=g-import-not-at-top
+  from cdr_jax.train import warm_start  # pylint: disable=g-import-not-at-top
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  c = test_config.get_config('lodo').unlock()
+  c.data.synthetic_screens, c.train.num_epochs, c.train.patience = 2, 1, 1
+  c.model.line_init = 'kernel_ridge'
+  ds = data.load_dataset(c.data)
+  twice, once = len(ds.drug_ids) - 1, 0
+  summary = lodo.run_sweep(c, tmp_path, drugs=f'{ds.drug_ids[twice]},{ds.drug_ids[once]}')
+  assert summary['classical_kernel']['columns'] == 'screen'
+  kernel = warm_start.drug_kernel(ds, c)
+  want = {screens: lodo_kernel.lodo_kernel_ridge(
+      ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None], np.ones((1, 1)),
+      lodo_kernel.LAMBDAS, folds=[twice, once],
+      pair_screen=ds.pair_screen if screens else None) for screens in (True, False)}
+  with open(tmp_path / 'lodo_per_drug.csv') as f:
+    rows = {r['drug_id']: r for r in csv.DictReader(f)}
+  for d in (twice, once):
+    test = ds.pair_drug == d
+    got = float(rows[ds.drug_ids[d]]['kernel_pcc'])
+    per_screen = float(np.corrcoef(want[True].profiles[d][ds.pair_cell[test]], ds.pair_y[test])[0, 1])
+    assert got == pytest.approx(per_screen, abs=1e-6)
+  per_drug = np.corrcoef(want[False].profiles[twice][ds.pair_cell[ds.pair_drug == twice]],
+                         ds.pair_y[ds.pair_drug == twice])[0, 1]
+  assert abs(per_drug - float(rows[ds.drug_ids[twice]]['kernel_pcc'])) > 1e-4
+  # Each fold's start is kernel ridge per screen over its training drugs.
+  fold = lodo.make_fold(ds, twice, c.lodo.val_fraction, c.split.seed)
+  fit = warm_start.fit_line(ds, fold.train, kernel, c.data)
+  assert fit.params['columns'] == fit.params['drugs'] + 1   # one training drug screened twice
+  c.data.screens = False
+  assert warm_start.fit_line(ds, fold.train, kernel, c.data).params['columns'] == (
+      fit.params['drugs'])

@@ -328,7 +328,7 @@ def test_untrained_network_predicts_kernel_ridge_on_unseen_drugs():
   assert warm.info()['from'] == 'lodo_kernel_ridge'
   got, cold = untrained(ds, split, lines, warmed, warm, split.test)
   kernel = warm_start.drug_kernel(ds, c)
-  want = warm_start.fit_line(ds, split.train, kernel)
+  want = warm_start.fit_line(ds, split.train, kernel, c.data)
   assert want.lam == warm.fit.lam
   test_drugs = np.unique(ds.pair_drug[split.test])
   profiles = want.profiles(kernel, np.arange(len(ds.drug_ids)))
@@ -345,7 +345,7 @@ def test_each_fold_starts_as_its_own_kernel_ridge():
   ds = data.load_dataset(c.data)
   folds = [lodo.make_fold(ds, d, 0.2, 0) for d in (2, 5)]
   kernel = warm_start.drug_kernel(ds, c)
-  ridges = [warm_start.fit_line(ds, f.train, kernel) for f in folds]
+  ridges = [warm_start.fit_line(ds, f.train, kernel, c.data) for f in folds]
   run = experiment.setup(c, ds, [f.train for f in folds], np.arange(ds.num_pairs), kernel,
                          [r.lam for r in ridges])
   np.testing.assert_allclose(run.host.line_l2, [r.lam for r in ridges])
@@ -374,8 +374,8 @@ def test_line_start_never_reads_held_out_labels():
   y = ds.pair_y.copy()
   hidden = np.concatenate([fold.test, fold.val])
   y[hidden] = np.random.default_rng(0).permutation(y[hidden]) + 5.0
-  a = warm_start.fit_line(ds, fold.train, kernel)
-  b = warm_start.fit_line(dataclasses.replace(ds, pair_y=y), fold.train, kernel)
+  a = warm_start.fit_line(ds, fold.train, kernel, c.data)
+  b = warm_start.fit_line(dataclasses.replace(ds, pair_y=y), fold.train, kernel, c.data)
   assert a.lam == b.lam
   for k, v in warm_start.line_params(a, kmap, 0.0, 1.0).items():
     np.testing.assert_array_equal(warm_start.line_params(b, kmap, 0.0, 1.0)[k], v)

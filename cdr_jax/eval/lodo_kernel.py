@@ -16,6 +16,12 @@ Two refinements (`lodo_kernel_ridge`'s `naive` and `per_component`, on by defaul
 line's mean z-score and z_e the deviations from it (every drug counts alike, not by its ln IC50
 range; mapped back by the drugs' mean level and spread); and each principal component of Z gets
 its own lam, each by the same leave-one-out over the other drugs.
+
+Screens (`pair_screen`): GDSC screened 15 drugs under two drug ids whose readings of the same lines
+differ (README, session 20). Given each pair's screen, the profiles are one column per screen (a
+drug's screens share its kernel row), so no training profile averages two assays; a held-out drug
+leaves with all its screens, and the leave-one-out over the other drugs leaves each drug out with
+all its screens too (`loo_residuals`). Every prediction and score stays per drug.
 """
 
 import dataclasses
@@ -179,40 +185,82 @@ def zscored_deviations(profiles: np.ndarray, naive: np.ndarray) -> tuple[np.ndar
   return z.T, spread
 
 
-class KernelEigen:
-  """A drug kernel over ALL drugs, eigendecomposed once; every fold's ridge is derived from it.
+def column_drugs(pair_drug: np.ndarray, pair_screen: np.ndarray | None, n_drugs: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """The profile columns: [P] each pair's column and [S] each column's drug. One column per drug
+  (of `n_drugs`) without screens; with them, one per (drug, screen) measured, in drug order."""
+  pair_drug = np.asarray(pair_drug, np.int64)
+  if pair_screen is None:
+    return pair_drug, np.arange(n_drugs)
+  if len(pair_screen) != len(pair_drug):
+    raise ValueError(f'pair_screen has {len(pair_screen)} entries for {len(pair_drug)} pairs')
+  keys, column = np.unique(np.stack([pair_drug, np.asarray(pair_screen, np.int64)], 1), axis=0,
+                           return_inverse=True)
+  return column.reshape(-1), keys[:, 0]
 
-  With B = (K + lam I)^-1 = U diag(1 / (evals + lam)) U^T, dropping the held-out drug d is a
-  rank-one downdate, (K_oo + lam I)^-1 = B_oo - B_od B_do / B_dd, and the ridge fitted on the
-  others predicts d as -B_do Z / B_dd: no fold refactorises a matrix. The kernel holds no labels.
+
+def loo_residuals(g: np.ndarray, targets: np.ndarray, groups: np.ndarray | None = None
+                  ) -> np.ndarray:
+  """[n, m] leave-one-out residuals of kernel ridge with G = (K + lam I)^-1 over n rows.
+
+  Row e alone: (G T)_e / G_ee. With `groups` ([n] a drug per row), each drug's rows leave
+  together: a group b's residuals are G_bb^-1 (G T)_b (the ridge refitted without b, at b)."""
+  gt = g @ targets
+  out = gt / np.diag(g)[:, None]
+  if groups is not None:
+    for rows in _several(groups):
+      out[rows] = np.linalg.solve(g[np.ix_(rows, rows)], gt[rows])
+  return out
+
+
+def _several(groups: np.ndarray) -> list[np.ndarray]:
+  """The row indices of each group with more than one row."""
+  ids, counts = np.unique(groups, return_counts=True)
+  return [np.flatnonzero(groups == i) for i in ids[counts > 1]]
+
+
+class KernelEigen:
+  """A kernel over ALL columns (drugs, or screens), eigendecomposed once; every fold's ridge is
+  derived from it.
+
+  With B = (K + lam I)^-1 = U diag(1 / (evals + lam)) U^T, dropping the held-out columns h (a
+  drug's one column, or its screens) is a low-rank downdate, (K_oo + lam I)^-1 = B_oo - B_oh
+  B_hh^-1 B_ho, and the ridge fitted on the others predicts h as -B_hh^-1 B_ho Z: no fold
+  refactorises a matrix. The kernel holds no labels.
   """
 
   def __init__(self, kernel: np.ndarray):
     evals, self.vecs = np.linalg.eigh(np.asarray(kernel, np.float64))
     self.evals = np.maximum(evals, 0.0)  # sums of PSD kernels: negatives are rounding
 
-  def predict(self, held_out: int, targets: np.ndarray, lam: float) -> np.ndarray:
-    """The ridge fitted on all drugs but `held_out` (targets [n, C], drug order), at `held_out`."""
-    t = self.vecs[held_out] / (self.evals + lam)
-    b_od = np.delete(self.vecs, held_out, axis=0) @ t
-    return -(b_od @ targets) / float(self.vecs[held_out] @ t)
+  def _blocks(self, held_out, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """U_o scaled by 1 / (evals + lam), B_oh and B_hh for the held-out columns."""
+    h = np.atleast_1d(held_out)
+    scaled_h = self.vecs[h] / (self.evals + lam)
+    others = np.delete(self.vecs, h, axis=0)
+    return others, others @ scaled_h.T, self.vecs[h] @ scaled_h.T
 
-  def fold_inverse(self, held_out: int, lam: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """G = (K_oo + lam I)^-1 over the drugs other than `held_out`, with B_od and B_dd (above)."""
-    t = self.vecs[held_out] / (self.evals + lam)
-    others = np.delete(self.vecs, held_out, axis=0)
-    b_od = others @ t
-    b_dd = float(self.vecs[held_out] @ t)
-    return (others / (self.evals + lam)) @ others.T - np.outer(b_od, b_od) / b_dd, b_od, b_dd
+  def predict(self, held_out, targets: np.ndarray, lam: float) -> np.ndarray:
+    """The ridge fitted on all columns but `held_out` (an index or a drug's indices; targets
+    [n, C] in column order without them), at the first held-out column."""
+    _, b_oh, b_hh = self._blocks(held_out, lam)
+    return -np.linalg.solve(b_hh, b_oh.T @ targets)[0]
 
-  def per_component(self, held_out: int, targets: np.ndarray,
-                    lambdas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+  def fold_inverse(self, held_out, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """G = (K_oo + lam I)^-1 over the columns other than `held_out`, with B_oh and B_hh."""
+    others, b_oh, b_hh = self._blocks(held_out, lam)
+    g = (others / (self.evals + lam)) @ others.T - b_oh @ np.linalg.solve(b_hh, b_oh.T)
+    return g, b_oh, b_hh
+
+  def per_component(self, held_out, targets: np.ndarray, lambdas: Sequence[float],
+                    groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """The ridge at `held_out` with one lambda per principal component of `targets` ([n, C]).
 
     With targets = U S V^T, component j's scores (U S)_j get the lambda whose leave-one-out
-    residual over the other drugs is smallest; the prediction is sum_j pred_j V_j. V is
-    orthonormal, so the total leave-one-out error is the sum of the components' and no single
-    lambda beats the per-component choice on it (with one lambda it is `predict`).
+    residual over the other drugs (`loo_residuals`, by `groups`) is smallest; the prediction is
+    sum_j pred_j V_j. V is orthonormal, so the total leave-one-out error is the sum of the
+    components' and no single lambda beats the per-component choice on it (with one lambda it
+    is `predict`).
 
     Returns:
       [C] the prediction, [r] each component's lambda, the mean squared leave-one-out residual.
@@ -221,22 +269,28 @@ class KernelEigen:
     scores = u * s
     errors, preds = [], []
     for lam in lambdas:
-      g, b_od, b_dd = self.fold_inverse(held_out, lam)
-      errors.append((((g @ scores) / np.diag(g)[:, None]) ** 2).sum(0))
-      preds.append(-(b_od @ scores) / b_dd)
+      g, b_oh, b_hh = self.fold_inverse(held_out, lam)
+      errors.append((loo_residuals(g, scores, groups) ** 2).sum(0))
+      preds.append(-np.linalg.solve(b_hh, b_oh.T @ scores)[0])
     errors, preds = np.array(errors), np.array(preds)   # [L, r]
     pick, cols = errors.argmin(0), np.arange(scores.shape[1])
     return (preds[pick, cols] @ vt, np.asarray(lambdas, np.float64)[pick],
             float(errors[pick, cols].sum() / targets.size))
 
-  def loo_errors(self, held_out: int, targets: np.ndarray, lambdas: Sequence[float],
-                 gram: np.ndarray | None = None) -> np.ndarray:
+  def loo_errors(self, held_out, targets: np.ndarray, lambdas: Sequence[float],
+                 gram: np.ndarray | None = None, groups: np.ndarray | None = None
+                 ) -> np.ndarray:
     """[L] mean squared leave-one-out residual over the drugs other than `held_out`, per ridge.
 
-    Inside the ridge over the other drugs, G = (K_oo + lam I)^-1 and dropping drug e as well
-    leaves the residual (G Z)_e / G_ee; its squared norm is (G M G)_ee / G_ee^2 with M = Z Z^T
-    (`gram`, if the caller has it), so the cost does not grow with the number of cell lines.
+    Where a drug has several columns (`groups`), its columns leave together (`loo_residuals`).
+    Else, inside the ridge over the other drugs, G = (K_oo + lam I)^-1 and dropping drug e as
+    well leaves the residual (G Z)_e / G_ee; its squared norm is (G M G)_ee / G_ee^2 with
+    M = Z Z^T (`gram`, if the caller has it), so the cost does not grow with the number of lines.
     """
+    if np.size(held_out) > 1 or (groups is not None and _several(groups)):
+      return np.array([(loo_residuals(self.fold_inverse(held_out, lam)[0], targets, groups)
+                        ** 2).sum() for lam in lambdas]) / targets.size
+    held_out = int(np.atleast_1d(held_out)[0])
     gram = targets @ targets.T if gram is None else gram
     others = np.delete(self.vecs, held_out, axis=0)                     # [n, D]
     shrink = 1.0 / (self.evals[None, :] + np.asarray(lambdas)[:, None])  # [L, D]
@@ -256,8 +310,8 @@ class KernelEigen:
 def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray,
                       n_cells: int, kernels: np.ndarray, weight_grid: np.ndarray,
                       lambdas: Sequence[float], folds: Sequence[int] | None = None,
-                      naive: str = NAIVE, per_component: bool = PER_COMPONENT
-                      ) -> LodoKernelResult:
+                      naive: str = NAIVE, per_component: bool = PER_COMPONENT,
+                      pair_screen: np.ndarray | None = None) -> LodoKernelResult:
   """Predicts every drug's profile from the other drugs' labels (all leave-one-drug-out folds, or
   only the drugs in `folds`: the other rows of the result are nan).
 
@@ -272,6 +326,9 @@ def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.n
       deviations are then those of the z-scored profiles, and ln IC50 = level + width x z).
     per_component: after the weights (and a common lambda) are chosen, one lambda per principal
       component of the fold's z-scored deviations (`KernelEigen.per_component`).
+    pair_screen: [P] each pair's screen, or None: with it, one profile column per (drug, screen)
+      (`column_drugs`; a held-out drug leaves with all its screens, and so does each other drug
+      in the leave-one-out).
 
   Returns:
     A `LodoKernelResult`; fold d's profile, weights and ridges depend on no label of drug d.
@@ -286,26 +343,35 @@ def lodo_kernel_ridge(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.n
     raise ValueError(f'lambdas must be positive ridges, got {list(lambdas)}')
   if naive not in ('mean', 'zscored'):
     raise ValueError(f"naive must be 'mean' or 'zscored', got {naive!r}")
-  eigens = [KernelEigen(np.tensordot(w, kernels, 1)) for w in grid]
-  ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, n_drugs)
+  pair_column, column_drug = column_drugs(pair_drug, pair_screen, n_drugs)
+  eigens = [KernelEigen(np.tensordot(w, kernels, 1)[np.ix_(column_drug, column_drug)])
+            for w in grid]
+  ybar = profile_matrix(pair_cell, pair_column, pair_y, n_cells, len(column_drug))
+  several = pair_screen is not None and len(column_drug) > len(np.unique(column_drug))
   folds = range(n_drugs) if folds is None else folds
   base = np.full((n_drugs, n_cells), np.nan)
   profiles = np.full_like(base, np.nan)
   weights, lam = np.full((n_drugs, len(kernels)), np.nan), np.full(n_drugs, np.nan)
   loo_error = np.full(n_drugs, np.nan)
-  component_lam = np.full((n_drugs, min(n_drugs - 1, n_cells)), np.nan) if per_component else None
+  component_lam = (np.full((n_drugs, min(len(column_drug) - 1, n_cells)), np.nan) if per_component
+                   else None)
   for d in folds:
+    held = np.flatnonzero(column_drug == d)
+    if not len(held):
+      raise ValueError(f'drug {d} has no pair to hold out')
+    groups = np.delete(column_drug, held) if several else None
     mean_naive = (naive_profile(pair_cell, pair_drug, pair_y, n_cells, d) if naive == 'mean'
                   else None)
-    base[d], z, unit = fold_targets(np.delete(ybar, d, axis=1), naive, mean_naive)
+    base[d], z, unit = fold_targets(np.delete(ybar, held, axis=1), naive, mean_naive)
     gram = z @ z.T
-    errors = np.stack([e.loo_errors(d, z, lambdas, gram) for e in eigens])  # [G, L]
+    errors = np.stack([e.loo_errors(held, z, lambdas, gram, groups) for e in eigens])  # [G, L]
     g, l = np.unravel_index(np.argmin(errors), errors.shape)
     weights[d], lam[d], loo_error[d] = grid[g], lambdas[l], errors[g, l]
     if per_component:
-      zhat, component_lam[d], loo_error[d] = eigens[g].per_component(d, z, lambdas)
+      zhat, lams, loo_error[d] = eigens[g].per_component(held, z, lambdas, groups)
+      component_lam[d, :len(lams)] = lams
     else:
-      zhat = eigens[g].predict(d, z, lambdas[l])
+      zhat = eigens[g].predict(held, z, lambdas[l])
     profiles[d] = base[d] + unit * zhat
   return LodoKernelResult(profiles, base, weights, lam, loo_error, component_lam)
 
@@ -327,7 +393,7 @@ class DrugRidge:
   A drug x is scored as naive + spread * k(x, drugs) @ alpha: the held-out-drug baseline above,
   with a fold's training drugs in place of all other drugs.
   """
-  drugs: np.ndarray   # [n] the drugs it was fitted on
+  drugs: np.ndarray   # [n] the drug of each fitted column (a drug fitted per screen: repeated)
   alpha: np.ndarray   # [n, C] dual coefficients of the z-scored profiles
   naive: np.ndarray   # [C] each line's naive ln IC50 over the fitted drugs (`fold_targets`)
   spread: float       # ln IC50 per unit of the z-scored deviations
@@ -340,7 +406,8 @@ class DrugRidge:
   @property
   def params(self) -> dict:
     """What it chose, as `classical.Predictor.params`."""
-    out = {'lambda': self.lam, 'drugs': int(len(self.drugs)), 'loo_error': self.loo_error}
+    out = {'lambda': self.lam, 'drugs': int(len(np.unique(self.drugs))),
+           'columns': int(len(self.drugs)), 'loo_error': self.loo_error}
     if self.component_lam is not None:
       lam, count = np.unique(self.component_lam, return_counts=True)
       out['components_per_lambda'] = {f'{l:g}': int(c) for l, c in zip(lam, count)}
@@ -354,7 +421,8 @@ class DrugRidge:
 
 def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, n_cells: int,
               kernel: np.ndarray, lambdas: Sequence[float] | None = None, naive: str = NAIVE,
-              per_component: bool = PER_COMPONENT) -> DrugRidge:
+              per_component: bool = PER_COMPONENT,
+              pair_screen: np.ndarray | None = None) -> DrugRidge:
   """Kernel ridge over the drugs of the given pairs (pass only training pairs: every label given
   is read), the ridge chosen by leave-one-out over those drugs in closed form.
 
@@ -363,16 +431,21 @@ def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, 
     n_cells: number of cell lines C.
     kernel: [D, D] label-free PSD kernel over all drugs (indexed by `pair_drug`).
     lambdas: candidate ridges (default: `LAMBDAS`, the sweep baseline's).
-    naive, per_component: as `lodo_kernel_ridge`'s.
+    naive, per_component, pair_screen: as `lodo_kernel_ridge`'s (with screens, one column per
+      (drug, screen), and each drug leaves the leave-one-out with all its screens).
   """
   lambdas = LAMBDAS if lambdas is None else lambdas
   if not len(lambdas) or min(lambdas) <= 0:
     raise ValueError(f'lambdas must be positive ridges, got {list(lambdas)}')
   kernel = np.asarray(kernel, np.float64)
-  drugs = np.unique(pair_drug)
-  if len(drugs) < 2:  # leave-one-out needs two
-    raise ValueError(f'kernel ridge over drugs needs at least 2 drugs with pairs, got {len(drugs)}')
-  ybar = profile_matrix(pair_cell, pair_drug, pair_y, n_cells, len(kernel))[:, drugs]
+  if len(np.unique(pair_drug)) < 2:  # leave-one-out needs two
+    raise ValueError('kernel ridge over drugs needs at least 2 drugs with pairs, got '
+                     f'{len(np.unique(pair_drug))}')
+  pair_column, column_drug = column_drugs(pair_drug, pair_screen, len(kernel))
+  columns = np.unique(pair_column)       # the columns with pairs; `drugs` is each one's drug
+  drugs = column_drug[columns]
+  groups = drugs if len(drugs) > len(np.unique(drugs)) else None
+  ybar = profile_matrix(pair_cell, pair_column, pair_y, n_cells, len(column_drug))[:, columns]
   mean_naive = (naive_profile(pair_cell, pair_drug, pair_y, n_cells, held_out=-1)
                 if naive == 'mean' else None)
   base, z, unit = fold_targets(ybar, naive, mean_naive)
@@ -382,11 +455,14 @@ def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, 
   evals, vecs = np.linalg.eigh(kernel[np.ix_(drugs, drugs)])
   evals = np.maximum(evals, 0.0)
   proj = vecs.T @ (u * s)
-  errors = []   # [L, r]: leave-one-out residual of drug e is (G T)_e / G_ee, G = (K + lam I)^-1
+  errors = []   # [L, r]: leave-one-out residuals (`loo_residuals`), G = (K + lam I)^-1
   for lam in lambdas:
     shrink = 1.0 / (evals + lam)
-    gt = vecs @ (shrink[:, None] * proj)
-    errors.append(((gt / ((vecs ** 2) @ shrink)[:, None]) ** 2).sum(0))
+    if groups is None:   # one column per drug: (G T)_e / G_ee without forming G
+      gt = vecs @ (shrink[:, None] * proj)
+      errors.append(((gt / ((vecs ** 2) @ shrink)[:, None]) ** 2).sum(0))
+    else:
+      errors.append((loo_residuals((vecs * shrink) @ vecs.T, u * s, groups) ** 2).sum(0))
   errors = np.array(errors)
   best = int(np.argmin(errors.sum(1)))
   pick = errors.argmin(0) if per_component else np.full(errors.shape[1], best)
@@ -443,26 +519,30 @@ def weighted_kernel(ds, root=None) -> tuple[np.ndarray, dict[str, float]]:
   return sum(w * kernels[n] for n, w in weights.items()), weights
 
 
-def held_out_drug_predictions(ds, root=None) -> tuple[np.ndarray, dict, np.ndarray]:
+def held_out_drug_predictions(ds, root=None, pair_screen: np.ndarray | None = None
+                              ) -> tuple[np.ndarray, dict, np.ndarray]:
   """[P] the classical baseline's prediction of every pair, its drug held out (every fold at
-  once); what it used (kernels, weights, the ridge chosen per fold); and the [D, D] weighted
-  kernel (for `without_drug`)."""
+  once); what it used (kernels, weights, the ridge chosen per fold, the profile columns: one per
+  screen with `pair_screen`, `lodo_kernel_ridge`); and the [D, D] weighted kernel (for
+  `without_drug`)."""
   kernel, weights = weighted_kernel(ds, root)
   res = lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None],
-                          np.ones((1, 1)), LAMBDAS)
+                          np.ones((1, 1)), LAMBDAS, pair_screen=pair_screen)
   lam, count = np.unique(res.lam, return_counts=True)
   info = {'kernels': weights, 'naive': NAIVE, 'per_component': PER_COMPONENT,
+          'columns': 'drug' if pair_screen is None else 'screen',
           'lambda_chosen': {f'{l:g}': int(c) for l, c in zip(lam, count)}}
   return res.pair_predictions(ds.pair_cell, ds.pair_drug), info, kernel
 
 
 def without_drug(ds, kernel: np.ndarray, excluded: int, drugs: Sequence[int],
-                 pairs: np.ndarray) -> np.ndarray:
+                 pairs: np.ndarray, pair_screen: np.ndarray | None = None) -> np.ndarray:
   """The baseline's predictions of `pairs` (all of `drugs`' pairs among them), each drug of `drugs`
   held out from the dataset with `excluded` removed as well: no label of `excluded` is read.
 
   A fold's validation drugs scored this way let a blend with the network be chosen on them without
-  the fold's held-out drug (`cdr_jax.lodo`'s stack).
+  the fold's held-out drug (`cdr_jax.lodo`'s stack). `pair_screen`: [P] as
+  `held_out_drug_predictions`'.
   """
   keep = ds.pair_drug != excluded
   others = np.delete(np.arange(len(ds.drug_ids)), excluded)        # new index -> old drug
@@ -470,5 +550,6 @@ def without_drug(ds, kernel: np.ndarray, excluded: int, drugs: Sequence[int],
   new_index[others] = np.arange(len(others))
   res = lodo_kernel_ridge(ds.pair_cell[keep], new_index[ds.pair_drug[keep]], ds.pair_y[keep],
                           len(ds.cell_ids), kernel[np.ix_(others, others)][None], np.ones((1, 1)),
-                          LAMBDAS, folds=new_index[np.asarray(drugs)])
+                          LAMBDAS, folds=new_index[np.asarray(drugs)],
+                          pair_screen=None if pair_screen is None else pair_screen[keep])
   return res.profiles[new_index[ds.pair_drug[pairs]], ds.pair_cell[pairs]]

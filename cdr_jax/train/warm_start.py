@@ -183,10 +183,22 @@ def network_kernel(kernel: np.ndarray, data_config: ml_collections.ConfigDict) -
   return np.asarray(kernel)[np.ix_(perm, perm)]
 
 
-def fit_line(ds: Dataset, train: np.ndarray, kernel: np.ndarray) -> lodo_kernel.DrugRidge:
-  """Kernel ridge over the drugs of the training pairs `train` (`lodo_kernel.fit_drugs`)."""
+def kernel_screens(ds: Dataset, data_config: ml_collections.ConfigDict) -> np.ndarray | None:
+  """[P] each pair's screen, so kernel ridge over drugs fits one profile column per screen and
+  no training profile averages two assays (`lodo_kernel.column_drugs`), where `data.screens` is
+  on and the data records screens; else None (one column per drug). A drug still leaves with all
+  its screens, and predictions stay per drug."""
+  return ds.pair_screen if data_config.get('screens', False) else None
+
+
+def fit_line(ds: Dataset, train: np.ndarray, kernel: np.ndarray,
+             data_config: ml_collections.ConfigDict, **kwargs) -> lodo_kernel.DrugRidge:
+  """Kernel ridge over the drugs of the training pairs `train` (`lodo_kernel.fit_drugs`, per
+  screen with `data.screens`: `kernel_screens`; `kwargs` go to it)."""
+  screens = kernel_screens(ds, data_config)
   return lodo_kernel.fit_drugs(ds.pair_cell[train], ds.pair_drug[train], ds.pair_y[train],
-                               len(ds.cell_ids), kernel)
+                               len(ds.cell_ids), kernel,
+                               pair_screen=None if screens is None else screens[train], **kwargs)
 
 
 def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Split,
@@ -245,7 +257,7 @@ def configure(config: ml_collections.ConfigDict, ds: Dataset, split: splits.Spli
     settings = {'id_embed_dim': out.model.id_embed_dim, 'id_l2': out.model.id_l2}
   elif kind == 'line':
     kernel = drug_kernel(ds, config) if kernel is None else kernel
-    fit = fit_line(ds, split.train, network_kernel(kernel, config.data))
+    fit = fit_line(ds, split.train, network_kernel(kernel, config.data), config.data)
     if not config.model.line_linear:
       out.model.line_linear = chosen['model.line_linear'] = fit.lam
     settings = {'line_linear': out.model.line_linear}
@@ -284,10 +296,9 @@ def refit(chosen: Chosen, ds: Dataset, pairs: np.ndarray, x_std: np.ndarray,
     # One lambda per principal component: the components change with the drugs, so their
     # ridges are chosen again (leave-one-out over these drugs); the term's L2 stays the one chosen.
     per_component = warm.fit.component_lam is not None
-    fit = lodo_kernel.fit_drugs(ds.pair_cell[pairs], ds.pair_drug[pairs], ds.pair_y[pairs],
-                                len(ds.cell_ids), network_kernel(kernel, out.data),
-                                lambdas=None if per_component else (warm.fit.lam,),
-                                per_component=per_component)
+    fit = fit_line(ds, pairs, network_kernel(kernel, out.data), out.data,
+                   lambdas=None if per_component else (warm.fit.lam,),
+                   per_component=per_component)
   else:
     lines = np.unique(ds.pair_cell[pairs])
     x = cell_inputs(x_std, lines, out.data, splits.line_annotations(ds, out.split.name))
