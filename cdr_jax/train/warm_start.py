@@ -19,7 +19,8 @@ rest of the network adds, and selection on validation keeps the epoch that valid
 - `model.line_init='kernel_ridge'` (unseen drugs): the per-line linear term (`EntityLinear`) on the
   kernel map of the leave-one-drug-out baseline's drug kernel (`eval/lodo_kernel.py`) is turned on
   and starts from kernel ridge over the training drugs' z-scored profiles (`lodo_kernel.fit_drugs`,
-  lambda by leave-one-out over those drugs), with that lambda as its L2 (unless
+  one profile column per GDSC screen with `data.screens`: `kernel_screens`; lambda by
+  leave-one-out over those drugs), with that lambda as its L2 (unless
   `model.line_linear` is set): the network starts as the baseline, fitted on its training drugs.
   In the sweep (`cdr_jax.lodo`) every fold gets its own fit and its own lambda.
 
