@@ -345,3 +345,16 @@ train configs/baseline.py:shuffled,seed=0 legacy20_shuf_s0
 train configs/baseline.py:onehot,seed=0 legacy20_onehot_s0
 python launch/report.py --runs "$out"/legacy20_s* --out docs/report_legacy20
 python launch/report.py --runs "$out"/lco20_f* --out docs/report_lco20
+# Session 21: unseen drugs with kernel ridge over drugs per GDSC screen (data.screens: one profile
+# column per screen for the classical baseline, the stack's and each fold's start). The baseline's
+# variants and the inner choice between per-drug and per-screen columns; sweeps (b) and (c) (ChemNet
+# from the writable copy of session 19); the report; the legacy multi-omics and scFoundation runs
+# with screens as identities (seed 0, as far as this session got: see the README).
+python bench/lodo_kernel_variants.py --config=configs/baseline.py
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan \
+  --workdir="$out/lodo21_b"
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet \
+  --workdir="$out/lodo21_c"
+python launch/report.py --runs "$out/lodo21_b" "$out/lodo21_c" --out docs/report_lodo21
+train configs/multiomics.py:seed=0 legacy21_multi_s0
+train configs/scfoundation.py:seed=0 legacy21_scf_s0
