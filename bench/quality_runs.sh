@@ -358,3 +358,8 @@ python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+
 python launch/report.py --runs "$out/lodo21_b" "$out/lodo21_c" --out docs/report_lodo21
 train configs/multiomics.py:seed=0 legacy21_multi_s0
 train configs/scfoundation.py:seed=0 legacy21_scf_s0
+# Session 22: the shuffled drug-feature control (d) with the per-screen kernel, and the report of
+# (b), (c), (d) (replacing session 21's of (b), (c)).
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan,shuffled_drugs \
+  --workdir="$out/lodo21_d"
+python launch/report.py --runs "$out/lodo21_b" "$out/lodo21_c" "$out/lodo21_d" --out docs/report_lodo21
