@@ -18,7 +18,9 @@ leave-one-out over the other drugs) with one thing changed:
     fold's validation drugs, `lodo.make_fold` with the lodo variant's val_fraction), as every
     fold of a sweep starts (`lodo_kernel.fit_drugs`).
   screens (session 21): the baseline with one profile column per GDSC screen (`pair_screen`: the
-    sweep's baseline and start since then), and the inner choice below between the two.
+    sweep's baseline and start since then), the network's start per screen, and the inner choice
+    below between the two; and (session 22) its ablation: screens standardised apart but averaged
+    per drug at one ridge (`screens_averaged`), which tells what the per-screen gain comes from.
 Inner choice: how those four forms were chosen without any held-out label. In each fold, every
 other drug e is scored by leave-one-out over the other drugs (the fold's ridge without e) and
 correlated with e's own profile; the form with the highest mean of those per-drug PCCs wins the
@@ -95,13 +97,42 @@ def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool,
   return out
 
 
-def start_profiles(ds, kernel: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-  """[D, C] each drug's profile from the baseline fitted on its LODO fold's training drugs."""
+def start_profiles(ds, kernel: np.ndarray, val_fraction: float, seed: int,
+                   pair_screen: np.ndarray | None = None) -> np.ndarray:
+  """[D, C] each drug's profile from the baseline fitted on its LODO fold's training drugs (per
+  screen with `pair_screen`, as the sweep's start with `data.screens`)."""
   out = np.zeros((len(ds.drug_ids), len(ds.cell_ids)))
   for d in range(len(ds.drug_ids)):
     train = lodo.make_fold(ds, d, val_fraction, seed).train
+    screens = None if pair_screen is None else pair_screen[train]
     out[d] = lk.fit_drugs(ds.pair_cell[train], ds.pair_drug[train], ds.pair_y[train],
-                          len(ds.cell_ids), kernel).profiles(kernel, [d])[0]
+                          len(ds.cell_ids), kernel,
+                          pair_screen=screens).profiles(kernel, [d])[0]
+  return out
+
+
+def screens_averaged(ds, kernel: np.ndarray) -> np.ndarray:
+  """[D, C] the per-screen baseline's ablation: each fold standardises the other drugs' screens
+  apart (naive, level and spread over the screen columns, as per screen), then averages each
+  drug's z-scored columns into one row of the ridge over drugs, every drug at the same ridge.
+
+  One column per screen is the same ridge as that average with lam / n on the diagonal of a drug
+  measured in n screens (rows sharing a kernel row); this one keeps lam, so it tells whether the
+  separate standardisation or the extra weight of the twice-screened drugs moves the baseline.
+  """
+  n_cells, n_drugs = len(ds.cell_ids), len(ds.drug_ids)
+  column, column_drug = lk.column_drugs(ds.pair_drug, ds.pair_screen, n_drugs)
+  ybar = lk.profile_matrix(ds.pair_cell, column, ds.pair_y, n_cells, len(column_drug))
+  eigen = lk.KernelEigen(kernel)
+  out = np.zeros((n_drugs, n_cells))
+  for d in range(n_drugs):
+    held = np.flatnonzero(column_drug == d)
+    base, z, unit = lk.fold_targets(np.delete(ybar, held, axis=1), lk.NAIVE)
+    row = np.searchsorted(np.delete(np.arange(n_drugs), d), np.delete(column_drug, held))
+    mean = np.zeros((n_drugs - 1, n_cells))
+    np.add.at(mean, row, z)
+    mean /= np.bincount(row, minlength=n_drugs - 1)[:, None]
+    out[d] = base + unit * eigen.per_component(d, mean, lk.LAMBDAS)[0]
   return out
 
 
@@ -186,10 +217,15 @@ def main(argv):
                                         base[None], np.ones((1, 1)), lk.LAMBDAS,
                                         pair_screen=ds.pair_screen)
       inner_screens = inner_pcc(ds, base, 'zscored', True, ds.pair_screen)
+      averaged = screens_averaged(ds, base)
+    start = start_profiles(ds, base, config.lodo.val_fraction, config.split.seed, ds.pair_screen)
     screens = {'columns': int(len(lk.column_drugs(ds.pair_drug, ds.pair_screen,
                                                   len(ds.drug_ids))[1])),
                'one column per drug (baseline)': out['baseline, both'],
                'one column per screen': summary(per_screen.profiles, ds, naive),
+               'screens standardised apart, averaged per drug at one ridge':
+                   summary(averaged, ds, naive),
+               "the network's start per screen (fold's training drugs)": summary(start, ds, naive),
                'inner_mean_pcc': {'drug': round(float(inner[3].mean()), 4),
                                   'screen': round(float(inner_screens.mean()), 4)},
                'folds_won_by_screens': int((inner_screens > inner[3]).sum())}

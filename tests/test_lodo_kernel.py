@@ -316,16 +316,19 @@ def test_variants_wire_through_and_never_read_held_out_labels():
 # ---------------------------------------------------------------------------------------------
 # Screens: one profile column per (drug, screen); a drug leaves with all its screens.
 
-def screened_problem(seed=0):
+def screened_problem(seed=0, third=False):
   """`random_problem` with drugs 1 and 4 measured again in a second screen (ids 7 and 8) on six
-  lines each, read 2 ln IC50 higher: [P] cell, drug, y and screen, and the kernels."""
+  lines each, fresh readings drawn around 2 ln IC50 (unrelated to the first screen's); with
+  `third`, drug 1 also in a third screen (id 9): [P] cell, drug, y and screen, and the kernels."""
   (cell, drug, y), kernels = random_problem(seed)
   rng = np.random.default_rng(seed + 100)
-  extra = [(np.sort(rng.choice(9, 6, replace=False)), d, s) for d, s in ((1, 7), (4, 8))]
+  again = ((1, 7), (4, 8)) + (((1, 9),) if third else ())
+  extra = [(np.sort(rng.choice(9, 6, replace=False)), d, s) for d, s in again]
+  n = len(drug)
   cell = np.concatenate([cell] + [lines for lines, _, _ in extra]).astype(np.int32)
   drug = np.concatenate([drug] + [np.full(6, d) for _, d, _ in extra]).astype(np.int32)
   y = np.concatenate([y] + [rng.normal(2.0, 1.0, 6) for _ in extra]).astype(np.float32)
-  screen = np.concatenate([drug[:len(drug) - 12], np.full(6, 7), np.full(6, 8)])
+  screen = np.concatenate([drug[:n]] + [np.full(6, s) for _, _, s in extra])
   return cell, drug, y, screen, kernels
 
 
@@ -339,39 +342,45 @@ def test_column_drugs_by_hand():
   np.testing.assert_array_equal(column_drug, np.arange(4))
   with pytest.raises(ValueError, match='pair_screen has 2 entries for 5 pairs'):
     lk.column_drugs(drug, screen[:2], 3)
+  # Drug 3 has no pair: an empty column of its own, as without screens.
+  column, column_drug = lk.column_drugs(drug, screen, 4)
+  np.testing.assert_array_equal(column_drug, [0, 1, 2, 2, 3])
+  np.testing.assert_array_equal(column, [2, 0, 3, 1, 2])
 
 
 def test_group_residuals_are_explicit_refits_without_the_group():
   rng = np.random.default_rng(4)
   f = rng.normal(size=(5, 3))
-  groups = np.array([0, 1, 1, 2, 3, 3, 4])                       # drugs 1 and 3: two columns
+  groups = np.array([0, 1, 1, 2, 3, 3, 3, 4])            # drug 1: two columns; drug 3: three
   kernel = lk.rbf_kernel(f)[np.ix_(groups, groups)]
-  targets = rng.normal(size=(7, 4))
+  targets = rng.normal(size=(8, 4))
   lam = 0.4
-  got = lk.loo_residuals(np.linalg.inv(kernel + lam * np.eye(7)), targets, groups)
+  got = lk.loo_residuals(np.linalg.inv(kernel + lam * np.eye(8)), targets, groups)
   for g in range(5):
     rows, rest = np.flatnonzero(groups == g), np.flatnonzero(groups != g)
     want = targets[rows] - explicit_ridge(kernel, rest, rows, targets[rest], lam)
     np.testing.assert_allclose(got[rows], want, atol=1e-10)
   # Without groups, row 1 alone leaves: its twin (same drug) stays and predicts it.
-  alone = lk.loo_residuals(np.linalg.inv(kernel + lam * np.eye(7)), targets)
+  alone = lk.loo_residuals(np.linalg.inv(kernel + lam * np.eye(8)), targets)
   assert np.abs(alone[1] - got[1]).max() > 1e-3
 
 
+@pytest.mark.parametrize('third', [False, True])
 @pytest.mark.parametrize('held_out', [1, 0])
-def test_screen_columns_choice_and_profile_are_explicit_refits(held_out):
+def test_screen_columns_choice_and_profile_are_explicit_refits(held_out, third):
   """With screens, fold d fits one column per screen of the other drugs, chooses lambda by
-  leaving each other drug out with all its screens, and predicts d (both screens held out) from
-  its kernel row: each step checked against refits from scratch."""
-  cell, drug, y, screen, kernels = screened_problem()
+  leaving each other drug out with all its screens, and predicts d (all its screens held out)
+  from its kernel row: each step checked against refits from scratch. With `third`, drug 1 has
+  three screens: held out (held_out=1), or leaving the leave-one-out as a group of three."""
+  cell, drug, y, screen, kernels = screened_problem(third=third)
   kernel, lambdas = kernels[0] + kernels[1], [0.1, 1.0, 10.0]
   res = lk.lodo_kernel_ridge(cell, drug, y, 9, kernel[None], [[1.0]], lambdas, **PLAIN,
                              pair_screen=screen)
   column, column_drug = lk.column_drugs(drug, screen, 7)
-  assert len(column_drug) == 9
+  assert len(column_drug) == 9 + third and (column_drug == 1).sum() == 2 + third
   others = np.flatnonzero(column_drug != held_out)
   groups, ck = column_drug[others], kernel[np.ix_(column_drug, column_drug)]
-  ybar = lk.profile_matrix(cell, column, y, 9, 9)[:, others]
+  ybar = lk.profile_matrix(cell, column, y, 9, len(column_drug))[:, others]
   z, spread = lk.zscored_deviations(ybar, res.naive[held_out])
   errors = {}
   for lam in lambdas:
@@ -406,7 +415,10 @@ def test_screen_columns_never_read_the_held_out_drugs_screens():
 
 
 def test_one_screen_per_drug_is_one_column_per_drug():
+  """Equal fits, also with a drug (5) that has no pair: an empty column either way."""
   (cell, drug, y), kernels = random_problem(seed=3)
+  keep = drug != 5
+  cell, drug, y = cell[keep], drug[keep], y[keep]
   a = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 0.5]], [0.1, 1.0])
   b = lk.lodo_kernel_ridge(cell, drug, y, 9, kernels, [[1.0, 0.5]], [0.1, 1.0],
                            pair_screen=drug + 10)
@@ -434,3 +446,25 @@ def test_fit_drugs_with_screens_is_the_baseline_on_its_drugs(per_component):
   else:
     assert fit.lam == base.lam[0]
   np.testing.assert_allclose(fit.profiles(kernel, [0])[0], base.profiles[0], atol=1e-10)
+
+
+def test_without_drug_with_screens_fits_per_screen_and_reads_no_excluded_label():
+  """As `test_without_drug_is_the_baseline_on_the_data_without_that_drug`, one column per screen:
+  drug 1 (two screens) excluded, drugs 2 and 4 (4: two
+  screens) scored per screen; drug 1's labels are unread."""
+  from tests.conftest import hand_dataset  # pylint: disable=g-import-not-at-top
+  cell, drug, y, screen, kernels = screened_problem(seed=2)
+  kernel = kernels.sum(0)
+  pairs = np.flatnonzero(np.isin(drug, [2, 4]))
+  got = lk.without_drug(hand_dataset(cell, drug, y), kernel, 1, [2, 4], pairs, screen)
+  keep, others = drug != 1, np.array([0, 2, 3, 4, 5, 6])
+  new = np.searchsorted(others, drug[keep])
+  ref = lk.lodo_kernel_ridge(cell[keep], new, y[keep], 9, kernel[np.ix_(others, others)][None],
+                             np.ones((1, 1)), lk.LAMBDAS, pair_screen=screen[keep])
+  np.testing.assert_allclose(got, ref.profiles[np.searchsorted(others, drug[pairs]), cell[pairs]])
+  per_drug = lk.without_drug(hand_dataset(cell, drug, y), kernel, 1, [2, 4], pairs)
+  assert np.abs(per_drug - got).max() > 1e-3
+  scrambled = y.copy()
+  scrambled[drug == 1] = 99.0
+  again = lk.without_drug(hand_dataset(cell, drug, scrambled), kernel, 1, [2, 4], pairs, screen)
+  np.testing.assert_array_equal(again, got)

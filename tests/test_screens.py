@@ -3,6 +3,7 @@ screen as a column of its own (`experiment.drug_axis`), scored per drug as befor
 
 import csv
 import dataclasses
+import inspect
 import json
 
 import numpy as np
@@ -217,10 +218,12 @@ def test_network_learns_screens_end_to_end(tmp_path, variant):
   assert experiment.network_dataset(ds, split, c) is ds
 
 
-def test_lodo_sweep_fits_kernel_ridge_per_screen(tmp_path):
+def test_lodo_sweep_fits_kernel_ridge_per_screen(tmp_path, monkeypatch):
   """Unseen drugs keep one network identity per drug, but kernel ridge over drugs (the sweep's
   classical baseline, the stack's and each fold's start) fits one profile column per screen, a
-  held-out drug leaving with both its screens; `data.screens=False` fits one per drug."""
+  held-out drug leaving with both its screens; `data.screens=False` fits one per drug. The
+  baseline's scores are recomputed here; the stack's baseline and the starts are checked to get
+  the screens (their per-screen fits are tested in test_lodo_kernel.py)."""
   from cdr_jax import lodo  # pylint: disable=g-import-not-at-top
   from cdr_jax.eval import lodo_kernel  # pylint: disable=g-import-not-at-top
   from cdr_jax.train import warm_start  # pylint: disable=g-import-not-at-top
@@ -230,8 +233,21 @@ def test_lodo_sweep_fits_kernel_ridge_per_screen(tmp_path):
   c.model.line_init = 'kernel_ridge'
   ds = data.load_dataset(c.data)
   twice, once = len(ds.drug_ids) - 1, 0
+  seen = {'without_drug': [], 'fit_drugs': []}
+  for name in seen:
+    def spy(*args, _name=name, _real=getattr(lodo_kernel, name), **kwargs):
+      bound = inspect.signature(_real).bind(*args, **kwargs).arguments
+      seen[_name].append(bound.get('pair_screen'))
+      return _real(*args, **kwargs)
+    monkeypatch.setattr(lodo_kernel, name, spy)
   summary = lodo.run_sweep(c, tmp_path, drugs=f'{ds.drug_ids[twice]},{ds.drug_ids[once]}')
   assert summary['classical_kernel']['columns'] == 'screen'
+  assert len(seen['without_drug']) == 2 and len(seen['fit_drugs']) >= 2   # stacks; starts
+  for screens in seen['without_drug']:
+    np.testing.assert_array_equal(screens, ds.pair_screen)
+  for screens in seen['fit_drugs']:        # each start's training pairs' screens
+    assert screens is not None and len(np.unique(screens)) > len(np.unique(ds.pair_drug)) - 2
+  monkeypatch.undo()
   kernel = warm_start.drug_kernel(ds, c)
   want = {screens: lodo_kernel.lodo_kernel_ridge(
       ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None], np.ones((1, 1)),

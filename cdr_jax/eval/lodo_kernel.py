@@ -19,9 +19,14 @@ its own lam, each by the same leave-one-out over the other drugs.
 
 Screens (`pair_screen`): GDSC screened 15 drugs under two drug ids whose readings of the same lines
 differ (README, session 20). Given each pair's screen, the profiles are one column per screen (a
-drug's screens share its kernel row), so no training profile averages two assays; a held-out drug
-leaves with all its screens, and the leave-one-out over the other drugs leaves each drug out with
-all its screens too (`loo_residuals`). Every prediction and score stays per drug.
+drug's screens share its kernel row): each screen is z-scored on its own, and the naive, level and
+spread are means over the columns. Rows sharing a kernel row make it the same ridge as one row per
+drug holding the mean of its screens' z-scored deviations, with lam / n on the diagonal of a drug
+measured in n screens: such a drug weighs more. (That weight is what moves the baseline: averaged
+at one ridge the screens give 0.5736, per screen 0.5759, per drug 0.5740; `bench/
+lodo_kernel_variants.py`, "screens".) A held-out drug leaves with all its screens, and the
+leave-one-out over the other drugs leaves each drug out with all its screens too
+(`loo_residuals`). Every prediction and score stays per drug.
 """
 
 import dataclasses
@@ -187,16 +192,23 @@ def zscored_deviations(profiles: np.ndarray, naive: np.ndarray) -> tuple[np.ndar
 
 def column_drugs(pair_drug: np.ndarray, pair_screen: np.ndarray | None, n_drugs: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-  """The profile columns: [P] each pair's column and [S] each column's drug. One column per drug
-  (of `n_drugs`) without screens; with them, one per (drug, screen) measured, in drug order."""
+  """The profile columns: [P] each pair's column and [S] each column's drug, in drug order. One
+  column per drug (of `n_drugs`) without screens; with them, one per (drug, screen) measured, and
+  one (empty) column for a drug with no pair, as without screens, so one screen per drug gives the
+  same columns either way."""
   pair_drug = np.asarray(pair_drug, np.int64)
   if pair_screen is None:
     return pair_drug, np.arange(n_drugs)
   if len(pair_screen) != len(pair_drug):
     raise ValueError(f'pair_screen has {len(pair_screen)} entries for {len(pair_drug)} pairs')
-  keys, column = np.unique(np.stack([pair_drug, np.asarray(pair_screen, np.int64)], 1), axis=0,
-                           return_inverse=True)
-  return column.reshape(-1), keys[:, 0]
+  screen = np.asarray(pair_screen, np.int64) + 1          # 0: the empty column of an unmeasured drug
+  keys = np.unique(np.stack([pair_drug, screen], 1), axis=0)
+  unmeasured = np.setdiff1d(np.arange(n_drugs), keys[:, 0])
+  keys = np.concatenate([keys, np.stack([unmeasured, np.zeros_like(unmeasured)], 1)])
+  keys = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+  stride = int(screen.max(initial=0)) + 1
+  column = np.searchsorted(keys[:, 0] * stride + keys[:, 1], pair_drug * stride + screen)
+  return column, keys[:, 0]
 
 
 def loo_residuals(g: np.ndarray, targets: np.ndarray, groups: np.ndarray | None = None
@@ -204,7 +216,8 @@ def loo_residuals(g: np.ndarray, targets: np.ndarray, groups: np.ndarray | None 
   """[n, m] leave-one-out residuals of kernel ridge with G = (K + lam I)^-1 over n rows.
 
   Row e alone: (G T)_e / G_ee. With `groups` ([n] a drug per row), each drug's rows leave
-  together: a group b's residuals are G_bb^-1 (G T)_b (the ridge refitted without b, at b)."""
+  together: a group b's residuals are G_bb^-1 (G T)_b (T_b minus the ridge refitted without b,
+  at b)."""
   gt = g @ targets
   out = gt / np.diag(g)[:, None]
   if groups is not None:

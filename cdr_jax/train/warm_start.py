@@ -185,10 +185,12 @@ def network_kernel(kernel: np.ndarray, data_config: ml_collections.ConfigDict) -
 
 
 def kernel_screens(ds: Dataset, data_config: ml_collections.ConfigDict) -> np.ndarray | None:
-  """[P] each pair's screen, so kernel ridge over drugs fits one profile column per screen and
-  no training profile averages two assays (`lodo_kernel.column_drugs`), where `data.screens` is
-  on and the data records screens; else None (one column per drug). A drug still leaves with all
-  its screens, and predictions stay per drug."""
+  """[P] each pair's screen, so kernel ridge over drugs fits one profile column per screen, each
+  z-scored on its own and a drug measured in several screens weighing more (`lodo_kernel`'s
+  module docstring, `column_drugs`), where `data.screens` is on and the data records screens;
+  else None (one column per drug). A drug still leaves with all its screens, and predictions
+  stay per drug. Sweeps written before session 21 with `data.screens` on fitted one column per
+  drug here; rerun with `--config.data.screens=False` to reproduce their kernel."""
   return ds.pair_screen if data_config.get('screens', False) else None
 
 
