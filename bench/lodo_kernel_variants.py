@@ -11,6 +11,15 @@ leave-one-out over the other drugs) with one thing changed:
   target expression: plus gamma times the mean standardised expression of the held-out drug's
     annotated target genes (those among the expression genes), a mechanism prior that needs no
     similar drug;
+  target genomics (session 23): the per-screen baseline plus a learned prior from the held-out
+    drug's target genes (GDSC target names mapped to gene symbols by `TARGET_GENES`): their mean
+    standardised expression, and whether a line carries a mutation or a copy-number event naming
+    one (GDSC event matrix). Three coefficients, shared by all drugs, are fitted per fold by least
+    squares of the other drugs' residuals (own profile minus their held-out baseline, over each
+    drug's spread) on their own features; the held-out drug's prior is scaled by the median spread
+    of the other drugs. The other drugs' residuals come from the all-folds baseline, whose fit of
+    them saw the held-out drug's profile among 222 others (second order; its own labels are not
+    read for its prediction). Also at 2x and 4x the fitted coefficients;
   naive / ridge: the naive mean over the other drugs' z-scored profiles (`naive='zscored'`), one
     ridge per principal component of the deviations (`per_component=True`), both (the baseline
     since session 17: `lodo_kernel.NAIVE`, `PER_COMPONENT`), and neither (the baseline before).
@@ -45,6 +54,7 @@ from cdr_jax import lodo
 from cdr_jax.data import cells
 from cdr_jax.data import dataset
 from cdr_jax.data import drugs
+from cdr_jax.data import events
 from cdr_jax.data import io
 from cdr_jax.eval import lodo_kernel as lk
 
@@ -136,14 +146,20 @@ def screens_averaged(ds, kernel: np.ndarray) -> np.ndarray:
   return out
 
 
-def target_expression(ds, root: pathlib.Path) -> tuple[np.ndarray, int]:
-  """[D, C] mean standardised expression of each drug's annotated targets (0 where none of its
-  targets is an expression gene), and how many drugs have one. Label-free."""
+def standardised_expression(ds, root: pathlib.Path) -> tuple[np.ndarray, dict[str, int]]:
+  """[C, G] the dataset's lines' expression (gaps at the gene mean), standardised over them, and
+  each gene's column by upper-case symbol."""
   ids, genes, x = io.read_matrix_csv(root / cells.EXPRESSION_FILE, 'expression', 'DepMap_ID')
   x = np.where(np.isnan(x), np.nanmean(x, 0), x)
   row = {c: i for i, c in enumerate(ids)}
   x = cells.standardize(x[[row[c] for c in ds.cell_ids]], np.arange(len(ds.cell_ids)))
-  column = {g.upper(): j for j, g in enumerate(genes)}
+  return x, {g.upper(): j for j, g in enumerate(genes)}
+
+
+def target_expression(ds, root: pathlib.Path) -> tuple[np.ndarray, int]:
+  """[D, C] mean standardised expression of each drug's annotated targets (0 where none of its
+  targets is an expression gene), and how many drugs have one. Label-free."""
+  x, column = standardised_expression(ds, root)
   ann = drugs.read_drug_list_annotations(root)
   out = np.zeros((len(ds.drug_ids), len(ds.cell_ids)))
   for d, cid in enumerate(ds.drug_ids):
@@ -151,6 +167,67 @@ def target_expression(ds, root: pathlib.Path) -> tuple[np.ndarray, int]:
     if hit:
       out[d] = x[:, hit].mean(1)
   return out, int((out != 0).any(1).sum())
+
+
+# GDSC target names -> gene symbols, for names that are not one (label-free: from the names alone).
+TARGET_GENES = {
+    'MEK1': ('MAP2K1',), 'MEK2': ('MAP2K2',), 'ERK1': ('MAPK3',), 'ERK2': ('MAPK1',),
+    'ERK5': ('MAPK7',), 'MTORC1': ('MTOR',), 'MTORC2': ('MTOR',), 'ABL': ('ABL1',),
+    'PDGFR': ('PDGFRA', 'PDGFRB'), 'VEGFR': ('KDR', 'FLT1', 'FLT4'), 'VEGFR1': ('FLT1',),
+    'VEGFR2': ('KDR',), 'VEGFR3': ('FLT4',), 'PI3K (CLASS 1)': ('PIK3CA', 'PIK3CB', 'PIK3CD'),
+    'PI3KALPHA': ('PIK3CA',), 'PI3KBETA': ('PIK3CB',), 'PI3KGAMMA': ('PIK3CG',),
+    'PI3KDELTA': ('PIK3CD',), 'IR': ('INSR',), 'TIE2': ('TEK',), 'PDK1 (PDPK1)': ('PDPK1',),
+    'BCL-XL': ('BCL2L1',), 'BCL-W': ('BCL2L2',), 'BCL-2': ('BCL2',), 'JNK1': ('MAPK8',),
+    'JNK2': ('MAPK9',), 'P38': ('MAPK14',), 'TAK1': ('MAP3K7',), 'IKK2': ('IKBKB',),
+    'IKK1': ('CHUK',), 'ALK5': ('TGFBR1',), 'HSP90': ('HSP90AA1', 'HSP90AB1'), 'HER2': ('ERBB2',),
+    'FGFR': ('FGFR1', 'FGFR2', 'FGFR3')}
+
+
+def target_genomics(ds, root: pathlib.Path) -> tuple[np.ndarray, list[int]]:
+  """[3, D, C] per drug and line, from the drug's target genes: mean standardised expression, and
+  any mutation / any copy-number event naming one (standardised over the lines; lines without an
+  events row read 0); 0 where a drug has no such gene. And how many drugs have each. Label-free."""
+  n_cells = len(ds.cell_ids)
+  x, column = standardised_expression(ds, root)
+  ev = events.read_events(root)
+  mapping, _ = events.map_to_depmap(ev, root)
+  event_row = {mapping[c]: i for i, c in enumerate(ev.cosmic_ids) if c in mapping}
+  line_rows = np.array([event_row.get(c, -1) for c in ds.cell_ids])
+  ann = drugs.read_drug_list_annotations(root)
+  out = np.zeros((3, len(ds.drug_ids), n_cells))
+  for d, cid in enumerate(ds.drug_ids):
+    genes_d = {g for t in ann.targets[cid] for g in TARGET_GENES.get(t, (t,))}
+    hit = [column[g] for g in genes_d if g in column]
+    if hit:
+      out[0, d] = x[:, hit].mean(1)
+    for k, group in ((1, 'mutation'), (2, 'cna')):
+      cols = [j for j in ev.group(group) if set(events.event_genes(ev.columns[j])) & genes_d]
+      if cols:
+        flag = np.nan_to_num(ev.values[:, cols]).max(1)
+        f = np.where(line_rows >= 0, flag[line_rows], 0.0)
+        if f.std() > 0:
+          out[k, d] = (f - f.mean()) / f.std()
+  return out, (out != 0).any(2).sum(1).tolist()
+
+
+def genomics_prior(ds, profiles: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """[D, C] `profiles` (each drug's held-out baseline) plus the target-genomics prior, and [D, 3]
+  the coefficients of each fold: least squares over the other drugs with a feature (see the
+  module docstring). The held-out drug's labels are not read for its own row."""
+  n_drugs = len(ds.drug_ids)
+  own = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), n_drugs).T
+  spread = np.nanstd(own, 1)
+  resid = (own - profiles) / spread[:, None]
+  has = (features != 0).any((0, 2))
+  out, coefs = profiles.copy(), np.zeros((n_drugs, len(features)))
+  for d in range(n_drugs):
+    others = [e for e in np.flatnonzero(has) if e != d]
+    seen = [np.isfinite(resid[e]) for e in others]
+    a = np.concatenate([features[:, e, m].T for e, m in zip(others, seen)])
+    b = np.concatenate([resid[e, m] for e, m in zip(others, seen)])
+    coefs[d] = np.linalg.lstsq(a, b, rcond=None)[0]
+    out[d] = profiles[d] + np.median(np.delete(spread, d)) * (coefs[d] @ features[:, d])
+  return out, coefs
 
 
 def main(argv):
@@ -219,6 +296,14 @@ def main(argv):
       inner_screens = inner_pcc(ds, base, 'zscored', True, ds.pair_screen)
       averaged = screens_averaged(ds, base)
     start = start_profiles(ds, base, config.lodo.val_fraction, config.split.seed, ds.pair_screen)
+    genomics, with_gene = target_genomics(ds, root)
+    prior, coefs = genomics_prior(ds, per_screen.profiles, genomics)
+    at_scale = {f'x {m:g}': summary(per_screen.profiles + m * (prior - per_screen.profiles), ds,
+                                    naive) for m in (1, 2, 4)}
+    gain = (lk.per_drug_pcc(prior[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
+                            len(ds.drug_ids))
+            - lk.per_drug_pcc(per_screen.profiles[ds.pair_drug, ds.pair_cell], ds.pair_y,
+                              ds.pair_drug, len(ds.drug_ids)))
     screens = {'columns': int(len(lk.column_drugs(ds.pair_drug, ds.pair_screen,
                                                   len(ds.drug_ids))[1])),
                'one column per drug (baseline)': out['baseline, both'],
@@ -228,7 +313,14 @@ def main(argv):
                "the network's start per screen (fold's training drugs)": summary(start, ds, naive),
                'inner_mean_pcc': {'drug': round(float(inner[3].mean()), 4),
                                   'screen': round(float(inner_screens.mean()), 4)},
-               'folds_won_by_screens': int((inner_screens > inner[3]).sum())}
+               'folds_won_by_screens': int((inner_screens > inner[3]).sum()),
+               'per screen + target genomics': {
+                   'drugs_with_expression_mutation_cna_feature': with_gene,
+                   'coefficients_mean_over_folds': coefs.mean(0).round(4).tolist(),
+                   'gain_mean': round(float(gain.mean()), 4),
+                   'gain_standard_error': round(float(gain.std() / np.sqrt(len(gain))), 4),
+                   'drugs_up_down': [int((gain > 1e-9).sum()), int((gain < -1e-9).sum())],
+                   **at_scale}}
   print(json.dumps({'drugs': len(ds.drug_ids), 'drugs_with_a_target_gene_in_expression': covered,
                     'chemnet': chemnet.exists(), 'variants': out, 'inner_choice': choice,
                     'screens': screens}, indent=1))

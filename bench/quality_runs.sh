@@ -363,3 +363,8 @@ train configs/scfoundation.py:seed=0 legacy21_scf_s0
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan,shuffled_drugs \
   --workdir="$out/lodo21_d"
 python launch/report.py --runs "$out/lodo21_b" "$out/lodo21_c" "$out/lodo21_d" --out docs/report_lodo21
+# Session 23: the baseline's variants again, now with the target-genomics prior ("screens", "per
+# screen + target genomics"; ChemNet from a data root with drugs/chemnet.npy, made by
+# `python -m embed_torch chemnet --smiles <root>/deepcdr/223drugs_pubchem_smiles.txt
+# --out <root>/drugs/chemnet.npy`).
+python bench/lodo_kernel_variants.py --config=configs/baseline.py
