@@ -236,14 +236,9 @@ def main(argv):
   ds = data.load_dataset(config.data)
   root = dataset.resolve_data_root(config.data.root)
   kernels = lk.drug_kernels(ds, root)
-  chemnet = root / config.data.drug_embeddings['chemnet']
-  if chemnet.exists():  # read and aligned as the `chemnet` drug representation is
-    part = config.data.copy_and_resolve_references()
-    part.drug_repr, part.shuffle_drugs = 'chemnet', False
-    raw, names, _ = drugs.build_drug_features(part, root, ds.drug_ids,
-                                              dict(zip(ds.drug_ids, ds.drug_smiles)))
-    kernels['chemnet'] = lk.rbf_kernel(
-        drugs.standardize(raw, np.arange(len(raw)), names).features)
+  chemnet = lk.chemnet_kernel(ds, config.data, root)
+  if chemnet is not None:
+    kernels['chemnet'] = chemnet
   base, _ = lk.weighted_kernel(ds, root)
   unit = base / np.sqrt(np.outer(np.diag(base), np.diag(base)))
   variants = {f'{name} alone': k for name, k in kernels.items()}
@@ -322,7 +317,7 @@ def main(argv):
                    'drugs_up_down': [int((gain > 1e-9).sum()), int((gain < -1e-9).sum())],
                    **at_scale}}
   print(json.dumps({'drugs': len(ds.drug_ids), 'drugs_with_a_target_gene_in_expression': covered,
-                    'chemnet': chemnet.exists(), 'variants': out, 'inner_choice': choice,
+                    'chemnet': chemnet is not None, 'variants': out, 'inner_choice': choice,
                     'screens': screens}, indent=1))
 
 

@@ -368,3 +368,4 @@ python launch/report.py --runs "$out/lodo21_b" "$out/lodo21_c" "$out/lodo21_d" -
 # `python -m embed_torch chemnet --smiles <root>/deepcdr/223drugs_pubchem_smiles.txt
 # --out <root>/drugs/chemnet.npy`).
 python bench/lodo_kernel_variants.py --config=configs/baseline.py
+python bench/lodo_neighbours.py --config=configs/baseline.py

@@ -468,3 +468,25 @@ def test_without_drug_with_screens_fits_per_screen_and_reads_no_excluded_label()
   scrambled[drug == 1] = 99.0
   again = lk.without_drug(hand_dataset(cell, drug, scrambled), kernel, 1, [2, 4], pairs, screen)
   np.testing.assert_array_equal(again, got)
+
+
+def test_chemnet_kernel_reads_the_sidecar_file_in_dataset_order(tmp_path):
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  from cdr_jax.data import drugs  # pylint: disable=g-import-not-at-top
+  from cdr_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  cfg = test_config.get_config().data
+  ds = SimpleNamespace(drug_ids=['a', 'b', 'c'], drug_smiles=['C', 'CC', 'CCC'])
+  assert lk.chemnet_kernel(ds, cfg, tmp_path) is None   # no embedding file: no ChemNet kernel
+  (tmp_path / 'drugs').mkdir()
+  rows = {'c': [0.0, 5.0], 'a': [1.0, 2.0], 'b': [4.0, -1.0]}   # file order differs from ds's
+  np.save(tmp_path / 'drugs/chemnet.npy', np.array(list(rows.values()), np.float32))
+  (tmp_path / 'drugs/chemnet.cells.txt').write_text('\n'.join(rows) + '\n')
+  k = lk.chemnet_kernel(ds, cfg, tmp_path)
+  x = np.array([rows[d] for d in ds.drug_ids])
+  expected = lk.rbf_kernel(drugs.standardize(x, np.arange(3), ['chemnet:0', 'chemnet:1']).features)
+  np.testing.assert_allclose(k, expected, rtol=1e-6)
+  assert not np.allclose(k, lk.rbf_kernel(drugs.standardize(
+      np.array(list(rows.values())), np.arange(3), ['chemnet:0', 'chemnet:1']).features))
+  with pytest.raises(DataError, match="no embedding for drug 'z'"):
+    lk.chemnet_kernel(SimpleNamespace(drug_ids=['a', 'z'], drug_smiles=['C', 'N']), cfg, tmp_path)

@@ -30,6 +30,7 @@ leave-one-out over the other drugs leaves each drug out with all its screens too
 """
 
 import dataclasses
+import pathlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -522,6 +523,20 @@ def drug_kernels(ds, root=None) -> dict[str, np.ndarray]:
   raw, names = drugs.descriptor_features(smiles, ids)
   out['descriptors'] = rbf_kernel(drugs.standardize(raw, np.arange(len(ids)), names).features)
   return out
+
+
+def chemnet_kernel(ds, data_config, root) -> np.ndarray | None:
+  """[D, D] RBF on the standardised ChemNet embeddings of `ds`'s drugs, read and aligned as the
+  `chemnet` drug representation is (`data_config.drug_embeddings`, under `root`); None when the
+  data root has no embedding file (`python -m embed_torch chemnet` makes it)."""
+  from cdr_jax.data import drugs  # pylint: disable=g-import-not-at-top
+  if not (pathlib.Path(root) / data_config.drug_embeddings['chemnet']).exists():
+    return None
+  part = data_config.copy_and_resolve_references()
+  part.drug_repr, part.shuffle_drugs = 'chemnet', False
+  raw, names, _ = drugs.build_drug_features(part, pathlib.Path(root), list(ds.drug_ids),
+                                            dict(zip(ds.drug_ids, ds.drug_smiles)))
+  return rbf_kernel(drugs.standardize(raw, np.arange(len(raw)), names).features)
 
 
 def weighted_kernel(ds, root=None) -> tuple[np.ndarray, dict[str, float]]:
