@@ -14,12 +14,11 @@ leave-one-out over the other drugs) with one thing changed:
   target genomics (session 23): the per-screen baseline plus a learned prior from the held-out
     drug's target genes (GDSC target names mapped to gene symbols by `TARGET_GENES`): their mean
     standardised expression, and whether a line carries a mutation or a copy-number event naming
-    one (GDSC event matrix). Three coefficients, shared by all drugs, are fitted per fold by least
-    squares of the other drugs' residuals (own profile minus their held-out baseline, over each
-    drug's spread) on their own features; the held-out drug's prior is scaled by the median spread
-    of the other drugs. The other drugs' residuals come from the all-folds baseline, whose fit of
-    them saw the held-out drug's profile among 222 others (second order; its own labels are not
-    read for its prediction). Also at 2x and 4x the fitted coefficients;
+    one (GDSC event matrix; a blank event reads as none). Three coefficients, shared by all drugs,
+    are fitted per fold by least squares of the other drugs' residuals (own profile minus their
+    leave-one-out profile within the fold, fitted without the held-out drug; over each drug's
+    spread) on their own features; the held-out drug's prior is scaled by the median spread of
+    the other drugs. Also at 2x and 4x the fitted coefficients;
   naive / ridge: the naive mean over the other drugs' z-scored profiles (`naive='zscored'`), one
     ridge per principal component of the deviations (`per_component=True`), both (the baseline
     since session 17: `lodo_kernel.NAIVE`, `PER_COMPONENT`), and neither (the baseline before).
@@ -73,18 +72,17 @@ FORMS = {'neither': ('mean', False), 'naive from z-scored profiles': ('zscored',
          'one lambda per component': ('mean', True), 'both': ('zscored', True)}
 
 
-def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool,
-              pair_screen: np.ndarray | None = None) -> np.ndarray:
-  """[D] per fold, the mean over the other drugs of the per-drug PCC of their leave-one-out
-  profiles (each scored by the fold's ridge refitted without it, with all its screens when
-  `pair_screen` gives one column per screen) against their own profile: reads no held-out label."""
+def fold_loo_profiles(ds, kernel: np.ndarray, naive: str, per_component: bool,
+                      pair_screen: np.ndarray | None = None):
+  """Per fold d, yields (d, [n] the other drugs, [n, C] their leave-one-out profiles): each other
+  drug scored by the fold's ridge (the baseline's form: `naive`, `per_component`) refitted without
+  it, leaving with all its screens when `pair_screen` gives one column per screen. Fitted on the
+  other drugs' profiles only: no label of d is read."""
   n_cells, n_drugs = len(ds.cell_ids), len(ds.drug_ids)
   column, column_drug = lk.column_drugs(ds.pair_drug, pair_screen, n_drugs)
   ybar = lk.profile_matrix(ds.pair_cell, column, ds.pair_y, n_cells, len(column_drug))
-  own = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, n_drugs)
   eigen = lk.KernelEigen(kernel[np.ix_(column_drug, column_drug)])
   lambdas = np.asarray(lk.LAMBDAS)
-  out = np.zeros(n_drugs)
   for d in range(n_drugs):
     held = np.flatnonzero(column_drug == d)
     groups = np.delete(column_drug, held)
@@ -98,11 +96,23 @@ def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool,
     errors = (resid ** 2).sum(1)   # [L, r]
     pick = errors.argmin(0) if per_component else np.full(len(s), errors.sum(1).argmin())
     loo = base[:, None] + unit * (z - resid[pick, :, np.arange(len(s))].T @ vt).T   # [C, n]
+    others, first = np.unique(groups, return_index=True)   # a drug's columns share its prediction
+    yield d, others, loo[:, first].T
+
+
+def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool,
+              pair_screen: np.ndarray | None = None) -> np.ndarray:
+  """[D] per fold, the mean over the other drugs of the per-drug PCC of their leave-one-out
+  profiles (`fold_loo_profiles`) against their own profile: reads no held-out label."""
+  own = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids),
+                          len(ds.drug_ids))
+  out = np.zeros(len(ds.drug_ids))
+  for d, others, loo in fold_loo_profiles(ds, kernel, naive, per_component, pair_screen):
     r = []
-    for e in np.unique(groups):   # a drug's columns share its prediction (one kernel row)
+    for e, profile in zip(others, loo):
       obs = own[:, e]
       seen = np.isfinite(obs)
-      r.append(np.corrcoef(loo[seen, np.flatnonzero(groups == e)[0]], obs[seen])[0, 1])
+      r.append(np.corrcoef(profile[seen], obs[seen])[0, 1])
     out[d] = np.nanmean(r)
   return out
 
@@ -186,7 +196,8 @@ TARGET_GENES = {
 def target_genomics(ds, root: pathlib.Path) -> tuple[np.ndarray, list[int]]:
   """[3, D, C] per drug and line, from the drug's target genes: mean standardised expression, and
   any mutation / any copy-number event naming one (standardised over the lines; lines without an
-  events row read 0); 0 where a drug has no such gene. And how many drugs have each. Label-free."""
+  events row, and blank events, read as no event); 0 where a drug has no such gene. And how many
+  drugs have each. Label-free."""
   n_cells = len(ds.cell_ids)
   x, column = standardised_expression(ds, root)
   ev = events.read_events(root)
@@ -210,22 +221,28 @@ def target_genomics(ds, root: pathlib.Path) -> tuple[np.ndarray, list[int]]:
   return out, (out != 0).any(2).sum(1).tolist()
 
 
-def genomics_prior(ds, profiles: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """[D, C] `profiles` (each drug's held-out baseline) plus the target-genomics prior, and [D, 3]
-  the coefficients of each fold: least squares over the other drugs with a feature (see the
-  module docstring). The held-out drug's labels are not read for its own row."""
+def genomics_prior(ds, kernel: np.ndarray, profiles: np.ndarray,
+                   features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """[D, C] `profiles` (each drug's held-out per-screen baseline) plus the target-genomics prior,
+  and [D, 3] the coefficients of each fold.
+
+  In fold d the coefficients are the least-squares fit, over the other drugs with a feature, of
+  their residuals (own profile minus their leave-one-out profile within the fold,
+  `fold_loo_profiles`: fitted without d; over each drug's spread) on their own features. d's prior
+  is those coefficients times its features, in units of the other drugs' median spread. No label
+  of d is read for its row.
+  """
   n_drugs = len(ds.drug_ids)
   own = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), n_drugs).T
   spread = np.nanstd(own, 1)
-  resid = (own - profiles) / spread[:, None]
   has = (features != 0).any((0, 2))
   out, coefs = profiles.copy(), np.zeros((n_drugs, len(features)))
-  for d in range(n_drugs):
-    others = [e for e in np.flatnonzero(has) if e != d]
-    seen = [np.isfinite(resid[e]) for e in others]
-    a = np.concatenate([features[:, e, m].T for e, m in zip(others, seen)])
-    b = np.concatenate([resid[e, m] for e, m in zip(others, seen)])
-    coefs[d] = np.linalg.lstsq(a, b, rcond=None)[0]
+  for d, others, loo in fold_loo_profiles(ds, kernel, lk.NAIVE, lk.PER_COMPONENT, ds.pair_screen):
+    pick = has[others]
+    resid = (own[others[pick]] - loo[pick]) / spread[others[pick], None]
+    seen = np.isfinite(resid)
+    a = np.concatenate([features[:, e, m].T for e, m in zip(others[pick], seen)])
+    coefs[d] = np.linalg.lstsq(a, resid[seen], rcond=None)[0]
     out[d] = profiles[d] + np.median(np.delete(spread, d)) * (coefs[d] @ features[:, d])
   return out, coefs
 
@@ -292,7 +309,8 @@ def main(argv):
       averaged = screens_averaged(ds, base)
     start = start_profiles(ds, base, config.lodo.val_fraction, config.split.seed, ds.pair_screen)
     genomics, with_gene = target_genomics(ds, root)
-    prior, coefs = genomics_prior(ds, per_screen.profiles, genomics)
+    with threadpoolctl.threadpool_limits(1):
+      prior, coefs = genomics_prior(ds, base, per_screen.profiles, genomics)
     at_scale = {f'x {m:g}': summary(per_screen.profiles + m * (prior - per_screen.profiles), ds,
                                     naive) for m in (1, 2, 4)}
     gain = (lk.per_drug_pcc(prior[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
@@ -312,8 +330,9 @@ def main(argv):
                'per screen + target genomics': {
                    'drugs_with_expression_mutation_cna_feature': with_gene,
                    'coefficients_mean_over_folds': coefs.mean(0).round(4).tolist(),
-                   'gain_mean': round(float(gain.mean()), 4),
-                   'gain_standard_error': round(float(gain.std() / np.sqrt(len(gain))), 4),
+                   'gain_mean': round(float(np.nanmean(gain)), 4),
+                   'gain_standard_error': round(
+                       float(np.nanstd(gain) / np.sqrt(np.isfinite(gain).sum())), 4),
                    'drugs_up_down': [int((gain > 1e-9).sum()), int((gain < -1e-9).sum())],
                    **at_scale}}
   print(json.dumps({'drugs': len(ds.drug_ids), 'drugs_with_a_target_gene_in_expression': covered,

@@ -10,14 +10,14 @@ Each predictor scores d's similarity to every other drug without d's labels:
     `drugs/chemnet.npy`), and the baseline's weighted sum;
   learned: a quadratic model of the kernel values (each kernel, its square and every product of
     two; ridge with a fixed, small L2 on standardised features: about 24,000 pairs per fold, so
-    it hardly binds) fitted per fold to the similarities of the other drugs' pairs, so which features
-    matter, and how they interact, is learned from the drugs that have labels.
-Then d's own deviation profile (in the same fold's units, read only to score) says how good the
-choice was: the correlation between predicted and actual similarity over the other drugs (mean
-over the folds where the predictor is not constant: a drug whose targets no other drug shares has
-a constant target-kernel row), and the mean actual similarity of the 5 drugs each predictor ranks first (ties
-in drug order), beside the true 5 best (what the oracle picks) and the mean over all other drugs
-(a random choice). About a minute.
+    it hardly binds) fitted per fold to the similarities of the other drugs' pairs, so which
+    features matter, and how they interact, is learned from the drugs that have labels.
+Then d's own deviation profile (in the fold's units, `held_out_deviation`; read only to score)
+says how good the choice was: the correlation between predicted and actual similarity over the
+other drugs (mean over the folds where the predictor is not constant: a drug whose targets no
+other drug shares has a constant target-kernel row), and the mean actual similarity of the 5
+drugs each predictor ranks first (ties in drug order), beside the 5 truly most similar drugs and
+the mean over all other drugs (a random choice). About a minute.
 
   CDR_DATA_DIR=../shared/data python bench/lodo_neighbours.py --config=configs/baseline.py
 """
@@ -44,14 +44,18 @@ _RIDGE = flags.DEFINE_float('ridge', 1.0, "The learned model's L2, per pair feat
 
 
 def quadratic(values: np.ndarray) -> np.ndarray:
-  """[..., K] kernel values -> [..., 1 + 2K + K(K-1)/2]: 1, each value, its square, every product."""
-  pairs = [values[..., i] * values[..., j] for i, j in itertools.combinations(range(values.shape[-1]), 2)]
+  """[..., K] kernel values -> [..., 1 + 2K + K(K-1)/2]: 1, each value, its square, every product
+  (the 0/1 pathway kernel's square repeats it; the ridge shares the weight)."""
+  pairs = [values[..., i] * values[..., j]
+           for i, j in itertools.combinations(range(values.shape[-1]), 2)]
   return np.concatenate([np.ones(values.shape[:-1] + (1,)), values, values ** 2,
                          np.stack(pairs, -1)], -1)
 
 
 def fit_similarity(features: np.ndarray, similarity: np.ndarray, ridge: float) -> np.ndarray:
-  """Ridge weights of `similarity` [n] on `features` [n, F] (features standardised, intercept free)."""
+  """Ridge weights of `similarity` [n] on `features` [n, F] whose first column is the constant
+  (`quadratic`'s): the other columns standardised for the penalty, the intercept unpenalised; the
+  weights are returned on the unstandardised features."""
   mean, scale = features[:, 1:].mean(0), features[:, 1:].std(0) + 1e-12
   x = np.concatenate([features[:, :1], (features[:, 1:] - mean) / scale], 1)
   penalty = ridge * np.eye(x.shape[1])
@@ -63,6 +67,18 @@ def fit_similarity(features: np.ndarray, similarity: np.ndarray, ridge: float) -
 def unit_rows(z: np.ndarray) -> np.ndarray:
   """Rows scaled to unit norm (a zero row stays zero)."""
   return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+
+def held_out_deviation(profile: np.ndarray, line_z: np.ndarray) -> np.ndarray:
+  """[C] a drug's deviation in the units of the fold's (`lodo_kernel.fold_targets`, naive from
+  z-scored profiles): its profile (ln IC50, nan = unmeasured) z-scored over its lines, minus the
+  other drugs' mean z-score per line, z-scored again; 0 where unmeasured."""
+  seen = np.isfinite(profile)
+  out = np.zeros(len(profile))
+  col = (profile[seen] - profile[seen].mean()) / max(profile[seen].std(), 1e-12)
+  dev = col - line_z[seen]
+  out[seen] = (dev - dev.mean()) / max(dev.std(), 1e-12)
+  return out
 
 
 def main(argv):
@@ -81,18 +97,15 @@ def main(argv):
   ybar = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, n_drugs)
   predictors = list(kernels) + ['learned (quadratic in the kernels)']
   corr = {p: [] for p in predictors}
-  top_sim = {p: [] for p in predictors + ['oracle (true top)', 'random (all other drugs)']}
+  top_sim = {p: [] for p in predictors + ['truly most similar', 'random (all other drugs)']}
   k = _TOP.value
   for d in range(n_drugs):
     others = np.delete(np.arange(n_drugs), d)
-    base, z, _ = lk.fold_targets(ybar[:, others], lk.NAIVE)   # [C] naive, [n, C] deviations
+    _, z, _ = lk.fold_targets(ybar[:, others], lk.NAIVE)   # [n, C] the other drugs' deviations
+    line_z = lk.standardise_profiles(ybar[:, others]).line_z
     zu = unit_rows(z)
     similarity = zu @ zu.T                                       # the other drugs' pairs
-    seen = np.isfinite(ybar[:, d])
-    own = np.zeros(n_cells)
-    own[seen] = ybar[seen, d] - base[seen]
-    own[seen] = (own[seen] - own[seen].mean()) / max(own[seen].std(), 1e-12)
-    actual = zu @ unit_rows(own)                                 # d's labels: scoring only
+    actual = zu @ unit_rows(held_out_deviation(ybar[:, d], line_z))   # d's labels: scoring only
     iu = np.triu_indices(len(others), 1)
     w = fit_similarity(quadratic(values[np.ix_(others, others)][iu]), similarity[iu],
                        _RIDGE.value)
@@ -101,7 +114,7 @@ def main(argv):
     for p, s in scores.items():
       corr[p].append(np.corrcoef(s, actual)[0, 1] if s.std() > 0 else np.nan)
       top_sim[p].append(actual[np.argsort(-s, kind='stable')[:k]].mean())
-    top_sim['oracle (true top)'].append(np.sort(actual)[-k:].mean())
+    top_sim['truly most similar'].append(np.sort(actual)[-k:].mean())
     top_sim['random (all other drugs)'].append(actual.mean())
   out = {'drugs': n_drugs, 'top': k, 'ridge': _RIDGE.value, 'chemnet': chemnet is not None,
          'correlation_with_actual_similarity': {p: round(float(np.nanmean(v)), 4)

@@ -486,6 +486,8 @@ def test_chemnet_kernel_reads_the_sidecar_file_in_dataset_order(tmp_path):
   x = np.array([rows[d] for d in ds.drug_ids])
   expected = lk.rbf_kernel(drugs.standardize(x, np.arange(3), ['chemnet:0', 'chemnet:1']).features)
   np.testing.assert_allclose(k, expected, rtol=1e-6)
+  cfg.shuffle_drugs = True   # the shuffled-features control does not touch the kernel baseline
+  np.testing.assert_allclose(lk.chemnet_kernel(ds, cfg, tmp_path), expected, rtol=1e-6)
   assert not np.allclose(k, lk.rbf_kernel(drugs.standardize(
       np.array(list(rows.values())), np.arange(3), ['chemnet:0', 'chemnet:1']).features))
   with pytest.raises(DataError, match="no embedding for drug 'z'"):
