@@ -12,12 +12,12 @@ Each predictor scores d's similarity to every other drug without d's labels:
     two; ridge with a fixed, small L2 on standardised features: about 24,000 pairs per fold, so
     it hardly binds) fitted per fold to the similarities of the other drugs' pairs, so which
     features matter, and how they interact, is learned from the drugs that have labels.
-Then d's own deviation profile (in the fold's units, `held_out_deviation`; read only to score)
-says how good the choice was: the correlation between predicted and actual similarity over the
-other drugs (mean over the folds where the predictor is not constant: a drug whose targets no
-other drug shares has a constant target-kernel row), and the mean actual similarity of the 5
-drugs each predictor ranks first (ties in drug order), beside the 5 truly most similar drugs and
-the mean over all other drugs (a random choice). About a minute.
+Then d's own deviation profile (in the fold's units; read only to score) says how good the
+choice was: the correlation between predicted and actual similarity over the other drugs (mean
+over the folds where the predictor is not constant: a drug whose targets no other drug shares
+has a constant target-kernel row), and the mean actual similarity of the 5 drugs each predictor
+ranks first (ties in drug order), beside the 5 truly most similar drugs and the mean over all
+other drugs (a random choice). About a minute.
 
   CDR_DATA_DIR=../shared/data python bench/lodo_neighbours.py --config=configs/baseline.py
 """
@@ -69,18 +69,6 @@ def unit_rows(z: np.ndarray) -> np.ndarray:
   return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
 
 
-def held_out_deviation(profile: np.ndarray, line_z: np.ndarray) -> np.ndarray:
-  """[C] a drug's deviation in the units of the fold's (`lodo_kernel.fold_targets`, naive from
-  z-scored profiles): its profile (ln IC50, nan = unmeasured) z-scored over its lines, minus the
-  other drugs' mean z-score per line, z-scored again; 0 where unmeasured."""
-  seen = np.isfinite(profile)
-  out = np.zeros(len(profile))
-  col = (profile[seen] - profile[seen].mean()) / max(profile[seen].std(), 1e-12)
-  dev = col - line_z[seen]
-  out[seen] = (dev - dev.mean()) / max(dev.std(), 1e-12)
-  return out
-
-
 def main(argv):
   del argv
   config = _CONFIG.value
@@ -101,11 +89,13 @@ def main(argv):
   k = _TOP.value
   for d in range(n_drugs):
     others = np.delete(np.arange(n_drugs), d)
-    _, z, _ = lk.fold_targets(ybar[:, others], lk.NAIVE)   # [n, C] the other drugs' deviations
-    line_z = lk.standardise_profiles(ybar[:, others]).line_z
-    zu = unit_rows(z)
+    # The other drugs' deviations as `lodo_kernel.fold_targets` makes them (naive from z-scored
+    # profiles), and d's own in the same units: z-scored, minus the others' mean z per line.
+    std = lk.standardise_profiles(ybar[:, others])
+    zu = unit_rows(lk.zscored_deviations(std.columns, std.line_z)[0])   # [n, C]
     similarity = zu @ zu.T                                       # the other drugs' pairs
-    actual = zu @ unit_rows(held_out_deviation(ybar[:, d], line_z))   # d's labels: scoring only
+    own = lk.zscored_deviations(lk.standardise_profiles(ybar[:, [d]]).columns, std.line_z)[0]
+    actual = zu @ unit_rows(own[0])                              # d's labels: scoring only
     iu = np.triu_indices(len(others), 1)
     w = fit_similarity(quadratic(values[np.ix_(others, others)][iu]), similarity[iu],
                        _RIDGE.value)
