@@ -60,10 +60,15 @@ from cdr_jax.eval import lodo_kernel as lk
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Data config.')
 
 
+def drug_pccs(profiles: np.ndarray, ds) -> np.ndarray:
+  """[D] each drug's PCC over all its pairs of `profiles` ([D, C]) against the measured ln IC50."""
+  return lk.per_drug_pcc(profiles[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
+                         len(ds.drug_ids))
+
+
 def summary(profiles: np.ndarray, ds, naive: np.ndarray) -> dict:
   """Mean / median per-drug PCC over all of each drug's pairs, and drugs above naive."""
-  r = lk.per_drug_pcc(profiles[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
-                      len(ds.drug_ids))
+  r = drug_pccs(profiles, ds)
   return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
           'drugs_beating_naive': int((r > naive).sum())}
 
@@ -100,14 +105,14 @@ def fold_loo_profiles(ds, kernel: np.ndarray, naive: str, per_component: bool,
     yield d, others, loo[:, first].T
 
 
-def inner_pcc(ds, kernel: np.ndarray, naive: str, per_component: bool,
-              pair_screen: np.ndarray | None = None) -> np.ndarray:
+def inner_pcc(ds, folds) -> np.ndarray:
   """[D] per fold, the mean over the other drugs of the per-drug PCC of their leave-one-out
-  profiles (`fold_loo_profiles`) against their own profile: reads no held-out label."""
+  profiles (`folds`: what `fold_loo_profiles` yields) against their own profile: reads no held-out
+  label."""
   own = lk.profile_matrix(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids),
                           len(ds.drug_ids))
   out = np.zeros(len(ds.drug_ids))
-  for d, others, loo in fold_loo_profiles(ds, kernel, naive, per_component, pair_screen):
+  for d, others, loo in folds:
     r = []
     for e, profile in zip(others, loo):
       obs = own[:, e]
@@ -221,14 +226,15 @@ def target_genomics(ds, root: pathlib.Path) -> tuple[np.ndarray, list[int]]:
   return out, (out != 0).any(2).sum(1).tolist()
 
 
-def genomics_prior(ds, kernel: np.ndarray, profiles: np.ndarray,
+def genomics_prior(ds, folds, profiles: np.ndarray,
                    features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """[D, C] `profiles` (each drug's held-out per-screen baseline) plus the target-genomics prior,
   and [D, 3] the coefficients of each fold.
 
   In fold d the coefficients are the least-squares fit, over the other drugs with a feature, of
-  their residuals (own profile minus their leave-one-out profile within the fold,
-  `fold_loo_profiles`: fitted without d; over each drug's spread) on their own features. d's prior
+  their residuals (own profile minus their leave-one-out profile within the fold, `folds` as
+  `fold_loo_profiles` yields them for the baseline per screen: fitted without d; over each drug's
+  spread) on their own features. d's prior
   is those coefficients times its features, in units of the other drugs' median spread. No label
   of d is read for its row.
   """
@@ -237,7 +243,7 @@ def genomics_prior(ds, kernel: np.ndarray, profiles: np.ndarray,
   spread = np.nanstd(own, 1)
   has = (features != 0).any((0, 2))
   out, coefs = profiles.copy(), np.zeros((n_drugs, len(features)))
-  for d, others, loo in fold_loo_profiles(ds, kernel, lk.NAIVE, lk.PER_COMPONENT, ds.pair_screen):
+  for d, others, loo in folds:
     pick = has[others]
     resid = (own[others[pick]] - loo[pick]) / spread[others[pick], None]
     seen = np.isfinite(resid)
@@ -274,8 +280,7 @@ def main(argv):
                                         variants.get(name, base)[None], np.ones((1, 1)),
                                         lk.LAMBDAS, **opts)
   res, plain = fits['baseline (weighted sum)'], fits['baseline, neither']
-  naive = lk.per_drug_pcc(plain.naive[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
-                          len(ds.drug_ids))
+  naive = drug_pccs(plain.naive, ds)
   out['naive'] = summary(plain.naive, ds, naive)   # the plain cell-line mean, as in the sweep
   out['naive from z-scored profiles'] = summary(res.naive, ds, naive)
   for name, fit in fits.items():
@@ -290,7 +295,8 @@ def main(argv):
     out[f'baseline + {gamma:g} x target expression'] = summary(res.profiles + gamma * target, ds,
                                                                naive)
   with threadpoolctl.threadpool_limits(1):
-    inner = np.stack([inner_pcc(ds, base, n, c) for n, c in FORMS.values()])   # [4, D]
+    inner = np.stack([inner_pcc(ds, fold_loo_profiles(ds, base, n, c))
+                      for n, c in FORMS.values()])   # [4, D]
   won = inner.argmax(0)
   names = list(FORMS)
   chosen = np.stack([fits[f'baseline, {f}'].profiles for f in names])[won, np.arange(len(won))]
@@ -305,18 +311,18 @@ def main(argv):
       per_screen = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids),
                                         base[None], np.ones((1, 1)), lk.LAMBDAS,
                                         pair_screen=ds.pair_screen)
-      inner_screens = inner_pcc(ds, base, 'zscored', True, ds.pair_screen)
+      # The baseline's leave-one-out per fold, per screen: read by the inner criterion and by
+      # the target-genomics prior (about 200 MB, computed once).
+      screen_folds = list(fold_loo_profiles(ds, base, lk.NAIVE, lk.PER_COMPONENT, ds.pair_screen))
+      inner_screens = inner_pcc(ds, screen_folds)
       averaged = screens_averaged(ds, base)
     start = start_profiles(ds, base, config.lodo.val_fraction, config.split.seed, ds.pair_screen)
     genomics, with_gene = target_genomics(ds, root)
     with threadpoolctl.threadpool_limits(1):
-      prior, coefs = genomics_prior(ds, base, per_screen.profiles, genomics)
+      prior, coefs = genomics_prior(ds, screen_folds, per_screen.profiles, genomics)
     at_scale = {f'x {m:g}': summary(per_screen.profiles + m * (prior - per_screen.profiles), ds,
                                     naive) for m in (1, 2, 4)}
-    gain = (lk.per_drug_pcc(prior[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
-                            len(ds.drug_ids))
-            - lk.per_drug_pcc(per_screen.profiles[ds.pair_drug, ds.pair_cell], ds.pair_y,
-                              ds.pair_drug, len(ds.drug_ids)))
+    gain = drug_pccs(prior, ds) - drug_pccs(per_screen.profiles, ds)
     screens = {'columns': int(len(lk.column_drugs(ds.pair_drug, ds.pair_screen,
                                                   len(ds.drug_ids))[1])),
                'one column per drug (baseline)': out['baseline, both'],
