@@ -208,7 +208,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
   screens = warm_start.kernel_screens(ds, config.data)
-  kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(ds, root, screens)
+  kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(
+      ds, root, screens, config.data.get('screening_batch', False))
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []

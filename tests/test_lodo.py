@@ -100,7 +100,8 @@ def test_naive_cell_mean_excludes_held_out_drug(prepared):
 
 @pytest.mark.parametrize('variant', ['lodo,classification', 'lodo,deepcdr', 'lodo,onehot',
                                      'lodo,drugs=graph+morgan+descriptors',
-                                     'lodo,drugs=morgan+onehot,shuffled_drugs'])
+                                     'lodo,drugs=morgan+onehot,shuffled_drugs',
+                                     'lodo,drugs=graph+morgan,screening_batch'])
 def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path):
   c = config(variant)
   c.train.num_epochs = 1
@@ -108,6 +109,10 @@ def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path
   assert summary['folds'] == 2
   key = 'auroc_mean' if 'classification' in variant else 'per_drug_pcc_mean'
   assert key in summary
+  # The kernel baseline (and so the stack and every fold's start) adds the screening order only
+  # when asked.
+  weights = summary['classical_kernel']['kernels']
+  assert ('screening_batch' in weights) == ('screening_batch' in variant)
 
 
 def test_sweep_warm_started_from_kernel_ridge(tmp_path):

@@ -492,3 +492,79 @@ def test_chemnet_kernel_reads_the_sidecar_file_in_dataset_order(tmp_path):
       np.array(list(rows.values())), np.arange(3), ['chemnet:0', 'chemnet:1']).features))
   with pytest.raises(DataError, match="no embedding for drug 'z'"):
     lk.chemnet_kernel(SimpleNamespace(drug_ids=['a', 'z'], drug_smiles=['C', 'N']), cfg, tmp_path)
+
+
+def _screened(screen_drug, screen_ids, n_cells=4):
+  """A hand dataset with every drug measured on every line once per screen (`screen_drug`: each
+  screen's drug), the labels all zero."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from tests.conftest import hand_dataset  # pylint: disable=g-import-not-at-top
+  screen = np.repeat(np.arange(len(screen_drug)), n_cells)
+  cell = np.tile(np.arange(n_cells), len(screen_drug))
+  ds = hand_dataset(cell, np.asarray(screen_drug)[screen], np.zeros(len(cell)))
+  return dataclasses.replace(ds, pair_screen=screen.astype(np.int32), screen_ids=screen_ids)
+
+
+def test_screening_kernel_by_hand():
+  # Drug 0 screened as GDSC ids 1 and 61, drug 1 as 31, drug 2 as 1001; drug 3 never measured.
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  ds = _screened([0, 0, 1, 2], ('1', '61', '31', '1001'))
+  ds = dataclasses.replace(ds, drug_ids=ds.drug_ids + ('D3',), drug_names=ds.drug_names + ('x',))
+  k = lk.screening_kernel(ds, width=30.0)
+  rbf = lambda a, b: np.exp(-(a - b) ** 2 / (2 * 30.0 ** 2))
+  np.testing.assert_allclose(k[0, 0], (2 + 2 * rbf(1, 61)) / 4)    # its two screens, averaged
+  np.testing.assert_allclose(k[0, 1], (rbf(1, 31) + rbf(61, 31)) / 2)
+  np.testing.assert_allclose(k[1, 1], 1.0)
+  np.testing.assert_allclose(k[1, 2], rbf(31, 1001), atol=1e-300)  # far apart in the order
+  np.testing.assert_array_equal(k[3], 0.0)                         # no screen: no place
+  np.testing.assert_allclose(k, k.T)
+  assert np.linalg.eigvalsh(k).min() > -1e-12
+  with pytest.raises(ValueError, match='records none'):
+    lk.screening_kernel(dataclasses.replace(ds, pair_screen=None, screen_ids=()))
+  with pytest.raises(ValueError, match=r"as numbers .*\('G1', "):
+    lk.screening_kernel(dataclasses.replace(ds, screen_ids=('G1', 'G1b', 'G2', 'G3')))
+
+
+def test_screening_batch_recovers_a_batch_shared_deviation():
+  """Drugs screened in two batches (ids 1-8 and 501-508): each batch adds its own pattern over the
+  lines, the drugs' own deviations are noise, and the drug kernel says nothing. Kernel ridge
+  with the screening-order kernel predicts a held-out drug's batch pattern, without it only the
+  naive mean; no label of the held-out drug is read either way."""
+  rng = np.random.default_rng(0)
+  n_cells, ids = 30, np.r_[1:9, 501:509]
+  pattern = rng.normal(size=(2, n_cells))
+  y = (rng.normal(size=(n_cells, 1)) + 2.0 * pattern[(ids > 500).astype(int)].T
+       + rng.normal(size=(n_cells, len(ids))))
+  ds = _screened(np.arange(len(ids)), tuple(str(i) for i in ids), n_cells)
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  ds = dataclasses.replace(ds, pair_y=y[ds.pair_cell, ds.pair_drug].astype(np.float32))
+  batch = lk.screening_kernel(ds, width=30.0)
+  nothing = np.eye(len(ids))
+  pcc = {}
+  for name, kernel in (('without', nothing), ('with', nothing + 3.0 * batch)):
+    res = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, kernel[None],
+                               np.ones((1, 1)), lk.LAMBDAS, pair_screen=ds.pair_screen)
+    pcc[name] = np.nanmean(lk.per_drug_pcc(res.pair_predictions(ds.pair_cell, ds.pair_drug),
+                                           ds.pair_y, ds.pair_drug, len(ids)))
+    scrambled = dataclasses.replace(ds, pair_y=np.where(ds.pair_drug == 3, 99.0, ds.pair_y))
+    again = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, scrambled.pair_y, n_cells,
+                                 kernel[None], np.ones((1, 1)), lk.LAMBDAS,
+                                 pair_screen=ds.pair_screen, folds=[3])
+    np.testing.assert_array_equal(again.profiles[3], res.profiles[3])
+  assert pcc['with'] > pcc['without'] + 0.2, pcc
+
+
+def test_screening_batch_is_added_to_the_baseline_kernel():
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  from cdr_jax import data  # pylint: disable=g-import-not-at-top
+  c = test_config.get_config()
+  c.data.synthetic_screens = 2
+  ds = data.load_dataset(c.data)
+  plain, weights = lk.weighted_kernel(ds)
+  batch, batch_weights = lk.weighted_kernel(ds, screening_batch=True)
+  np.testing.assert_allclose(batch - plain, lk.SCREENING_WEIGHT * lk.screening_kernel(ds))
+  assert batch_weights == dict(weights, screening_batch=lk.SCREENING_WEIGHT)
+  _, info, kernel = lk.held_out_drug_predictions(ds, None, ds.pair_screen, screening_batch=True)
+  np.testing.assert_array_equal(kernel, batch)
+  assert info['kernels']['screening_batch'] == lk.SCREENING_WEIGHT
+  assert info['screening_width'] == lk.SCREENING_WIDTH

@@ -160,8 +160,9 @@ def test_screens_as_drugs_keeps_pairs_and_copies_each_drug():
   n = c.data.num_drugs
   assert len(view.drug_ids) == n + 2 and view.pair_screen is None
   assert view.drug_ids[:n - 2] == ds.drug_ids[:n - 2]
-  assert view.drug_ids[n - 2:] == tuple(f'{ds.drug_ids[i]}@G{i}' for i in (n - 2, n - 1)) + tuple(
-      f'{ds.drug_ids[i]}@G{i}b' for i in (n - 2, n - 1))
+  twice = (n - 2, n - 1)
+  assert view.drug_ids[n - 2:] == (tuple(f'{ds.drug_ids[i]}@{i + 1}' for i in twice)
+                                   + tuple(f'{ds.drug_ids[i]}@{1001 + i}' for i in twice))
   np.testing.assert_array_equal(view.pair_drug, ds.pair_screen)
   np.testing.assert_array_equal(view.pair_y, ds.pair_y)
   np.testing.assert_array_equal(view.drug_features[n + 1], ds.drug_features[n - 1])
@@ -199,13 +200,13 @@ def test_network_learns_screens_end_to_end(tmp_path, variant):
   assert len(rows) - 1 == len(splits.make_split(ds, c.split).test)
   assert {r.split(',')[1] for r in rows[1:]} <= set(ds.drug_ids)   # per drug (CID), as before
   twice_rows = [r.split(',') for r in rows[1:] if r.split(',')[1] == ds.drug_ids[-1]]
-  assert rows[0].split(',')[-1] == 'screen' and {r[-1] for r in twice_rows} == {'G11', 'G11b'}
+  assert rows[0].split(',')[-1] == 'screen' and {r[-1] for r in twice_rows} == {'12', '1012'}
   twice, line = ds.drug_ids[-1], ds.cell_ids[0]
   with pytest.raises(DataError, match=f"drug '{twice}' was screened under several GDSC ids"):
     predict.predict(tmp_path, [(line, twice)])
   lines = ds.cell_ids[:8]
-  got = predict.predict(tmp_path, [(x, f'{twice}@G11') for x in lines]
-                        + [(x, f'{twice}@G11b') for x in lines])
+  got = predict.predict(tmp_path, [(x, f'{twice}@12') for x in lines]
+                        + [(x, f'{twice}@1012') for x in lines])
   values = np.array([r['predicted'] for r in got]).reshape(2, -1)
   # Its two screens differ by most of the offset (the warm start's L2 shrinks it on 24 lines); one
   # drug identity would give both the same prediction.

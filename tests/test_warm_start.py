@@ -381,6 +381,16 @@ def test_line_start_never_reads_held_out_labels():
     np.testing.assert_array_equal(warm_start.line_params(b, kmap, 0.0, 1.0)[k], v)
 
 
+def test_drug_kernel_adds_the_screening_order_when_asked():
+  c = config('lodo,drugs=graph+morgan', line_init='kernel_ridge')
+  ds = data.load_dataset(c.data)
+  plain = warm_start.drug_kernel(ds, c)
+  c.data.screening_batch = True
+  np.testing.assert_allclose(warm_start.drug_kernel(ds, c) - plain,
+                             warm_start.lodo_kernel.SCREENING_WEIGHT
+                             * warm_start.lodo_kernel.screening_kernel(ds))
+
+
 def test_shuffled_drug_control_permutes_the_kernel_as_the_features():
   c = config('lodo,drugs=graph+morgan,shuffled_drugs', line_init='kernel_ridge')
   ds = data.load_dataset(c.data)

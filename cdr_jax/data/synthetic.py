@@ -121,18 +121,19 @@ SCREEN_OFFSET = 1.5   # ln IC50 a second screen reads above the first, on every 
 
 def _screens(config: ml_collections.ConfigDict, d: np.ndarray, c: np.ndarray, y: np.ndarray,
              num_drugs: int):
-  """Pairs and screens: drug i is screen 'G<i>'; with `synthetic_screens` = k, the last k drugs
-  are measured again, on the same lines, in a second screen ('G<i>b') that reads SCREEN_OFFSET
-  higher with its own noise (as GDSC screened some drugs under two ids). The second screen's
-  pairs come after the first's; labels and noise of the first are as without it."""
-  screen_ids = [f'G{i}' for i in range(num_drugs)]
+  """Pairs and screens: drug i is screen '<i + 1>' (numbers, as GDSC drug ids are: their order
+  is the screening order `lodo_kernel.screening_kernel` reads); with `synthetic_screens` = k, the
+  last k drugs are measured again, on the same lines, in a second screen ('<1001 + i>') that
+  reads SCREEN_OFFSET higher with its own noise (as GDSC screened some drugs under two ids). The
+  second screen's pairs come after the first's; labels and noise of the first are as without it."""
+  screen_ids = [str(i + 1) for i in range(num_drugs)]
   k = int(config.get('synthetic_screens', 0))
   if not k:
     return d, c, y, d.astype(np.int32), tuple(screen_ids)
   again = np.flatnonzero(d >= num_drugs - k)
   noise = np.random.default_rng([config.synthetic_seed, 2]).standard_normal(len(again))
   second = num_drugs + d[again] - (num_drugs - k)
-  screen_ids += [f'G{i}b' for i in range(num_drugs - k, num_drugs)]
+  screen_ids += [str(1001 + i) for i in range(num_drugs - k, num_drugs)]
   return (np.concatenate([d, d[again]]), np.concatenate([c, c[again]]),
           np.concatenate([y, y[again] + SCREEN_OFFSET + config.noise * noise]).astype(np.float32),
           np.concatenate([d, second]).astype(np.int32), tuple(screen_ids))

@@ -1,0 +1,159 @@
+"""How much of a held-out drug's profile is its GDSC screening batch? All 223 LODO folds (JSON).
+
+  CDR_DATA_DIR=../shared/data python bench/lodo_screening_batch.py --config=configs/baseline.py
+
+GDSC numbered its drugs as it screened them, so two drug ids close together are two drugs screened
+close together in time. This measures what that order tells about a drug's profile, with no label
+of the held-out drug (the screening order is label-free; `lodo_kernel.screening_kernel`):
+  behaviour similarity: over all pairs of drugs, the correlation of their z-scored deviation
+    profiles (from the naive line means of all drugs' z-scored profiles, as kernel ridge fits
+    them) with each label-free kernel, and with the screening order once the baseline's weighted
+    kernel is regressed out (what it adds);
+  twice-screened drugs: GDSC screened 15 drugs under two ids; per screen, the correlation of its
+    deviations with the same drug's other screen, and with the other drug nearest in the order;
+    and over every screen, the other drug nearest in the order against the other drug the
+    baseline kernel rates most similar;
+  the oracle's neighbour: for each drug, the other drug whose deviations correlate best (what the
+    0.680 oracle of `bench/lodo_ceiling.py` uses): how many are within `--width` ids of it,
+    against the share of all other drugs that are;
+  kernel ridge (the sweep's baseline: per screen, naive from z-scored profiles, one ridge per
+    component): the screening order alone; the baseline kernel plus `SCREENING_WEIGHT` x the
+    screening kernel (`data.screening_batch`), per screen and per drug; and the per-fold choice of
+    width and weight from a grid by leave-one-out over the other drugs (the fixed pair's origin).
+The similarity figures read every drug's labels: they describe the data, they select nothing.
+About 4 minutes on this CPU.
+"""
+
+import collections
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from ml_collections import config_flags
+import numpy as np
+import threadpoolctl
+
+from cdr_jax import data
+from cdr_jax.data import dataset
+from cdr_jax.eval import lodo_kernel as lk
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'The dataset.')
+_WIDTH = flags.DEFINE_float('width', lk.SCREENING_WIDTH, 'Screening-kernel width (GDSC ids).')
+WIDTHS = (5.0, 10.0, 20.0, 30.0, 50.0)
+WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0)
+
+
+def deviations(ds, columns: np.ndarray, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
+  """[n, C] each column's z-scored deviations from all columns' naive (`fold_targets`' form) and
+  [n, C] where it was measured."""
+  ybar = lk.profile_matrix(ds.pair_cell, columns, ds.pair_y, len(ds.cell_ids), n_columns)
+  std = lk.standardise_profiles(ybar)
+  return lk.zscored_deviations(std.columns, std.line_z)[0], np.isfinite(ybar).T
+
+
+def corr_on_shared(z: np.ndarray, seen: np.ndarray, a: int, b: int) -> float:
+  """Correlation of rows a and b of `z` over the lines both were measured on."""
+  both = seen[a] & seen[b]
+  return float(np.corrcoef(z[a, both], z[b, both])[0, 1])
+
+
+def summary(res: lk.LodoKernelResult, ds, naive: np.ndarray) -> dict:
+  """Mean / median per-drug PCC over each drug's pairs and the drugs above naive."""
+  r = lk.per_drug_pcc(res.pair_predictions(ds.pair_cell, ds.pair_drug), ds.pair_y, ds.pair_drug,
+                      len(ds.drug_ids))
+  return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
+          'drugs_beating_naive': int((r > naive).sum())}
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  ds = data.load_dataset(config.data)
+  root = dataset.resolve_data_root(config.data.root)
+  n_drugs, n_cells = len(ds.drug_ids), len(ds.cell_ids)
+  base = lk.weighted_kernel(ds, root)[0]
+  batch = lk.screening_kernel(ds, _WIDTH.value)
+  kernels = dict(lk.drug_kernels(ds, root), **{'baseline (weighted sum)': base,
+                                               'screening order': batch})
+  # Behaviour similarity over all pairs of drugs.
+  z, _ = deviations(ds, ds.pair_drug, n_drugs)
+  unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+  iu = np.triu_indices(n_drugs, 1)
+  similarity = (unit @ unit.T)[iu]
+  x = np.stack([np.ones(len(similarity)), base[iu]], 1)
+  beyond = similarity - x @ np.linalg.lstsq(x, similarity, rcond=None)[0]
+  behaviour = {'correlation_with_similarity': {
+      n: round(float(np.corrcoef(k[iu], similarity)[0, 1]), 4) for n, k in kernels.items()},
+               'screening_order_beyond_the_baseline_kernel':
+                   round(float(np.corrcoef(batch[iu], beyond)[0, 1]), 4)}
+  # Screens: the same drug in another screen against the nearest other drug in the order.
+  _, n_screens, screen_drug = ds.drug_columns()
+  order = np.array([float(s) for s in ds.screen_ids])
+  zs, seen = deviations(ds, ds.pair_screen, n_screens)
+  nearest = lambda s, pool: pool[np.argmin(np.abs(order[pool] - order[s]))]
+  same, near, near_all, kernel_best = [], [], [], []
+  for s in range(n_screens):
+    others = np.flatnonzero(screen_drug != screen_drug[s])
+    near_all.append(corr_on_shared(zs, seen, s, nearest(s, others)))
+    best = others[np.argmax(base[screen_drug[s], screen_drug[others]])]
+    kernel_best.append(corr_on_shared(zs, seen, s, best))
+    twin = np.flatnonzero((screen_drug == screen_drug[s]) & (np.arange(n_screens) != s))
+    if len(twin):
+      same.append(corr_on_shared(zs, seen, s, twin[0]))
+      near.append(near_all[-1])
+  screens = {'screens_of_twice_screened_drugs': len(same),
+             'their_other_screen_same_drug': round(float(np.mean(same)), 4),
+             'the_other_drug_nearest_in_the_order': round(float(np.mean(near)), 4),
+             'every_screen': {'the_other_drug_nearest_in_the_order':
+                                  round(float(np.mean(near_all)), 4),
+                              'the_other_drug_the_baseline_kernel_rates_closest':
+                                  round(float(np.mean(kernel_best)), 4)}}
+  # The oracle's neighbour: within the width, against all other drugs.
+  full = unit @ unit.T
+  np.fill_diagonal(full, -np.inf)
+  close = batch > np.exp(-0.5)                                  # within one width of each other
+  np.fill_diagonal(close, False)
+  oracle = {'drugs_whose_best_neighbour_is_within_one_width':
+                int(close[np.arange(n_drugs), full.argmax(1)].sum()),
+            'share_of_all_other_drugs_within_one_width':
+                round(float(close.sum() / (n_drugs * (n_drugs - 1))), 4)}
+  # Kernel ridge, every fold.
+  plain = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, base[None],
+                               np.ones((1, 1)), lk.LAMBDAS, pair_screen=ds.pair_screen)
+  naive = lk.per_drug_pcc(plain.naive[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
+                          n_drugs)
+  widths = np.stack([lk.screening_kernel(ds, w) for w in WIDTHS])
+  grid = np.array([np.r_[1.0, w * (np.arange(len(WIDTHS)) == i)]
+                   for i in range(len(WIDTHS)) for w in WEIGHTS])
+  fits = {}
+  with threadpoolctl.threadpool_limits(1):
+    for name, kernel, screens_on in (
+        ('screening order alone', batch + 1e-9 * np.eye(n_drugs), True),
+        ('baseline + screening batch (per screen; data.screening_batch)',
+         base + lk.SCREENING_WEIGHT * batch, True),
+        ('baseline + screening batch (per drug)', base + lk.SCREENING_WEIGHT * batch, False)):
+      fits[name] = lk.lodo_kernel_ridge(
+          ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, kernel[None], np.ones((1, 1)),
+          lk.LAMBDAS, pair_screen=ds.pair_screen if screens_on else None)
+    chosen = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells,
+                                  np.concatenate([base[None], widths]), grid, lk.LAMBDAS,
+                                  pair_screen=ds.pair_screen)
+  picks = collections.Counter(
+      f'width {WIDTHS[int(np.argmax(w[1:]))]:g}, weight {w[1:].max():g}' for w in chosen.weights)
+  ridge = {'naive (plain line means)': {'mean': round(float(np.nanmean(naive)), 4)},
+           'baseline (per screen, the sweep\'s)': summary(plain, ds, naive),
+           **{n: summary(f, ds, naive) for n, f in fits.items()},
+           'width and weight chosen per fold': dict(summary(chosen, ds, naive),
+                                                    choices=dict(picks.most_common()))}
+  print(json.dumps({'drugs': n_drugs, 'screens': n_screens, 'width': _WIDTH.value,
+                    'weight': lk.SCREENING_WEIGHT, 'behaviour_similarity': behaviour,
+                    'screens_compared': screens, 'oracle_neighbour': oracle,
+                    'kernel_ridge': ridge}, indent=1))
+
+
+if __name__ == '__main__':
+  app.run(main)
