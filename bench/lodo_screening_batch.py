@@ -19,9 +19,16 @@ of the held-out drug (the screening order is label-free; `lodo_kernel.screening_
   kernel ridge (the sweep's baseline: per screen, naive from z-scored profiles, one ridge per
     component): the screening order alone; the baseline kernel plus `SCREENING_WEIGHT` x the
     screening kernel (`data.screening_batch`), per screen and per drug; and the per-fold choice of
-    width and weight from a grid by leave-one-out over the other drugs (the fixed pair's origin).
+    width and weight from a grid by leave-one-out over the other drugs (the fixed pair's origin);
+  without batch-mates (a new drug screened apart from every known one): each fold also drops
+    every drug with a screen within `--apart` widths of one of the held-out drug's screens, and
+    fits on the rest (`lodo_kernel.fit_drugs`: the same naive, ridges and per-screen columns):
+    the naive line means alone, the baseline's kernel, and the kernel fitted beside the
+    screening kernel but scoring the held-out drug by the drug kernel alone (the batch explained
+    away); against the control that drops as many other drugs at random. What the drug
+    descriptions give a drug whose batch-mates are unknown.
 The similarity figures read every drug's labels: they describe the data, they select nothing.
-About 4 minutes on this CPU.
+About 12 minutes on this CPU.
 """
 
 import collections
@@ -43,6 +50,9 @@ from cdr_jax.eval import lodo_kernel as lk
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'The dataset.')
 _WIDTH = flags.DEFINE_float('width', lk.SCREENING_WIDTH, 'Screening-kernel width (GDSC ids).')
+_APART = flags.DEFINE_float('apart', 2.0, 'Without batch-mates: drop the drugs screened within '
+                            'this many widths of the held-out drug (2: its kernel to them is '
+                            'above exp(-2)).')
 WIDTHS = (5.0, 10.0, 20.0, 30.0, 50.0)
 WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0)
 
@@ -61,12 +71,50 @@ def corr_on_shared(z: np.ndarray, seen: np.ndarray, a: int, b: int) -> float:
   return float(np.corrcoef(z[a, both], z[b, both])[0, 1])
 
 
-def summary(res: lk.LodoKernelResult, ds, naive: np.ndarray) -> dict:
-  """Mean / median per-drug PCC over each drug's pairs and the drugs above naive."""
-  r = lk.per_drug_pcc(res.pair_predictions(ds.pair_cell, ds.pair_drug), ds.pair_y, ds.pair_drug,
-                      len(ds.drug_ids))
+def summary_of(r: np.ndarray, naive: np.ndarray) -> dict:
+  """Mean / median of per-drug PCCs `r` and the drugs above `naive`'s."""
   return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
           'drugs_beating_naive': int((r > naive).sum())}
+
+
+def summary(res: lk.LodoKernelResult, ds, naive: np.ndarray) -> dict:
+  """`summary_of` the per-drug PCCs over each drug's pairs of a fit's held-out profiles."""
+  return summary_of(lk.per_drug_pcc(res.pair_predictions(ds.pair_cell, ds.pair_drug), ds.pair_y,
+                                    ds.pair_drug, len(ds.drug_ids)), naive)
+
+
+def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
+                        ) -> dict[str, np.ndarray]:
+  """Per fold, the held-out drug's profile ([D, C] each) from the drugs screened more than `apart`
+  ids away from all its screens (`fit_drugs`, per screen): 'naive' (those drugs' line means),
+  'kernel' (`kernel` ridge), 'kernel, batch explained away' (fitted on `kernel` +
+  SCREENING_WEIGHT x `batch`, the held-out drug scored by `kernel` alone: the other drugs' batch
+  patterns go to the batch term, not to the drug kernel); and the control, as many other drugs
+  dropped at random: 'random drop, naive' and 'random drop, kernel'. Also [D] 'dropped'."""
+  _, _, screen_drug = ds.drug_columns()
+  order = np.array([float(s) for s in ds.screen_ids])
+  n_drugs, n_cells = len(ds.drug_ids), len(ds.cell_ids)
+  rng = np.random.default_rng(0)
+  names = ('naive', 'kernel', 'kernel, batch explained away', 'random drop, naive',
+           'random drop, kernel')
+  out = {n: np.zeros((n_drugs, n_cells)) for n in names}
+  out['dropped'] = np.zeros(n_drugs, int)
+  joint = kernel + lk.SCREENING_WEIGHT * batch
+  for d in range(n_drugs):
+    near = np.abs(order[:, None] - order[screen_drug == d][None, :]).min(1) <= apart
+    mates = np.setdiff1d(screen_drug[near], [d])
+    out['dropped'][d] = len(mates)
+    randomly = rng.choice(np.delete(np.arange(n_drugs), d), len(mates), replace=False)
+    for prefix, drop in (('', mates), ('random drop, ', randomly)):
+      keep = ~np.isin(ds.pair_drug, np.r_[d, drop])
+      fit = lambda k: lk.fit_drugs(ds.pair_cell[keep], ds.pair_drug[keep], ds.pair_y[keep],
+                                   n_cells, k, pair_screen=ds.pair_screen[keep])
+      plain = fit(kernel)
+      out[f'{prefix}naive'][d] = plain.naive
+      out[f'{prefix}kernel'][d] = plain.profiles(kernel, [d])[0]
+      if not prefix:
+        out['kernel, batch explained away'][d] = fit(joint).profiles(kernel, [d])[0]
+  return out
 
 
 def main(argv):
@@ -142,6 +190,19 @@ def main(argv):
     chosen = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells,
                                   np.concatenate([base[None], widths]), grid, lk.LAMBDAS,
                                   pair_screen=ds.pair_screen)
+    apart = without_batch_mates(ds, base, batch, _APART.value * _WIDTH.value)
+  profile_pcc = lambda profiles: lk.per_drug_pcc(profiles[ds.pair_drug, ds.pair_cell], ds.pair_y,
+                                                 ds.pair_drug, n_drugs)
+  dropped = apart.pop('dropped')
+  explained = (profile_pcc(apart['kernel, batch explained away'])
+               - profile_pcc(apart['kernel']))
+  mates = {'apart_ids': _APART.value * _WIDTH.value,
+           'drugs_dropped_per_fold_mean': round(float(dropped.mean()), 1),
+           **{n: summary_of(profile_pcc(p), naive) for n, p in apart.items()},
+           'batch_explained_away_minus_kernel': {
+               'mean': round(float(np.nanmean(explained)), 4),
+               'standard_error': round(float(np.nanstd(explained) / np.sqrt(n_drugs)), 4),
+               'drugs_up_down': [int((explained > 1e-9).sum()), int((explained < -1e-9).sum())]}}
   picks = collections.Counter(
       f'width {WIDTHS[int(np.argmax(w[1:]))]:g}, weight {w[1:].max():g}' for w in chosen.weights)
   ridge = {'naive (plain line means)': {'mean': round(float(np.nanmean(naive)), 4)},
@@ -152,7 +213,7 @@ def main(argv):
   print(json.dumps({'drugs': n_drugs, 'screens': n_screens, 'width': _WIDTH.value,
                     'weight': lk.SCREENING_WEIGHT, 'behaviour_similarity': behaviour,
                     'screens_compared': screens, 'oracle_neighbour': oracle,
-                    'kernel_ridge': ridge}, indent=1))
+                    'kernel_ridge': ridge, 'without_batch_mates': mates}, indent=1))
 
 
 if __name__ == '__main__':

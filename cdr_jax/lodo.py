@@ -208,12 +208,20 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
   screens = warm_start.kernel_screens(ds, config.data)
+  screening_batch = config.data.get('screening_batch', False)
   kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(
-      ds, root, screens, config.data.get('screening_batch', False))
+      ds, root, screens, screening_batch)
+  # Beside it, the kernel with the screening batch (the sweep's own when it uses it): what the
+  # GDSC screening order adds, in every sweep whose data record it (README, session 24).
+  batch = None
+  if lodo_kernel.has_screening_order(ds):
+    batch = (kernel if screening_batch
+             else lodo_kernel.held_out_drug_predictions(ds, root, screens, True)[0])
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []
-  with_classical = lambda r, f: _with_classical(r, ds, f, kernel, kernel_matrix, pathway, screens)
+  with_classical = lambda r, f: _with_classical(r, ds, f, kernel, kernel_matrix, pathway, screens,
+                                                batch)
   for k in range(0, len(folds), size):
     chunk = folds[k:k + size]
     name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk)}'
@@ -251,13 +259,15 @@ STACK_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
 def _with_classical(row: dict, ds: Dataset, fold: Fold, kernel: np.ndarray,
                     kernel_matrix: np.ndarray, pathway: dict[str, str],
-                    screens: np.ndarray | None = None) -> dict:
-  """A fold's row with the classical kernel baseline's PCC on its held-out drug, the stack's
-  (network and kernel baseline blended, `_stack_weight`) and the drug's GDSC target pathway
-  ('' without a drug list)."""
+                    screens: np.ndarray | None = None, batch: np.ndarray | None = None) -> dict:
+  """A fold's row with the classical kernel baseline's PCC on its held-out drug (and, given
+  `batch`, the kernel's with the screening batch), the stack's (network and kernel baseline
+  blended, `_stack_weight`) and the drug's GDSC target pathway ('' without a drug list)."""
   obs = ds.pair_y[fold.test]
   out = {k: v for k, v in row.items() if k not in ('curve', 'predictions', 'val_predictions')}
   out.update(kernel_pcc=metrics.pcc(kernel[fold.test], obs))
+  if batch is not None:
+    out.update(kernel_batch_pcc=metrics.pcc(batch[fold.test], obs))
   if 'pcc' in row:   # regression
     w = _stack_weight(ds, fold, np.asarray(row.get('val_predictions', [])), kernel_matrix,
                       screens)
@@ -311,6 +321,10 @@ def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config,
       'folds': len(rows), 'auroc_mean': float(np.nanmean([r['auroc'] for r in rows]))}
   summary.update(classical_kernel=kernel_info,
                  classical_kernel_pcc_mean=float(np.nanmean([r['kernel_pcc'] for r in rows])))
+  if rows and all('kernel_batch_pcc' in r for r in rows):
+    summary.update(classical_kernel_batch_pcc_mean=float(
+        np.nanmean([r['kernel_batch_pcc'] for r in rows])),
+                   screening_batch=bool(config.data.get('screening_batch', False)))
   summary.update(line_init=config.model.get('line_init', 'zero'),
                  refit=bool(config.lodo.get('refit', False)))
   before = [r['pcc_before_refit'] for r in rows if 'pcc_before_refit' in r]

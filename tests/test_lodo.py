@@ -113,6 +113,12 @@ def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path
   # when asked.
   weights = summary['classical_kernel']['kernels']
   assert ('screening_batch' in weights) == ('screening_batch' in variant)
+  # Every sweep reports the kernel with the screening batch beside its own (the same column when
+  # the sweep uses it).
+  rows = read_csv(tmp_path / 'lodo_per_drug.csv')
+  kernel, batch = ([float(r[c]) for r in rows] for c in ('kernel_pcc', 'kernel_batch_pcc'))
+  assert (batch == kernel) == ('screening_batch' in variant)
+  assert summary['classical_kernel_batch_pcc_mean'] == pytest.approx(np.mean(batch))
 
 
 def test_sweep_warm_started_from_kernel_ridge(tmp_path):

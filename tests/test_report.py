@@ -124,6 +124,7 @@ def test_lodo_table_matches_the_sweep_summary(runs, full_report):
   assert (f"| `{runs['lodo']}` (expression · leave_drug_out · seed) | 3 | "
           f"{s['per_drug_pcc_mean']:.3f} | {s['per_drug_pcc_median']:.3f} | "
           f"{s['naive_cell_mean_pcc_mean']:.3f} | {np.mean(kernel):.3f} | "
+          f"{s['classical_kernel_batch_pcc_mean']:.3f} | "
           f"{s['stack_pcc_mean']:.3f} (3) | {s['drugs_beating_naive']} / 3 | {beats_kernel} / 3 |"
           ) in md
   assert np.mean(kernel) == pytest.approx(s['classical_kernel_pcc_mean'])
@@ -149,7 +150,8 @@ def test_pathway_table_means_per_pathway(tmp_path):
   md = '\n'.join(report.lodo_table([a, b]))
   assert '| ERK MAPK signaling | 1 | 0.700 | 0.600 | 0.500 | 0.400 |' in md
   assert '| Other | 2 | 0.300 | 0.700 | 0.500 | 0.550 |' in md
-  assert f'| `{a.path}` () | 3 | 0.433 | 0.400 | 0.500 | 0.500 | nan (0) | 1 / 3 | 1 / 3 |' in md
+  assert (f'| `{a.path}` () | 3 | 0.433 | 0.400 | 0.500 | 0.500 | nan | nan (0) | 1 / 3 | 1 / 3 |'
+          in md)   # a sweep without the screening-batch column
 
 
 def test_seed_ensemble_row_when_test_pairs_match(runs, full_report):

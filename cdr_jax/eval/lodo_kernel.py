@@ -553,6 +553,17 @@ SCREENING_WIDTH = 30.0
 SCREENING_WEIGHT = 3.0
 
 
+def has_screening_order(ds) -> bool:
+  """Whether `ds` records each pair's screen under a numeric GDSC drug id (`screening_kernel`)."""
+  if ds.pair_screen is None or not len(ds.screen_ids):
+    return False
+  try:
+    [float(s) for s in ds.screen_ids]
+  except ValueError:
+    return False
+  return True
+
+
 def screening_kernel(ds, width: float = SCREENING_WIDTH) -> np.ndarray:
   """[D, D] how close two drugs were in GDSC's screening order: exp(-(a - b)^2 / (2 width^2))
   between the GDSC drug ids a, b of their screens (`ds.screen_ids`: GDSC numbered drugs as it
