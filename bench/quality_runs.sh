@@ -369,3 +369,12 @@ python launch/report.py --runs "$out/lodo21_b" "$out/lodo21_c" "$out/lodo21_d" -
 # --out <root>/drugs/chemnet.npy`).
 python bench/lodo_kernel_variants.py --config=configs/baseline.py
 python bench/lodo_neighbours.py --config=configs/baseline.py
+# Session 24: the GDSC screening batch. What the screening order tells about a held-out drug's
+# profile (behaviour similarity, twice-screened drugs, the oracle's neighbour, kernel ridge with it,
+# folds without the held-out drug's batch-mates); then sweep (e): (c) with the screening batch in
+# the kernel baseline, every fold's start and the stack (ChemNet as for (c)); the report of (e)
+# beside (c)'s session 21 figures (README).
+python bench/lodo_screening_batch.py --config=configs/baseline.py
+python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet,screening_batch \
+  --workdir="$out/lodo24_e"
+python launch/report.py --runs "$out/lodo24_e" --out docs/report_lodo24

@@ -99,9 +99,8 @@ def test_naive_cell_mean_excludes_held_out_drug(prepared):
 
 
 @pytest.mark.parametrize('variant', ['lodo,classification', 'lodo,deepcdr', 'lodo,onehot',
-                                     'lodo,drugs=graph+morgan+descriptors',
-                                     'lodo,drugs=morgan+onehot,shuffled_drugs',
-                                     'lodo,drugs=graph+morgan,screening_batch'])
+                                     'lodo,drugs=graph+morgan+descriptors,screening_batch',
+                                     'lodo,drugs=morgan+onehot,shuffled_drugs'])
 def test_sweep_runs_for_other_models_tasks_and_representations(variant, tmp_path):
   c = config(variant)
   c.train.num_epochs = 1
