@@ -15,7 +15,8 @@ of the held-out drug (the screening order is label-free; `lodo_kernel.screening_
     baseline kernel rates most similar;
   the oracle's neighbour: for each drug, the other drug whose deviations correlate best (what the
     0.680 oracle of `bench/lodo_ceiling.py` uses): how many are within `--width` ids of it,
-    against the share of all other drugs that are;
+    against the share of all other drugs that are (a drug is within the width of another when
+    one of its screens is);
   kernel ridge (the sweep's baseline: per screen, naive from z-scored profiles, one ridge per
     component): the screening order alone; the baseline kernel plus `SCREENING_WEIGHT` x the
     screening kernel (`data.screening_batch`), per screen and per drug; and the per-fold choice of
@@ -25,8 +26,8 @@ of the held-out drug (the screening order is label-free; `lodo_kernel.screening_
     fits on the rest (`lodo_kernel.fit_drugs`: the same naive, ridges and per-screen columns):
     the naive line means alone, the baseline's kernel, and the kernel fitted beside the
     screening kernel but scoring the held-out drug by the drug kernel alone (the batch explained
-    away); against the control that drops as many other drugs at random. What the drug
-    descriptions give a drug whose batch-mates are unknown.
+    away); against the control that drops as many other drugs at random, none of them a
+    batch-mate. What the drug descriptions give a drug whose batch-mates are unknown.
 The similarity figures read every drug's labels: they describe the data, they select nothing.
 About 7 minutes on this CPU.
 """
@@ -86,11 +87,13 @@ def summary(res: lk.LodoKernelResult, ds, naive: np.ndarray) -> dict:
 def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
                         ) -> dict[str, np.ndarray]:
   """Per fold, the held-out drug's profile ([D, C] each) from the drugs screened more than `apart`
-  ids away from all its screens (`fit_drugs`, per screen): 'naive' (those drugs' line means),
+  ids away from all its screens (`fit_drugs`, per screen): 'naive' (those drugs' z-scored line
+  means, the kernel's naive),
   'kernel' (`kernel` ridge), 'kernel, batch explained away' (fitted on `kernel` +
   SCREENING_WEIGHT x `batch`, the held-out drug scored by `kernel` alone: the other drugs' batch
-  patterns go to the batch term, not to the drug kernel); and the control, as many other drugs
-  dropped at random: 'random drop, naive' and 'random drop, kernel'. Also [D] 'dropped'."""
+  patterns go to the batch term, not to the drug kernel); and the control, as many drugs dropped
+  at random among those that are not batch-mates: 'random drop, naive' and 'random drop,
+  kernel'. Also [D] 'dropped'."""
   _, _, screen_drug = ds.drug_columns()
   order = np.array([float(s) for s in ds.screen_ids])
   n_drugs, n_cells = len(ds.drug_ids), len(ds.cell_ids)
@@ -104,7 +107,8 @@ def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
     near = np.abs(order[:, None] - order[screen_drug == d][None, :]).min(1) <= apart
     mates = np.setdiff1d(screen_drug[near], [d])
     out['dropped'][d] = len(mates)
-    randomly = rng.choice(np.delete(np.arange(n_drugs), d), len(mates), replace=False)
+    others = np.setdiff1d(np.arange(n_drugs), np.r_[d, mates])   # none of them a batch-mate
+    randomly = rng.choice(others, min(len(mates), len(others)), replace=False)
     for prefix, drop in (('', mates), ('random drop, ', randomly)):
       keep = ~np.isin(ds.pair_drug, np.r_[d, drop])
       fit = lambda k: lk.fit_drugs(ds.pair_cell[keep], ds.pair_drug[keep], ds.pair_y[keep],
@@ -163,7 +167,12 @@ def main(argv):
   # The oracle's neighbour: within the width, against all other drugs.
   full = unit @ unit.T
   np.fill_diagonal(full, -np.inf)
-  close = batch > np.exp(-0.5)                                  # within one width of each other
+  # Within one width: some screen of one drug within `--width` ids of some screen of the other.
+  gap = np.abs(order[:, None] - order[None, :])
+  close = np.zeros((n_drugs, n_drugs), bool)
+  for a in range(n_drugs):
+    near = screen_drug[(gap[screen_drug == a] <= _WIDTH.value).any(0)]
+    close[a, near] = True
   np.fill_diagonal(close, False)
   oracle = {'drugs_whose_best_neighbour_is_within_one_width':
                 int(close[np.arange(n_drugs), full.argmax(1)].sum()),
@@ -205,7 +214,8 @@ def main(argv):
                'drugs_up_down': [int((explained > 1e-9).sum()), int((explained < -1e-9).sum())]}}
   picks = collections.Counter(
       f'width {WIDTHS[int(np.argmax(w[1:]))]:g}, weight {w[1:].max():g}' for w in chosen.weights)
-  ridge = {'naive (plain line means)': {'mean': round(float(np.nanmean(naive)), 4)},
+  ridge = {"naive (z-scored line means, the kernel's)": {'mean': round(float(np.nanmean(naive)),
+                                                                     4)},
            'baseline (per screen, the sweep\'s)': summary(plain, ds, naive),
            **{n: summary(f, ds, naive) for n, f in fits.items()},
            'width and weight chosen per fold': dict(summary(chosen, ds, naive),

@@ -375,6 +375,7 @@ python bench/lodo_neighbours.py --config=configs/baseline.py
 # the kernel baseline, every fold's start and the stack (ChemNet as for (c)); the report of (e)
 # beside (c)'s session 21 figures (README).
 python bench/lodo_screening_batch.py --config=configs/baseline.py
-python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet,screening_batch \
+python launch/lodo.py \
+  --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet,screening_batch \
   --workdir="$out/lodo24_e"
 python launch/report.py --runs "$out/lodo24_e" --out docs/report_lodo24

@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
       # stack, the network's per-line kernel features) adds a kernel on the GDSC screening order
       # (lodo_kernel.screening_kernel: drugs screened close together deviate alike). A covariate
       # of the GDSC assay, not of the drug: off by default, reported apart (README, session 24).
+      # With shuffled_drugs the network's kernel is permuted whole, this part too.
       screening_batch=False,
       # Synthetic data only.
       num_cells=96, num_drugs=36, num_types=4, feature_dim=32, noise=0.3,

@@ -1,5 +1,8 @@
 """The kernel-ridge leave-one-drug-out baseline: hand-checked folds, closed-form LOO, no leakage."""
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
@@ -497,7 +500,6 @@ def test_chemnet_kernel_reads_the_sidecar_file_in_dataset_order(tmp_path):
 def _screened(screen_drug, screen_ids, n_cells=4):
   """A hand dataset with every drug measured on every line once per screen (`screen_drug`: each
   screen's drug), the labels all zero."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
   from tests.conftest import hand_dataset  # pylint: disable=g-import-not-at-top
   screen = np.repeat(np.arange(len(screen_drug)), n_cells)
   cell = np.tile(np.arange(n_cells), len(screen_drug))
@@ -507,7 +509,6 @@ def _screened(screen_drug, screen_ids, n_cells=4):
 
 def test_screening_kernel_by_hand():
   # Drug 0 screened as GDSC ids 1 and 61, drug 1 as 31, drug 2 as 1001; drug 3 never measured.
-  import dataclasses  # pylint: disable=g-import-not-at-top
   ds = _screened([0, 0, 1, 2], ('1', '61', '31', '1001'))
   ds = dataclasses.replace(ds, drug_ids=ds.drug_ids + ('D3',), drug_names=ds.drug_names + ('x',))
   k = lk.screening_kernel(ds, width=30.0)
@@ -519,10 +520,16 @@ def test_screening_kernel_by_hand():
   np.testing.assert_array_equal(k[3], 0.0)                         # no screen: no place
   np.testing.assert_allclose(k, k.T)
   assert np.linalg.eigvalsh(k).min() > -1e-12
+  assert lk.has_screening_order(ds)
+  unrecorded = dataclasses.replace(ds, pair_screen=None, screen_ids=())
+  assert not lk.has_screening_order(unrecorded)
   with pytest.raises(ValueError, match='records none'):
-    lk.screening_kernel(dataclasses.replace(ds, pair_screen=None, screen_ids=()))
-  with pytest.raises(ValueError, match=r"as numbers .*\('G1', "):
-    lk.screening_kernel(dataclasses.replace(ds, screen_ids=('G1', 'G1b', 'G2', 'G3')))
+    lk.screening_kernel(unrecorded)
+  for ids in (('G1', 'G1b', 'G2', 'G3'), ('1', 'nan', '31', '1001')):
+    named = dataclasses.replace(ds, screen_ids=ids)
+    assert not lk.has_screening_order(named)
+    with pytest.raises(ValueError, match=r'as whole numbers .*' + re.escape(repr(ids[:3]))):
+      lk.screening_kernel(named)
 
 
 def test_screening_batch_recovers_a_batch_shared_deviation():
@@ -536,7 +543,6 @@ def test_screening_batch_recovers_a_batch_shared_deviation():
   y = (rng.normal(size=(n_cells, 1)) + 2.0 * pattern[(ids > 500).astype(int)].T
        + rng.normal(size=(n_cells, len(ids))))
   ds = _screened(np.arange(len(ids)), tuple(str(i) for i in ids), n_cells)
-  import dataclasses  # pylint: disable=g-import-not-at-top
   ds = dataclasses.replace(ds, pair_y=y[ds.pair_cell, ds.pair_drug].astype(np.float32))
   batch = lk.screening_kernel(ds, width=30.0)
   nothing = np.eye(len(ids))

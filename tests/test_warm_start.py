@@ -13,6 +13,7 @@ from cdr_jax import data
 from cdr_jax import experiment
 from cdr_jax import lodo
 from cdr_jax.data import cells
+from cdr_jax.data import dataset
 from cdr_jax.data import splits
 from cdr_jax.eval import classical
 from cdr_jax.eval import lodo_kernel
@@ -389,6 +390,9 @@ def test_drug_kernel_adds_the_screening_order_when_asked():
   np.testing.assert_allclose(warm_start.drug_kernel(ds, c) - plain,
                              warm_start.lodo_kernel.SCREENING_WEIGHT
                              * warm_start.lodo_kernel.screening_kernel(ds))
+  # Screens as drugs (seen pairs, unseen lines) have no screening order: a clear error.
+  with pytest.raises(ValueError, match='data.screening_batch .* for unseen drugs'):
+    warm_start.drug_kernel(dataset.screens_as_drugs(ds), c)
 
 
 def test_shuffled_drug_control_permutes_the_kernel_as_the_features():
