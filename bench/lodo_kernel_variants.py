@@ -60,19 +60,6 @@ from cdr_jax.eval import lodo_kernel as lk
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/baseline.py', 'Data config.')
 
 
-def drug_pccs(profiles: np.ndarray, ds) -> np.ndarray:
-  """[D] each drug's PCC over all its pairs of `profiles` ([D, C]) against the measured ln IC50."""
-  return lk.per_drug_pcc(profiles[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
-                         len(ds.drug_ids))
-
-
-def summary(profiles: np.ndarray, ds, naive: np.ndarray) -> dict:
-  """Mean / median per-drug PCC over all of each drug's pairs, and drugs above naive."""
-  r = drug_pccs(profiles, ds)
-  return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
-          'drugs_beating_naive': int((r > naive).sum())}
-
-
 FORMS = {'neither': ('mean', False), 'naive from z-scored profiles': ('zscored', False),
          'one lambda per component': ('mean', True), 'both': ('zscored', True)}
 
@@ -280,20 +267,20 @@ def main(argv):
                                         variants.get(name, base)[None], np.ones((1, 1)),
                                         lk.LAMBDAS, **opts)
   res, plain = fits['baseline (weighted sum)'], fits['baseline, neither']
-  naive = drug_pccs(plain.naive, ds)
-  out['naive'] = summary(plain.naive, ds, naive)   # the plain cell-line mean, as in the sweep
-  out['naive from z-scored profiles'] = summary(res.naive, ds, naive)
+  naive = lk.profile_pccs(plain.naive, ds)
+  out['naive'] = lk.pcc_summary(plain.naive, ds, naive)   # the plain cell-line mean (the sweep's)
+  out['naive from z-scored profiles'] = lk.pcc_summary(res.naive, ds, naive)
   for name, fit in fits.items():
-    out[name] = summary(fit.profiles, ds, naive)
+    out[name] = lk.pcc_summary(fit.profiles, ds, naive)
   for beta in (0.75, 1.25, 1.5):
-    out[f'baseline, deviation x {beta:g}'] = summary(
+    out[f'baseline, deviation x {beta:g}'] = lk.pcc_summary(
         res.naive + beta * (res.profiles - res.naive), ds, naive)
-  out["the network's start (fitted on the fold's training drugs)"] = summary(
+  out["the network's start (fitted on the fold's training drugs)"] = lk.pcc_summary(
       start_profiles(ds, base, config.lodo.val_fraction, config.split.seed), ds, naive)
   target, covered = target_expression(ds, root)
   for gamma in (-0.1, -0.2):
-    out[f'baseline + {gamma:g} x target expression'] = summary(res.profiles + gamma * target, ds,
-                                                               naive)
+    out[f'baseline + {gamma:g} x target expression'] = lk.pcc_summary(
+        res.profiles + gamma * target, ds, naive)
   with threadpoolctl.threadpool_limits(1):
     inner = np.stack([inner_pcc(ds, fold_loo_profiles(ds, base, n, c))
                       for n, c in FORMS.values()])   # [4, D]
@@ -302,7 +289,7 @@ def main(argv):
   chosen = np.stack([fits[f'baseline, {f}'].profiles for f in names])[won, np.arange(len(won))]
   choice = {'inner_mean_pcc': {f: round(float(inner[i].mean()), 4) for i, f in enumerate(names)},
             'folds_won': {f: int((won == i).sum()) for i, f in enumerate(names)},
-            'chosen_per_fold': summary(chosen, ds, naive)}
+            'chosen_per_fold': lk.pcc_summary(chosen, ds, naive)}
   # Screens (session 21): the baseline ('both') with one profile column per GDSC screen, and the
   # same inner criterion, a drug leaving with all its screens, against one column per drug.
   screens = {}
@@ -320,16 +307,17 @@ def main(argv):
     genomics, with_gene = target_genomics(ds, root)
     with threadpoolctl.threadpool_limits(1):
       prior, coefs = genomics_prior(ds, screen_folds, per_screen.profiles, genomics)
-    at_scale = {f'x {m:g}': summary(per_screen.profiles + m * (prior - per_screen.profiles), ds,
-                                    naive) for m in (1, 2, 4)}
-    gain = drug_pccs(prior, ds) - drug_pccs(per_screen.profiles, ds)
+    at_scale = {f'x {m:g}': lk.pcc_summary(
+        per_screen.profiles + m * (prior - per_screen.profiles), ds, naive) for m in (1, 2, 4)}
+    gain = lk.profile_pccs(prior, ds) - lk.profile_pccs(per_screen.profiles, ds)
     screens = {'columns': int(len(lk.column_drugs(ds.pair_drug, ds.pair_screen,
                                                   len(ds.drug_ids))[1])),
                'one column per drug (baseline)': out['baseline, both'],
-               'one column per screen': summary(per_screen.profiles, ds, naive),
+               'one column per screen': lk.pcc_summary(per_screen.profiles, ds, naive),
                'screens standardised apart, averaged per drug at one ridge':
-                   summary(averaged, ds, naive),
-               "the network's start per screen (fold's training drugs)": summary(start, ds, naive),
+                   lk.pcc_summary(averaged, ds, naive),
+               "the network's start per screen (fold's training drugs)":
+                   lk.pcc_summary(start, ds, naive),
                'inner_mean_pcc': {'drug': round(float(inner[3].mean()), 4),
                                   'screen': round(float(inner_screens.mean()), 4)},
                'folds_won_by_screens': int((inner_screens > inner[3]).sum()),

@@ -64,11 +64,6 @@ def fit_similarity(features: np.ndarray, similarity: np.ndarray, ridge: float) -
   return np.concatenate([[w[0] - (w[1:] * mean / scale).sum()], w[1:] / scale])
 
 
-def unit_rows(z: np.ndarray) -> np.ndarray:
-  """Rows scaled to unit norm (a zero row stays zero)."""
-  return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
-
-
 def main(argv):
   del argv
   config = _CONFIG.value
@@ -92,10 +87,10 @@ def main(argv):
     # The other drugs' deviations as `lodo_kernel.fold_targets` makes them (naive from z-scored
     # profiles), and d's own in the same units: z-scored, minus the others' mean z per line.
     std = lk.standardise_profiles(ybar[:, others])
-    zu = unit_rows(lk.zscored_deviations(std.columns, std.line_z)[0])   # [n, C]
+    zu = lk.unit_rows(lk.zscored_deviations(std.columns, std.line_z)[0])   # [n, C]
     similarity = zu @ zu.T                                       # the other drugs' pairs
     own = lk.zscored_deviations(lk.standardise_profiles(ybar[:, [d]]).columns, std.line_z)[0]
-    actual = zu @ unit_rows(own[0])                              # d's labels: scoring only
+    actual = zu @ lk.unit_rows(own[0])                              # d's labels: scoring only
     iu = np.triu_indices(len(others), 1)
     w = fit_similarity(quadratic(values[np.ix_(others, others)][iu]), similarity[iu],
                        _RIDGE.value)

@@ -72,18 +72,6 @@ def corr_on_shared(z: np.ndarray, seen: np.ndarray, a: int, b: int) -> float:
   return float(np.corrcoef(z[a, both], z[b, both])[0, 1])
 
 
-def summary_of(r: np.ndarray, naive: np.ndarray) -> dict:
-  """Mean / median of per-drug PCCs `r` and the drugs above `naive`'s."""
-  return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
-          'drugs_beating_naive': int((r > naive).sum())}
-
-
-def summary(res: lk.LodoKernelResult, ds, naive: np.ndarray) -> dict:
-  """`summary_of` the per-drug PCCs over each drug's pairs of a fit's held-out profiles."""
-  return summary_of(lk.per_drug_pcc(res.pair_predictions(ds.pair_cell, ds.pair_drug), ds.pair_y,
-                                    ds.pair_drug, len(ds.drug_ids)), naive)
-
-
 def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
                         ) -> dict[str, np.ndarray]:
   """Per fold, the held-out drug's profile ([D, C] each) from the drugs screened more than `apart`
@@ -95,7 +83,7 @@ def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
   at random among those that are not batch-mates: 'random drop, naive' and 'random drop,
   kernel'. Also [D] 'dropped'."""
   _, _, screen_drug = ds.drug_columns()
-  order = np.array([float(s) for s in ds.screen_ids])
+  order = lk.screening_order(ds)
   n_drugs, n_cells = len(ds.drug_ids), len(ds.cell_ids)
   rng = np.random.default_rng(0)
   names = ('naive', 'kernel', 'kernel, batch explained away', 'random drop, naive',
@@ -133,7 +121,7 @@ def main(argv):
                                                'screening order': batch})
   # Behaviour similarity over all pairs of drugs.
   z, _ = deviations(ds, ds.pair_drug, n_drugs)
-  unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+  unit = lk.unit_rows(z)
   iu = np.triu_indices(n_drugs, 1)
   similarity = (unit @ unit.T)[iu]
   x = np.stack([np.ones(len(similarity)), base[iu]], 1)
@@ -144,7 +132,7 @@ def main(argv):
                    round(float(np.corrcoef(batch[iu], beyond)[0, 1]), 4)}
   # Screens: the same drug in another screen against the nearest other drug in the order.
   _, n_screens, screen_drug = ds.drug_columns()
-  order = np.array([float(s) for s in ds.screen_ids])
+  order = lk.screening_order(ds)
   zs, seen = deviations(ds, ds.pair_screen, n_screens)
   nearest = lambda s, pool: pool[np.argmin(np.abs(order[pool] - order[s]))]
   same, near, near_all, kernel_best = [], [], [], []
@@ -181,8 +169,7 @@ def main(argv):
   # Kernel ridge, every fold.
   plain = lk.lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, n_cells, base[None],
                                np.ones((1, 1)), lk.LAMBDAS, pair_screen=ds.pair_screen)
-  naive = lk.per_drug_pcc(plain.naive[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
-                          n_drugs)
+  naive = lk.profile_pccs(plain.naive, ds)
   widths = np.stack([lk.screening_kernel(ds, w) for w in WIDTHS])
   grid = np.array([np.r_[1.0, w * (np.arange(len(WIDTHS)) == i)]
                    for i in range(len(WIDTHS)) for w in WEIGHTS])
@@ -200,14 +187,12 @@ def main(argv):
                                   np.concatenate([base[None], widths]), grid, lk.LAMBDAS,
                                   pair_screen=ds.pair_screen)
     apart = without_batch_mates(ds, base, batch, _APART.value * _WIDTH.value)
-  profile_pcc = lambda profiles: lk.per_drug_pcc(profiles[ds.pair_drug, ds.pair_cell], ds.pair_y,
-                                                 ds.pair_drug, n_drugs)
   dropped = apart.pop('dropped')
-  explained = (profile_pcc(apart['kernel, batch explained away'])
-               - profile_pcc(apart['kernel']))
+  explained = (lk.profile_pccs(apart['kernel, batch explained away'], ds)
+               - lk.profile_pccs(apart['kernel'], ds))
   mates = {'apart_ids': _APART.value * _WIDTH.value,
            'drugs_dropped_per_fold_mean': round(float(dropped.mean()), 1),
-           **{n: summary_of(profile_pcc(p), naive) for n, p in apart.items()},
+           **{n: lk.pcc_summary(p, ds, naive) for n, p in apart.items()},
            'batch_explained_away_minus_kernel': {
                'mean': round(float(np.nanmean(explained)), 4),
                'standard_error': round(float(np.nanstd(explained) / np.sqrt(n_drugs)), 4),
@@ -216,9 +201,9 @@ def main(argv):
       f'width {WIDTHS[int(np.argmax(w[1:]))]:g}, weight {w[1:].max():g}' for w in chosen.weights)
   ridge = {"naive (z-scored line means, the kernel's)": {'mean': round(float(np.nanmean(naive)),
                                                                      4)},
-           'baseline (per screen, the sweep\'s)': summary(plain, ds, naive),
-           **{n: summary(f, ds, naive) for n, f in fits.items()},
-           'width and weight chosen per fold': dict(summary(chosen, ds, naive),
+           'baseline (per screen, the sweep\'s)': lk.pcc_summary(plain.profiles, ds, naive),
+           **{n: lk.pcc_summary(f.profiles, ds, naive) for n, f in fits.items()},
+           'width and weight chosen per fold': dict(lk.pcc_summary(chosen.profiles, ds, naive),
                                                     choices=dict(picks.most_common()))}
   print(json.dumps({'drugs': n_drugs, 'screens': n_screens, 'width': _WIDTH.value,
                     'weight': lk.SCREENING_WEIGHT, 'behaviour_similarity': behaviour,

@@ -493,6 +493,26 @@ def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, 
                    float(errors[pick, cols].sum() / z.size), lam_j if per_component else None)
 
 
+def profile_pccs(profiles: np.ndarray, ds) -> np.ndarray:
+  """[D] each drug's PCC over all its pairs of `profiles` ([D, C], e.g. held-out profiles) against
+  the measured ln IC50 of `ds`."""
+  return per_drug_pcc(profiles[ds.pair_drug, ds.pair_cell], ds.pair_y, ds.pair_drug,
+                      len(ds.drug_ids))
+
+
+def pcc_summary(profiles: np.ndarray, ds, naive: np.ndarray) -> dict:
+  """Mean / median per-drug PCC of `profiles` ([D, C]) over each drug's pairs (`profile_pccs`),
+  rounded for a benchmark's JSON, and the drugs above `naive` ([D] per-drug PCCs)."""
+  r = profile_pccs(profiles, ds)
+  return {'mean': round(float(np.nanmean(r)), 4), 'median': round(float(np.nanmedian(r)), 4),
+          'drugs_beating_naive': int((r > naive).sum())}
+
+
+def unit_rows(z: np.ndarray) -> np.ndarray:
+  """Rows scaled to unit norm (a zero row stays zero)."""
+  return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+
 def per_drug_pcc(pred: np.ndarray, obs: np.ndarray, pair_drug: np.ndarray,
                  n_drugs: int) -> np.ndarray:
   """[D] Pearson correlation over each drug's pairs; nan where either side is constant."""
@@ -562,20 +582,28 @@ def has_screening_order(ds) -> bool:
   return all(s.strip().isdigit() for s in ds.screen_ids)
 
 
-def screening_kernel(ds, width: float = SCREENING_WIDTH) -> np.ndarray:
-  """[D, D] how close two drugs were in GDSC's screening order: exp(-(a - b)^2 / (2 width^2))
-  between the GDSC drug ids a, b of their screens (`ds.screen_ids`: GDSC numbered drugs as it
-  screened them), averaged over each drug's screens (a drug screened twice sits between its
-  two). PSD with a unit diagonal for a drug with one screen; a drug with no screen has a zero row
-  (no place in the order). Label-free, and not a drug representation: the module docstring."""
+def screening_order(ds) -> np.ndarray:
+  """[S] each screen's GDSC drug id as a number: its place in GDSC's screening order (GDSC
+  numbered drugs as it screened them). A clear error where `ds` has no such ids."""
   if ds.pair_screen is None or not len(ds.screen_ids):
     raise ValueError('the screening-batch kernel reads each pair\'s GDSC screen (drug id); this '
-                     'dataset records none (data.screens views and synthetic data without '
-                     'screens have no screening order)')
+                     'dataset records none: data.screening_batch is for unseen drugs '
+                     '(launch/lodo.py, or split leave_drug_out), where each drug keeps its '
+                     'screens; seen pairs and unseen lines with data.screens make each screen a '
+                     'drug, and synthetic data without screens have none')
   if not has_screening_order(ds):
     raise ValueError(f'the screening-batch kernel reads GDSC drug ids as whole numbers (the '
                      f'screening order); screen ids here are e.g. {ds.screen_ids[:3]}')
-  order = np.array([int(s) for s in ds.screen_ids], np.float64)
+  return np.array([int(s) for s in ds.screen_ids], np.float64)
+
+
+def screening_kernel(ds, width: float = SCREENING_WIDTH) -> np.ndarray:
+  """[D, D] how close two drugs were in GDSC's screening order: exp(-(a - b)^2 / (2 width^2))
+  between the GDSC drug ids a, b of their screens (`screening_order`), averaged over each drug's
+  screens (a drug screened twice sits between its two). PSD with a unit diagonal for a drug with
+  one screen; a drug with no screen has a zero row (no place in the order). Label-free, and not a
+  drug representation: the module docstring."""
+  order = screening_order(ds)
   _, n_screens, screen_drug = ds.drug_columns()
   measured = np.flatnonzero(screen_drug >= 0)
   average = np.zeros((len(ds.drug_ids), n_screens))

@@ -172,13 +172,7 @@ def drug_kernel(ds: Dataset, config: ml_collections.ConfigDict) -> np.ndarray:
   `data.screening_batch`; `lodo_kernel.weighted_kernel`)."""
   root = (dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr'
           else None)
-  screening_batch = config.data.get('screening_batch', False)
-  if screening_batch and not lodo_kernel.has_screening_order(ds):
-    raise ValueError('data.screening_batch reads each pair\'s GDSC screen (a whole-number drug '
-                     'id), which this dataset does not record: it is for unseen drugs '
-                     '(launch/lodo.py, or split leave_drug_out), where each drug keeps its screens; '
-                     'seen pairs and unseen lines with data.screens make each screen a drug')
-  return lodo_kernel.weighted_kernel(ds, root, screening_batch)[0]
+  return lodo_kernel.weighted_kernel(ds, root, config.data.get('screening_batch', False))[0]
 
 
 def network_kernel(kernel: np.ndarray, data_config: ml_collections.ConfigDict) -> np.ndarray:
