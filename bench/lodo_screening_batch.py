@@ -82,8 +82,6 @@ def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
   patterns go to the batch term, not to the drug kernel); and the control, as many drugs dropped
   at random among those that are not batch-mates: 'random drop, naive' and 'random drop,
   kernel'. Also [D] 'dropped'."""
-  _, _, screen_drug = ds.drug_columns()
-  order = lk.screening_order(ds)
   n_drugs, n_cells = len(ds.drug_ids), len(ds.cell_ids)
   rng = np.random.default_rng(0)
   names = ('naive', 'kernel', 'kernel, batch explained away', 'random drop, naive',
@@ -92,8 +90,7 @@ def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
   out['dropped'] = np.zeros(n_drugs, int)
   joint = kernel + lk.SCREENING_WEIGHT * batch
   for d in range(n_drugs):
-    near = np.abs(order[:, None] - order[screen_drug == d][None, :]).min(1) <= apart
-    mates = np.setdiff1d(screen_drug[near], [d])
+    mates = lk.batch_mates(ds, d, apart)
     out['dropped'][d] = len(mates)
     others = np.setdiff1d(np.arange(n_drugs), np.r_[d, mates])   # none of them a batch-mate
     randomly = rng.choice(others, min(len(mates), len(others)), replace=False)

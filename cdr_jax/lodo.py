@@ -64,23 +64,35 @@ def parse_drugs(spec: str, ds: Dataset) -> list[int]:
 
 @dataclasses.dataclass(frozen=True)
 class Fold:
-  """One leave-one-drug-out fold: its held-out drug, validation drugs and pair indices."""
+  """One leave-one-drug-out fold: its held-out drug, validation drugs and pair indices, and the
+  drugs it drops altogether (its screening batch-mates with `lodo.apart`; none otherwise)."""
   drug: int
   val_drugs: np.ndarray
   train: np.ndarray
   val: np.ndarray
   test: np.ndarray
+  excluded: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-def make_fold(ds: Dataset, drug: int, val_fraction: float, seed: int) -> Fold:
-  """The fold of `drug`; its validation drugs depend only on (seed, drug), not on the chunk."""
-  others = np.setdiff1d(np.arange(len(ds.drug_ids)), [drug])
+def make_fold(ds: Dataset, drug: int, val_fraction: float, seed: int, apart: float = 0.0) -> Fold:
+  """The fold of `drug`; its validation drugs depend only on (seed, drug, apart), not on the
+  chunk. `apart` > 0 (`lodo.apart`): the drugs GDSC screened within `apart` ids of the held-out
+  drug (`lodo_kernel.batch_mates`) leave the fold: neither trained on, validated on, nor read by
+  its naive mean, kernel baseline or stack."""
+  excluded = (lodo_kernel.batch_mates(ds, drug, apart) if apart > 0
+              else np.zeros(0, np.int64))
+  others = np.setdiff1d(np.arange(len(ds.drug_ids)), np.r_[drug, excluded])
+  if len(others) < 3:   # validation drugs and two training drugs (kernel ridge's leave-one-out)
+    raise ValueError(f'lodo.apart={apart:g} leaves the fold of drug {ds.drug_ids[drug]} '
+                     f'{len(others)} other drugs ({len(excluded)} screened within {apart:g} ids '
+                     f'of it are dropped); it needs at least 3: lower lodo.apart')
   n_val = max(1, int(round(val_fraction * len(others))))
   val_drugs = np.sort(np.random.default_rng([seed, drug]).choice(others, n_val, replace=False))
   is_val = np.isin(ds.pair_drug, val_drugs)
   is_test = ds.pair_drug == drug
-  return Fold(drug, val_drugs, np.flatnonzero(~is_val & ~is_test), np.flatnonzero(is_val),
-              np.flatnonzero(is_test))
+  is_out = np.isin(ds.pair_drug, excluded)
+  return Fold(drug, val_drugs, np.flatnonzero(~is_val & ~is_test & ~is_out),
+              np.flatnonzero(is_val), np.flatnonzero(is_test), excluded)
 
 
 def run_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fold],
@@ -172,9 +184,11 @@ def _refit_chunk(ds: Dataset, config: ml_collections.ConfigDict, folds: list[Fol
 
 def _fold_row(ds, fold, pred, val_pred, best_epoch, best_score, curve, config) -> dict:
   obs = ds.pair_y[fold.test]
-  naive = metrics.pcc(baselines.naive_cell_mean(ds, fold.drug, fold.test), obs)
+  naive = metrics.pcc(baselines.naive_cell_mean(ds, fold.drug, fold.test, fold.excluded), obs)
   row = {'drug_id': ds.drug_ids[fold.drug], 'drug_name': ds.drug_names[fold.drug],
          'n': int(len(fold.test)), 'best_epoch': int(best_epoch), 'val_score': float(best_score)}
+  if config.lodo.get('apart', 0.0) > 0:
+    row['batch_mates_dropped'] = int(len(fold.excluded))
   if config.model.task == 'regression':
     m = metrics.regression(pred, obs)
     row.update(pcc=m['pcc'], spearman=m['spearman'], rmse=m['rmse'], naive_pcc=naive,
@@ -205,18 +219,25 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     runs.write_config(workdir, config)
   ds = data.load_dataset(config.data)
   chosen = parse_drugs(drugs or config.lodo.drugs, ds)
-  folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed) for d in chosen]
+  apart = config.lodo.get('apart', 0.0)
+  folds = [make_fold(ds, d, config.lodo.val_fraction, config.split.seed, apart) for d in chosen]
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
   screens = warm_start.kernel_screens(ds, config.data)
   screening_batch = config.data.get('screening_batch', False)
   kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(
       ds, root, screens, screening_batch)
+  if apart > 0:   # each fold's baseline without its batch-mates either
+    kernel = apart_predictions(ds, folds, kernel_matrix, screens)
+    kernel_info.update(apart=float(apart))
   # Beside it, the kernel with the screening batch (the sweep's own when it uses it): what the
   # GDSC screening order adds, in every sweep whose data record it (README, session 24).
   batch = None
   if lodo_kernel.has_screening_order(ds):
-    batch = (kernel if screening_batch
-             else lodo_kernel.held_out_drug_predictions(ds, root, screens, True)[0])
+    batch = kernel
+    if not screening_batch:
+      batch, _, batch_matrix = lodo_kernel.held_out_drug_predictions(ds, root, screens, True)
+      if apart > 0:
+        batch = apart_predictions(ds, folds, batch_matrix, screens)
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []
@@ -224,7 +245,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                                                 batch)
   for k in range(0, len(folds), size):
     chunk = folds[k:k + size]
-    name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk)}'
+    name = f'chunk_{k // size:03d}_{_chunk_key(ds, chunk, apart)}'
     path = workdir / 'chunks' / f'{name}.json'
     if path.exists():
       rows += [with_classical(r, f) for r, f in zip(json.loads(path.read_text()), chunk)]
@@ -240,6 +261,17 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     rows += [with_classical(r, f) for r, f in zip(chunk_rows, chunk)]
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
   return write_outputs(workdir, ds, rows, config, kernel_info)
+
+
+def apart_predictions(ds: Dataset, folds: list[Fold], kernel_matrix: np.ndarray,
+                      screens: np.ndarray | None) -> np.ndarray:
+  """[P] the kernel baseline of each fold's held-out drug fitted without the drugs the fold drops
+  (`Fold.excluded`: its batch-mates with `lodo.apart`), on its test pairs; nan elsewhere."""
+  out = np.full(ds.num_pairs, np.nan)
+  for f in folds:
+    out[f.test] = lodo_kernel.without_drug(ds, kernel_matrix, f.excluded, [f.drug], f.test,
+                                           screens)
+  return out
 
 
 def folds_per_chunk(config: ml_collections.ConfigDict) -> int:
@@ -286,17 +318,19 @@ def _stack_weight(ds: Dataset, fold: Fold, val_pred: np.ndarray, kernel_matrix,
   the held-out drug's (nan for rows of sweeps older than the validation predictions)."""
   if len(val_pred) != len(fold.val):
     return float('nan')
-  val_kernel = lodo_kernel.without_drug(ds, kernel_matrix, fold.drug, fold.val_drugs, fold.val,
-                                        screens)
+  val_kernel = lodo_kernel.without_drug(ds, kernel_matrix, np.r_[fold.drug, fold.excluded],
+                                        fold.val_drugs, fold.val, screens)
   obs, drug = ds.pair_y[fold.val], ds.pair_drug[fold.val]
   scores = [classical.mean_drug_pcc(w * val_pred + (1 - w) * val_kernel, obs, drug)
             for w in STACK_WEIGHTS]
   return float(STACK_WEIGHTS[int(np.nanargmax(scores))])
 
 
-def _chunk_key(ds: Dataset, chunk: list[Fold]) -> str:
-  """Names a chunk by its drugs, so a different --drugs selection never reuses it."""
-  return hashlib.sha1(','.join(ds.drug_ids[f.drug] for f in chunk).encode()).hexdigest()[:10]
+def _chunk_key(ds: Dataset, chunk: list[Fold], apart: float = 0.0) -> str:
+  """Names a chunk by its drugs (and `lodo.apart`), so a different --drugs selection or a
+  different set of dropped batch-mates never reuses it."""
+  key = ','.join(ds.drug_ids[f.drug] for f in chunk) + (f'|apart={apart:g}' if apart > 0 else '')
+  return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -325,6 +359,10 @@ def write_outputs(workdir: pathlib.Path, ds: Dataset, rows: list[dict], config,
     summary.update(classical_kernel_batch_pcc_mean=float(
         np.nanmean([r['kernel_batch_pcc'] for r in rows])),
                    screening_batch=bool(config.data.get('screening_batch', False)))
+  apart = config.lodo.get('apart', 0.0)
+  if apart > 0:
+    summary.update(apart=float(apart), batch_mates_dropped_mean=float(
+        np.mean([r['batch_mates_dropped'] for r in rows])) if rows else 0.0)
   summary.update(line_init=config.model.get('line_init', 'zero'),
                  refit=bool(config.lodo.get('refit', False)))
   before = [r['pcc_before_refit'] for r in rows if 'pcc_before_refit' in r]

@@ -33,8 +33,10 @@ MIN_GROUP_PAIRS = 10  # Figure 3 prefers groups with at least this many test pai
 
 
 def describe(config: dict, path: pathlib.Path) -> str:
-  """cell_repr [shuffled] [· drugs: drug_repr [shuffled]] · split · model [· task], or the
-  directory name without a config (the drug part only when it is not the graph alone)."""
+  """cell_repr [shuffled] [· drugs: drug_repr [shuffled]] [· screening batch] [· batch-mates
+  apart] · split · model [· task], or the directory name without a config (the drug part only
+  when it is not the graph alone; the unseen-drug settings `data.screening_batch` and
+  `lodo.apart` only when set)."""
   if not config:
     return path.name
   cell = config['data.cell_repr'] + (' shuffled' if config['data.shuffle_cells'] else '')
@@ -43,6 +45,10 @@ def describe(config: dict, path: pathlib.Path) -> str:
     drugs, shuffled = config['data.drug_repr'], config['data.shuffle_drugs']
     if drugs != 'graph' or shuffled:
       parts.append(f'drugs: {drugs}' + (' shuffled' if shuffled else ''))
+  if config.get('data.screening_batch'):
+    parts.append('screening batch')
+  if config.get('lodo.apart', 0) > 0:
+    parts.append(f"batch-mates within {config['lodo.apart']:g} ids dropped")
   parts += [config['split.name'], config['model.name']]
   if config['model.task'] != 'regression':
     parts.append(config['model.task'])

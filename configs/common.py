@@ -14,6 +14,8 @@ Variants (comma-separated, e.g. `configs/scfoundation.py:shuffled,leave_cell_out
   shuffled_drugs  the shuffled drug-feature control (vector drug features permuted across drugs)
   screening_batch unseen drugs: kernel ridge over drugs adds the GDSC screening order (an assay
                   covariate, not a drug representation; data.screening_batch)
+  apart           unseen drugs screened apart: each LODO fold also drops the drugs GDSC screened
+                  within 60 ids of its held-out drug, its screening batch-mates (lodo.apart)
   seed=N          the training seed (also the split's validation seed)
 """
 
@@ -143,8 +145,13 @@ def base_config() -> ml_collections.ConfigDict:
   # drugs for the epochs its validation chose, from its start fitted again on them; the test
   # predictions are the refit's (pcc_before_refit beside them). Its start without the validation
   # drugs scores 0.5712 against 0.5740 with them (bench/lodo_kernel_variants.py): README, session 17.
+  # apart: GDSC ids; > 0 drops from each fold every drug screened within that many ids of its
+  # held-out drug (lodo_kernel.batch_mates; from training, validation, the naive mean, the kernel
+  # baseline and the stack): a new drug screened apart from every known one. The `apart` variant
+  # sets 60, two widths of the screening kernel (its value to those drugs is above exp(-2));
+  # the same 60 as bench/lodo_screening_batch.py. README, session 25.
   c.lodo = ml_collections.ConfigDict(dict(drugs='all', folds_per_chunk=0, val_fraction=0.05,
-                                          fold_map='auto', refit=True))
+                                          fold_map='auto', refit=True, apart=0.0))
   return c
 
 
@@ -196,6 +203,8 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       c.data.shuffle_drugs = True
     elif v == 'screening_batch':
       c.data.screening_batch = True
+    elif v == 'apart':
+      c.lodo.apart = 60.0
     elif v.startswith('drugs='):
       c.data.drug_repr = v[6:]
     elif v.startswith('seed='):
@@ -204,7 +213,8 @@ def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
       hint = ' (join variants with commas: a:b,c, not a:b:c)' if ':' in v else ''
       raise ValueError(f'unknown config variant {v!r}{hint}; choose from shuffled, onehot, '
                        f'random, {", ".join(SPLITS)}, deepcdr, seed, classification, lodo, '
-                       'shuffled_drugs, screening_batch, drugs=<parts joined by +>, seed=N')
+                       'shuffled_drugs, screening_batch, apart, drugs=<parts joined by +>, '
+                       'seed=N')
   if unseen_lines:  # README "Unseen cell lines" (whatever the order of the variants)
     # No identity codes: a held-out line's never trains.
     c.model.id_embed_dim, c.train.num_epochs = 0, 20

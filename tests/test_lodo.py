@@ -1,5 +1,6 @@
 """Leave-one-drug-out sweep: fold equivalence inside and outside the sweep, leakage, outputs, resume."""
 
+import dataclasses
 import json
 
 import jax
@@ -10,6 +11,7 @@ from cdr_jax import data
 from cdr_jax import lodo
 from cdr_jax.data import drugs
 from cdr_jax.eval import baselines
+from cdr_jax.eval import lodo_kernel
 from cdr_jax.train import warm_start
 from configs import test as test_config
 from tests.conftest import read_csv
@@ -87,6 +89,81 @@ def test_parse_drugs(prepared):
   assert len(set(picked)) == 4 and picked == lodo.parse_drugs('random:4:1', ds)
   with pytest.raises(ValueError, match="unknown drug 'aspirin'"):
     lodo.parse_drugs('aspirin', ds)
+
+
+def test_fold_apart_drops_the_batch_mates_everywhere(prepared):
+  """lodo.apart: the drugs screened within `apart` ids of the held-out drug leave the fold (not
+  trained, not validated, not scored); with 0 the fold is the plain one."""
+  _, ds, _ = prepared
+  f = lodo.make_fold(ds, 5, 0.2, 0, apart=2.0)   # synthetic drug i is GDSC id i + 1
+  assert list(f.excluded) == [3, 4, 6, 7] == list(lodo_kernel.batch_mates(ds, 5, 2.0))
+  used = np.r_[f.train, f.val, f.test]
+  assert not np.isin(ds.pair_drug[used], f.excluded).any()
+  assert not np.isin(f.val_drugs, f.excluded).any() and 5 not in f.val_drugs
+  assert len(used) + np.isin(ds.pair_drug, f.excluded).sum() == ds.num_pairs
+  plain = lodo.make_fold(ds, 5, 0.2, 0)
+  assert not len(plain.excluded)
+  np.testing.assert_array_equal(lodo.make_fold(ds, 5, 0.2, 0, apart=0.0).train, plain.train)
+
+
+def test_sweep_apart_reports_its_dropped_batch_mates(tmp_path):
+  c = config()
+  c.train.num_epochs = 1
+  plain = lodo.run_sweep(c, tmp_path / 'plain', drugs='random:2:0')
+  c.lodo.apart = 2.0
+  apart = lodo.run_sweep(c, tmp_path / 'apart', drugs='random:2:0')
+  assert apart['apart'] == 2.0 and apart['classical_kernel']['apart'] == 2.0
+  assert 'apart' not in plain and 'apart' not in plain['classical_kernel']
+  rows = read_csv(tmp_path / 'apart' / 'lodo_per_drug.csv')
+  assert [int(r['batch_mates_dropped']) for r in rows] == [4, 4]   # none at the ends of 1..12
+  assert apart['batch_mates_dropped_mean'] == 4.0
+  for key in ('classical_kernel_pcc_mean', 'naive_cell_mean_pcc_mean'):
+    assert apart[key] != pytest.approx(plain[key], abs=1e-6)
+  names = lambda d: {p.name[10:] for p in (tmp_path / d / 'chunks').iterdir()}
+  assert not names('plain') & names('apart')     # never each other's chunks
+  c.lodo.apart = 60.0   # the variant's: every synthetic drug is a batch-mate
+  with pytest.raises(ValueError, match='lodo.apart=60 leaves the fold of drug .* 0 other drugs'):
+    lodo.run_sweep(c, tmp_path / 'far', drugs='random:2:0')
+  assert config('lodo,apart').lodo.apart == 60.0
+
+
+def test_a_fold_apart_reads_no_label_of_its_batch_mates(prepared, monkeypatch):
+  """Scrambling the batch-mates' labels changes nothing a fold apart reports: the network (its
+  kernel-ridge start, training, selection), the naive mean, the kernel baseline and the stack."""
+  c, ds, _ = prepared
+  c = c.copy_and_resolve_references()
+  c.model.line_init, c.lodo.apart, c.lodo.refit = 'kernel_ridge', 2.0, True
+  kernel = warm_start.drug_kernel(ds, c)
+  screens = warm_start.kernel_screens(ds, c.data)
+  folds = [lodo.make_fold(ds, d, c.lodo.val_fraction, 0, 2.0) for d in (2, 8)]
+  rows = []
+  for f in folds:   # one fold at a time: a fold's batch-mates train the other fold
+    mates = np.isin(ds.pair_drug, f.excluded)
+    noise = np.random.default_rng(f.drug).normal(0, 5, ds.num_pairs)
+    scrambled = dataclasses.replace(
+        ds, pair_y=np.where(mates, noise, ds.pair_y).astype(ds.pair_y.dtype))
+    (a,), (b,) = (lodo.run_chunk(d, c, [f], drug_kernel=kernel) for d in (ds, scrambled))
+    np.testing.assert_allclose(a['predictions'], b['predictions'], rtol=1e-6, atol=1e-6)
+    assert a['naive_pcc'] == pytest.approx(b['naive_pcc'], abs=1e-9)
+    assert a['batch_mates_dropped'] == 4
+    base, other = (lodo.apart_predictions(d, [f], kernel, screens) for d in (ds, scrambled))
+    np.testing.assert_allclose(base, other, equal_nan=True)
+    # ... and the same fold without `apart` does read them.
+    plain = [lodo.make_fold(ds, f.drug, c.lodo.val_fraction, 0)]
+    assert not np.allclose(lodo.apart_predictions(ds, plain, kernel, screens),
+                           lodo.apart_predictions(scrambled, plain, kernel, screens),
+                           equal_nan=True)
+    rows.append(a)
+  # The stack scores the validation drugs with the held-out drug and its batch-mates removed.
+  seen, original = [], lodo_kernel.without_drug
+  def recording(ds_, kernel_, excluded, *args):
+    seen.append(set(np.atleast_1d(excluded).tolist()))
+    return original(ds_, kernel_, excluded, *args)
+  monkeypatch.setattr(lodo.lodo_kernel, 'without_drug', recording)
+  for f, r in zip(folds, rows):
+    lodo._stack_weight(ds, f, np.asarray(r['val_predictions']), kernel, screens)
+    assert seen.pop() == {f.drug, *f.excluded.tolist()}
+  monkeypatch.undo()
 
 
 def test_naive_cell_mean_excludes_held_out_drug(prepared):

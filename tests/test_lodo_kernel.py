@@ -532,6 +532,19 @@ def test_screening_kernel_by_hand():
       lk.screening_kernel(named)
 
 
+def test_batch_mates_by_hand():
+  # Drug 0 screened as GDSC ids 1 and 61, drug 1 as 31, drug 2 as 1001; drug 3 never measured.
+  ds = _screened([0, 0, 1, 2], ('1', '61', '31', '1001'))
+  ds = dataclasses.replace(ds, drug_ids=ds.drug_ids + ('D3',), drug_names=ds.drug_names + ('x',))
+  assert list(lk.batch_mates(ds, 1, 30.0)) == [0]      # 31 is 30 ids from both of drug 0's
+  assert list(lk.batch_mates(ds, 1, 29.0)) == []
+  assert list(lk.batch_mates(ds, 0, 30.0)) == [1]      # through either of its screens
+  assert list(lk.batch_mates(ds, 0, 1000.0)) == [1, 2]  # never itself
+  assert list(lk.batch_mates(ds, 2, 60.0)) == []
+  with pytest.raises(ValueError, match='drug 3 .* has no screen'):
+    lk.batch_mates(ds, 3, 30.0)
+
+
 def test_screening_batch_recovers_a_batch_shared_deviation():
   """Drugs screened in two batches (ids 1-8 and 501-508): each batch adds its own pattern over the
   lines, the drugs' own deviations are noise, and the drug kernel says nothing. Kernel ridge

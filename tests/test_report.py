@@ -256,6 +256,9 @@ def test_labels_name_drug_representations_beyond_the_graph():
                          path) == plain
   assert report.describe({**base, 'data.drug_repr': 'graph+morgan', 'data.shuffle_drugs': True},
                          path) == 'expression · drugs: graph+morgan shuffled · leave_drug_out · seed'
+  assert report.describe({**base, 'data.screening_batch': True, 'lodo.apart': 60.0}, path) == (
+      'expression · screening batch · batch-mates within 60 ids dropped · leave_drug_out · seed')
+  assert report.describe({**base, 'data.screening_batch': False, 'lodo.apart': 0.0}, path) == plain
 
 
 def test_predictor_labels_say_what_each_is():

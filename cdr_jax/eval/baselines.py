@@ -113,9 +113,12 @@ def predict_all(ds: Dataset, train: np.ndarray, pairs: np.ndarray,
   return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-def naive_cell_mean(ds: Dataset, held_out_drug: int, pairs: np.ndarray) -> np.ndarray:
+def naive_cell_mean(ds: Dataset, held_out_drug: int, pairs: np.ndarray,
+                    excluded: np.ndarray | None = None) -> np.ndarray:
   """The naive predictor for a held-out drug: each cell line's mean ln IC50 over the other drugs
-  (the global mean of the other drugs' pairs for a line with none), for `pairs`."""
-  rest = np.flatnonzero(ds.pair_drug != held_out_drug)
+  (the global mean of the other drugs' pairs for a line with none), for `pairs`; the drugs
+  `excluded` (a fold's dropped batch-mates, `lodo.apart`) count as held out too."""
+  out = np.r_[held_out_drug, [] if excluded is None else excluded].astype(np.int64)
+  rest = np.flatnonzero(~np.isin(ds.pair_drug, out))
   y = ds.pair_y[rest]
   return group_mean(y, ds.pair_cell[rest], len(ds.cell_ids), y.mean())[ds.pair_cell[pairs]]

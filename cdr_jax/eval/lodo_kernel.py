@@ -586,15 +586,31 @@ def screening_order(ds) -> np.ndarray:
   """[S] each screen's GDSC drug id as a number: its place in GDSC's screening order (GDSC
   numbered drugs as it screened them). A clear error where `ds` has no such ids."""
   if ds.pair_screen is None or not len(ds.screen_ids):
-    raise ValueError('the screening-batch kernel reads each pair\'s GDSC screen (drug id); this '
-                     'dataset records none: data.screening_batch is for unseen drugs '
+    raise ValueError('the GDSC screening order (the screening-batch kernel, lodo.apart) reads '
+                     'each pair\'s GDSC screen (drug id); this dataset records none: '
+                     'data.screening_batch and lodo.apart are for unseen drugs '
                      '(launch/lodo.py, or split leave_drug_out), where each drug keeps its '
                      'screens; seen pairs and unseen lines with data.screens make each screen a '
                      'drug, and synthetic data without screens have none')
   if not has_screening_order(ds):
-    raise ValueError(f'the screening-batch kernel reads GDSC drug ids as whole numbers (the '
-                     f'screening order); screen ids here are e.g. {ds.screen_ids[:3]}')
+    raise ValueError(f'the GDSC screening order (the screening-batch kernel, lodo.apart) reads '
+                     f'GDSC drug ids as whole numbers (their order); screen ids here are e.g. '
+                     f'{ds.screen_ids[:3]}')
   return np.array([int(s) for s in ds.screen_ids], np.float64)
+
+
+def batch_mates(ds, drug: int, within: float) -> np.ndarray:
+  """The other drugs GDSC screened within `within` ids of one of `drug`'s screens (its screening
+  batch-mates; `screening_order`), sorted. Label-free. A held-out drug's batch-mates deviate as it
+  does on the same lines (README, session 24), so a LODO fold that drops them (`lodo.apart`)
+  scores a drug screened apart from every drug it learns from."""
+  order = screening_order(ds)
+  _, _, screen_drug = ds.drug_columns()
+  own = order[screen_drug == drug]
+  if not len(own):
+    raise ValueError(f'drug {drug} ({ds.drug_ids[drug]}) has no screen: no place in the order')
+  near = np.abs(order[:, None] - own[None, :]).min(1) <= within
+  return np.setdiff1d(screen_drug[near & (screen_drug >= 0)], [drug])
 
 
 def screening_kernel(ds, width: float = SCREENING_WIDTH) -> np.ndarray:
@@ -645,17 +661,19 @@ def held_out_drug_predictions(ds, root=None, pair_screen: np.ndarray | None = No
   return res.pair_predictions(ds.pair_cell, ds.pair_drug), info, kernel
 
 
-def without_drug(ds, kernel: np.ndarray, excluded: int, drugs: Sequence[int],
+def without_drug(ds, kernel: np.ndarray, excluded: int | Sequence[int], drugs: Sequence[int],
                  pairs: np.ndarray, pair_screen: np.ndarray | None = None) -> np.ndarray:
   """The baseline's predictions of `pairs` (all of `drugs`' pairs among them), each drug of `drugs`
-  held out from the dataset with `excluded` removed as well: no label of `excluded` is read.
+  held out from the dataset with the drug(s) `excluded` removed as well: no label of them is read.
 
   A fold's validation drugs scored this way let a blend with the network be chosen on them without
-  the fold's held-out drug (`cdr_jax.lodo`'s stack). `pair_screen`: [P] as
-  `held_out_drug_predictions`'.
+  the fold's held-out drug (`cdr_jax.lodo`'s stack); a fold's held-out drug scored with its
+  batch-mates `excluded` is the baseline of a fold that drops them (`lodo.apart`). `pair_screen`:
+  [P] as `held_out_drug_predictions`'.
   """
-  keep = ds.pair_drug != excluded
-  others = np.delete(np.arange(len(ds.drug_ids)), excluded)        # new index -> old drug
+  excluded = np.atleast_1d(np.asarray(excluded, np.int64))
+  keep = ~np.isin(ds.pair_drug, excluded)
+  others = np.setdiff1d(np.arange(len(ds.drug_ids)), excluded)     # new index -> old drug
   new_index = np.full(len(ds.drug_ids), -1)
   new_index[others] = np.arange(len(others))
   res = lodo_kernel_ridge(ds.pair_cell[keep], new_index[ds.pair_drug[keep]], ds.pair_y[keep],
