@@ -381,11 +381,16 @@ python launch/lodo.py \
 python launch/report.py --runs "$out/lodo24_e" --out docs/report_lodo24
 # Session 25: unseen drugs screened apart (lodo.apart, the `apart` variant): each fold also drops
 # the drugs GDSC screened within 60 ids of its held-out drug (its batch-mates) from training,
-# validation, the naive mean, the kernel baseline and the stack. (c) and its shuffled control (d)
-# that way (ChemNet as for (c)); the report of both.
+# validation, the naive mean, the kernel baseline and the stack. (c), its shuffled control (d) and
+# (a) the paper's model that way (ChemNet as for (c)); the classical predictors at several such
+# distances; the report of the three sweeps.
 python launch/lodo.py --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet,apart \
   --workdir="$out/lodo25_c_apart"
 python launch/lodo.py \
   --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet,shuffled_drugs,apart \
   --workdir="$out/lodo25_d_apart"
-python launch/report.py --runs "$out/lodo25_c_apart" "$out/lodo25_d_apart" --out docs/report_lodo25
+python launch/lodo.py --config=configs/baseline.py:lodo,apart --config.model.line_init=zero \
+  --workdir="$out/lodo25_a_apart"
+python bench/lodo_apart.py --config=configs/baseline.py
+python launch/report.py --runs "$out/lodo25_c_apart" "$out/lodo25_d_apart" "$out/lodo25_a_apart" \
+  --out docs/report_lodo25
