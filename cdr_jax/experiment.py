@@ -330,6 +330,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if config.train.select_on not in ('val', 'test'):
     raise ValueError(f'unknown train.select_on {config.train.select_on!r}; choose val (or test: '
                      'leaky)')
+  if config.get('lodo') and config.lodo.get('apart', 0.0) > 0:
+    raise ValueError('lodo.apart (the apart variant) drops each LODO fold\'s batch-mates: it is '
+                     'for the sweep, launch/lodo.py; a single run would ignore it')
   ds = data_lib.load_dataset(config.data)
   split = splits.make_split(ds, config.split)
   net = train_ensemble(config, ds, split, workdir)

@@ -228,7 +228,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       ds, root, screens, screening_batch)
   if apart > 0:   # each fold's baseline without its batch-mates either
     kernel = apart_predictions(ds, folds, kernel_matrix, screens)
-    kernel_info.update(apart=float(apart))
+    del kernel_info['lambda_chosen']   # that was the plain folds' choice
+    kernel_info.update(apart=float(apart), lambda_chosen='per fold, without its batch-mates')
   # Beside it, the kernel with the screening batch (the sweep's own when it uses it): what the
   # GDSC screening order adds, in every sweep whose data record it (README, session 24).
   batch = None

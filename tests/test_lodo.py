@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cdr_jax import data
+from cdr_jax import experiment
 from cdr_jax import lodo
 from cdr_jax.data import drugs
 from cdr_jax.eval import baselines
@@ -102,8 +103,7 @@ def test_fold_apart_drops_the_batch_mates_everywhere(prepared):
   assert not np.isin(f.val_drugs, f.excluded).any() and 5 not in f.val_drugs
   assert len(used) + np.isin(ds.pair_drug, f.excluded).sum() == ds.num_pairs
   plain = lodo.make_fold(ds, 5, 0.2, 0)
-  assert not len(plain.excluded)
-  np.testing.assert_array_equal(lodo.make_fold(ds, 5, 0.2, 0, apart=0.0).train, plain.train)
+  assert not len(plain.excluded) and set(f.train) < set(plain.train)
 
 
 def test_sweep_apart_reports_its_dropped_batch_mates(tmp_path):
@@ -117,7 +117,9 @@ def test_sweep_apart_reports_its_dropped_batch_mates(tmp_path):
   rows = read_csv(tmp_path / 'apart' / 'lodo_per_drug.csv')
   assert [int(r['batch_mates_dropped']) for r in rows] == [4, 4]   # none at the ends of 1..12
   assert apart['batch_mates_dropped_mean'] == 4.0
-  for key in ('classical_kernel_pcc_mean', 'naive_cell_mean_pcc_mean'):
+  assert apart['classical_kernel']['lambda_chosen'] == 'per fold, without its batch-mates'
+  for key in ('classical_kernel_pcc_mean', 'naive_cell_mean_pcc_mean',
+              'classical_kernel_batch_pcc_mean'):
     assert apart[key] != pytest.approx(plain[key], abs=1e-6)
   names = lambda d: {p.name[10:] for p in (tmp_path / d / 'chunks').iterdir()}
   assert not names('plain') & names('apart')     # never each other's chunks
@@ -125,6 +127,8 @@ def test_sweep_apart_reports_its_dropped_batch_mates(tmp_path):
   with pytest.raises(ValueError, match='lodo.apart=60 leaves the fold of drug .* 0 other drugs'):
     lodo.run_sweep(c, tmp_path / 'far', drugs='random:2:0')
   assert config('lodo,apart').lodo.apart == 60.0
+  with pytest.raises(ValueError, match='lodo.apart .* for the sweep, launch/lodo.py'):
+    experiment.train_and_evaluate(config('lodo,apart'), tmp_path / 'single')
 
 
 def test_a_fold_apart_reads_no_label_of_its_batch_mates(prepared, monkeypatch):
@@ -146,6 +150,9 @@ def test_a_fold_apart_reads_no_label_of_its_batch_mates(prepared, monkeypatch):
     np.testing.assert_allclose(a['predictions'], b['predictions'], rtol=1e-6, atol=1e-6)
     assert a['naive_pcc'] == pytest.approx(b['naive_pcc'], abs=1e-9)
     assert a['batch_mates_dropped'] == 4
+    for key in ('best_epoch', 'val_score', 'pcc_before_refit'):
+      assert a[key] == pytest.approx(b[key], abs=1e-6)
+    np.testing.assert_allclose(a['val_predictions'], b['val_predictions'], rtol=1e-6, atol=1e-6)
     base, other = (lodo.apart_predictions(d, [f], kernel, screens) for d in (ds, scrambled))
     np.testing.assert_allclose(base, other, equal_nan=True)
     # ... and the same fold without `apart` does read them.
