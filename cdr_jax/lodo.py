@@ -224,8 +224,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   root = dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr' else None
   screens = warm_start.kernel_screens(ds, config.data)
   screening_batch = config.data.get('screening_batch', False)
+  binding = drug_lib.uses_binding(config.data)
   kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(
-      ds, root, screens, screening_batch)
+      ds, root, screens, screening_batch, binding)
   if apart > 0:   # each fold's baseline without its batch-mates either
     kernel = apart_predictions(ds, folds, kernel_matrix, screens)
     del kernel_info['lambda_chosen']   # that was the plain folds' choice
@@ -236,7 +237,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   if lodo_kernel.has_screening_order(ds):
     batch = kernel
     if not screening_batch:
-      batch, _, batch_matrix = lodo_kernel.held_out_drug_predictions(ds, root, screens, True)
+      batch, _, batch_matrix = lodo_kernel.held_out_drug_predictions(ds, root, screens, True,
+                                                                     binding)
       if apart > 0:
         batch = apart_predictions(ds, folds, batch_matrix, screens)
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}

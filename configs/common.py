@@ -38,7 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
       shuffle_cells=False, repr_seed=0, random_dim=256,
       # Drugs: 'graph' (the GCN) and/or vector parts joined by '+': annotations (GDSC pathway
       # one-hot + target multi-hot), morgan (2048-bit fingerprint), descriptors (RDKit 2D),
-      # chemnet (the sidecar's ChemNet embedding), onehot (identity control); see data/drugs.py.
+      # chemnet (the sidecar's ChemNet embedding), binding (kinases bound in the public binding
+      # panels under <root>/binding; it also adds their kernel to the unseen-drug kernel ridge),
+      # onehot (identity control); see data/drugs.py and data/binding.py.
       drug_repr='graph', shuffle_drugs=False,
       drug_embeddings={'chemnet': 'drugs/chemnet.npy'},
       standardize=True,        # z-score features, fitted on training cell lines only

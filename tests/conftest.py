@@ -76,6 +76,26 @@ def write_tiny_root(root: pathlib.Path) -> pathlib.Path:
   return root
 
 
+def write_tiny_panels(root: pathlib.Path) -> pathlib.Path:
+  """Writes two binding panels in the fetched files' formats under `root`/binding (a Davis-like Kd
+  matrix, space-separated, every pair measured; a KIBA-like score matrix, tab-separated, nan = not
+  measured): aspirin as its sodium salt and ibuprofen in davis, aspirin and caffeine in kiba."""
+  davis, kiba = root / 'binding/davis', root / 'binding/kiba'
+  davis.mkdir(parents=True)
+  kiba.mkdir(parents=True)
+  (davis / 'ligands_can.txt').write_text(
+      '{"11": "CC(=O)Oc1ccccc1C(=O)[O-].[Na+]", "12": "CC(C)Cc1ccc(C(C)C(=O)O)cc1", '
+      '"13": "c1ccncc1"}')
+  (davis / 'proteins.txt').write_text('{"K1": "MA", "K2": "MB", "K3": "MC"}')
+  (davis / 'drug-target_interaction_affinities_Kd__Davis_et_al.2011v1.txt').write_text(
+      '100 10000 5\n10000 10 101\n1 1 1\n')   # binds at Kd <= 100 nM
+  (kiba / 'ligands_can.txt').write_text(
+      '{"C1": "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "C2": "OC(=O)c1ccccc1OC(C)=O"}')
+  (kiba / 'proteins.txt').write_text('{"P1": "MA", "P2": "MB"}')
+  (kiba / 'kiba_binding_affinity_v2.txt').write_text('12.5\tnan\n12.1\t11.0\n')
+  return root
+
+
 @pytest.fixture
 def tiny_root(tmp_path) -> pathlib.Path:
   return write_tiny_root(tmp_path / 'data')

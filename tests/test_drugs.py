@@ -165,7 +165,7 @@ def _data_config(drug_repr, shuffle=False):
 def test_parse_repr_names_the_choices():
   assert drugs.parse_repr('graph+morgan') == ['graph', 'morgan']
   for bad in ('graph+smiles', 'morgan+morgan', ''):
-    with pytest.raises(ValueError, match='annotations, morgan, descriptors, chemnet, onehot'):
+    with pytest.raises(ValueError, match='annotations, morgan, descriptors, chemnet, binding, onehot'):
       drugs.parse_repr(bad)
 
 

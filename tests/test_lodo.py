@@ -242,22 +242,24 @@ def test_refit_trains_each_fold_its_own_epochs_on_training_and_validation_drugs(
 
 
 def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path):
-  """Annotations, Morgan, descriptors, ChemNet (a file in the sidecar's format) beside the graph;
-  the classical kernel baseline (with annotation kernels) is a column of lodo_per_drug.csv."""
+  """Annotations, Morgan, descriptors, ChemNet (a file in the sidecar's format) and binding panels
+  (files in the fetched formats) beside the graph; the classical kernel baseline (with annotation
+  and binding kernels) is a column of lodo_per_drug.csv."""
   from tests.conftest import data_config  # pylint: disable=g-import-not-at-top
-  ds = data.load_dataset(data_config(tiny_root, 'expression'))
+  from tests.conftest import write_tiny_panels  # pylint: disable=g-import-not-at-top
+  ds = data.load_dataset(data_config(write_tiny_panels(tiny_root), 'expression'))
   (tiny_root / 'drugs').mkdir()
   np.save(tiny_root / 'drugs/chemnet.npy',
           np.random.default_rng(0).normal(size=(len(ds.drug_ids), 8)).astype(np.float32))
   (tiny_root / 'drugs/chemnet.cells.txt').write_text('\n'.join(ds.drug_ids) + '\n')
   c = config()
   c.data = data_config(tiny_root, 'expression')
-  c.data.drug_repr = 'graph+annotations+morgan+descriptors+chemnet'
+  c.data.drug_repr = 'graph+annotations+morgan+descriptors+chemnet+binding'
   c.train.num_epochs, c.train.batch_size, c.lodo.val_fraction = 1, 8, 0.3
   summary = lodo.run_sweep(c, tmp_path, drugs='all')
   assert summary['folds'] == len(ds.drug_ids) and summary['drug_repr'] == c.data.drug_repr
   assert set(summary['classical_kernel']['kernels']) == {'pathway', 'target', 'morgan',
-                                                         'descriptors'}
+                                                         'descriptors', 'binding'}
   rows = read_csv(tmp_path / 'lodo_per_drug.csv')
   assert 'kernel_pcc' in rows[0]
   assert all(float(r['stack_weight']) in lodo.STACK_WEIGHTS for r in rows)

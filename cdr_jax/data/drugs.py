@@ -17,8 +17,10 @@ from rdkit.Chem import Descriptors
 from rdkit.Chem import rdFingerprintGenerator
 
 # The only imports from the rest of cdr_jax.
+from cdr_jax.data import binding
 from cdr_jax.data import io
 from cdr_jax.data.dataset import Dataset
+from cdr_jax.data.dataset import resolve_data_root
 from cdr_jax.data.layout import DRUG_LIST_FILE
 from cdr_jax.errors import DataError
 
@@ -230,7 +232,14 @@ def read_drug_list_annotations(root: io.PathLike) -> DrugAnnotations:
 # Drug representations selected by config (`data.drug_repr`, parts joined by '+').
 
 GRAPH = 'graph'   # the molecular graph (the GCN reads `Dataset.drug_graphs`, not a vector)
-VECTOR_PARTS = ('annotations', 'morgan', 'descriptors', 'chemnet', 'onehot')
+VECTOR_PARTS = ('annotations', 'morgan', 'descriptors', 'chemnet', 'binding', 'onehot')
+
+
+def uses_binding(config) -> bool:
+  """Whether `config.drug_repr` (a data config) has the `binding` part: then the unseen-drug
+  kernel (baseline, start, stack) adds the binding panels' kernel too
+  (`lodo_kernel.weighted_kernel`)."""
+  return 'binding' in parse_repr(config.drug_repr)
 
 
 def parse_repr(drug_repr: str) -> list[str]:
@@ -272,6 +281,13 @@ def _part(name: str, config, root: pathlib.Path | None, drug_ids: Sequence[str],
                       f'<CID\\tSMILES file> --out {path}')
     x = emb[[row[d] for d in drug_ids]]
     return x, [f'chemnet:{i}' for i in range(x.shape[1])], {}
+  if name == 'binding':
+    if root is None:
+      raise DataError('binding panels are read from a data root (real data): '
+                      + binding.FETCH_HINT)
+    info = binding.drug_binding(root, drug_ids, smiles)
+    x, columns = binding.binding_features(info)
+    return x, columns, {'binding_panels': info.summary()}
   return onehot(drug_ids), [f'onehot:{d}' for d in drug_ids], {}
 
 
@@ -314,7 +330,8 @@ def new_drug_features(config, columns: Sequence[str], smiles: Mapping[str, str],
 
   `annotations`: id -> (pathway, targets). A new drug without them gets zero annotation columns
   (its prediction then uses structure only: returned as a note); targets and pathways the
-  training drugs never had have no column and are named in a note. ChemNet needs the sidecar.
+  training drugs never had have no column and are named in a note. Binding profiles are matched
+  in the data root's panels by structure (a drug in none is a note). ChemNet needs the sidecar.
   """
   ids, notes = list(smiles), []
   parts = parse_repr(config.drug_repr)
@@ -332,6 +349,17 @@ def new_drug_features(config, columns: Sequence[str], smiles: Mapping[str, str],
     elif name == 'descriptors':
       out[:, [index[c] for c in descriptor_names()]] = descriptor_features(
           smiles, ids, source='--smiles')[0]
+  if 'binding' in parts:   # a new drug in a panel is matched by structure, as the run's drugs
+    info = binding.drug_binding(resolve_data_root(config.root), ids, smiles)
+    x, cols = binding.binding_features(info)
+    absent = [c for c in cols if c not in index]
+    if absent:
+      raise DataError(f'binding panel column {absent[0]!r} is not among the run\'s drug features: '
+                      'the panels under the data root differ from those the run was trained on')
+    out[:, [index[c] for c in cols]] = x
+    for d, m in zip(ids, np.any(np.stack(list(info.measured.values())), axis=0)):
+      if not m:
+        notes.append(f'{d}: in no binding panel: the prediction uses no binding profile')
   if 'annotations' in parts:
     for row, d in enumerate(ids):
       if d not in annotations:

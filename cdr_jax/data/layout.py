@@ -15,3 +15,4 @@ SCFOUNDATION_CELLS_FILE = 'scfoundation/50M-0.1B-res_embedding.cells.txt'  # der
 SCGPT_VOCAB_FILE = 'scgpt/vocab.json'
 EVENTS_FILE = 'gdsc/genomic_features_v17.csv.gz'         # GDSC mutation / copy-number events
 COSMIC_FILE = 'gdsc/cosmic_info.csv.gz'                  # GDSC line names <-> COSMIC ids
+BINDING_DIR = 'binding'   # public kinase binding panels (davis/, kiba/): cdr_jax.data.binding

@@ -629,27 +629,50 @@ def screening_kernel(ds, width: float = SCREENING_WIDTH) -> np.ndarray:
   return average @ rbf @ average.T
 
 
-def weighted_kernel(ds, root=None, screening_batch: bool = False
+# The binding-panel kernel's weight beside `KERNEL_WEIGHTS` (`binding_kernel`, with the `binding`
+# drug representation). Chosen by leave-one-out over the other drugs in each fold from 0 (none),
+# 0.5, 1, 2, 4: 217 of 223 folds chose 2, the other 6 chose 1 (`bench/lodo_binding.py`, all
+# folds per screen; README, session 26), so the fixed weight is the folds' own choice.
+BINDING_WEIGHT = 2.0
+
+
+def binding_kernel(ds, root) -> np.ndarray:
+  """[D, D] the sum over the binding panels (`cdr_jax.data.binding`) of the Tanimoto similarity
+  of the kinases two drugs bind; 0 where either drug is not in a panel. Label-free. A data root
+  without the panels is a clear error naming the fetch command."""
+  from cdr_jax.data import binding  # pylint: disable=g-import-not-at-top
+  if root is None:
+    raise ValueError('the binding panels are read from a data root (real data): '
+                     + binding.FETCH_HINT)
+  info = binding.drug_binding(root, list(ds.drug_ids), dict(zip(ds.drug_ids, ds.drug_smiles)))
+  return sum(tanimoto_kernel(b) for b in info.binds.values())
+
+
+def weighted_kernel(ds, root=None, screening_batch: bool = False, binding: bool = False
                     ) -> tuple[np.ndarray, dict[str, float]]:
   """[D, D] the baseline's drug kernel: `drug_kernels` summed with `KERNEL_WEIGHTS` (plus
-  `SCREENING_WEIGHT` x `screening_kernel` with `screening_batch`), and the weights used (pathway
-  and targets only with a data root)."""
+  `SCREENING_WEIGHT` x `screening_kernel` with `screening_batch`, and `BINDING_WEIGHT` x
+  `binding_kernel` with `binding`), and the weights used (pathway and targets only with a data
+  root)."""
   kernels = drug_kernels(ds, root)
   weights = {n: KERNEL_WEIGHTS[n] for n in kernels}
   if screening_batch:
     kernels['screening_batch'] = screening_kernel(ds)
     weights['screening_batch'] = SCREENING_WEIGHT
+  if binding:
+    kernels['binding'] = binding_kernel(ds, root)
+    weights['binding'] = BINDING_WEIGHT
   return sum(w * kernels[n] for n, w in weights.items()), weights
 
 
 def held_out_drug_predictions(ds, root=None, pair_screen: np.ndarray | None = None,
-                              screening_batch: bool = False
+                              screening_batch: bool = False, binding: bool = False
                               ) -> tuple[np.ndarray, dict, np.ndarray]:
   """[P] the classical baseline's prediction of every pair, its drug held out (every fold at
   once); what it used (kernels, weights, the ridge chosen per fold, the profile columns: one per
   screen with `pair_screen`, `lodo_kernel_ridge`); and the [D, D] weighted kernel (for
-  `without_drug`). `screening_batch`: `weighted_kernel`'s."""
-  kernel, weights = weighted_kernel(ds, root, screening_batch)
+  `without_drug`). `screening_batch`, `binding`: `weighted_kernel`'s."""
+  kernel, weights = weighted_kernel(ds, root, screening_batch, binding)
   res = lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None],
                           np.ones((1, 1)), LAMBDAS, pair_screen=pair_screen)
   lam, count = np.unique(res.lam, return_counts=True)

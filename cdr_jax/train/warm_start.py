@@ -169,10 +169,12 @@ def cell_inputs(x_std: np.ndarray, lines: np.ndarray, data_config: ml_collection
 def drug_kernel(ds: Dataset, config: ml_collections.ConfigDict) -> np.ndarray:
   """[D, D] the leave-one-drug-out baseline's label-free drug kernel (GDSC pathway and targets
   with a data root, Morgan and descriptors from the SMILES, the screening order with
-  `data.screening_batch`; `lodo_kernel.weighted_kernel`)."""
+  `data.screening_batch`, the binding panels with the `binding` drug representation;
+  `lodo_kernel.weighted_kernel`)."""
   root = (dataset.resolve_data_root(config.data.root) if config.data.source == 'deepcdr'
           else None)
-  return lodo_kernel.weighted_kernel(ds, root, config.data.get('screening_batch', False))[0]
+  return lodo_kernel.weighted_kernel(ds, root, config.data.get('screening_batch', False),
+                                     drug_lib.uses_binding(config.data))[0]
 
 
 def network_kernel(kernel: np.ndarray, data_config: ml_collections.ConfigDict) -> np.ndarray:
