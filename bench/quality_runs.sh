@@ -394,3 +394,17 @@ python launch/lodo.py --config=configs/baseline.py:lodo,apart --config.model.lin
 python bench/lodo_apart.py --config=configs/baseline.py
 python launch/report.py --runs "$out/lodo25_c_apart" "$out/lodo25_d_apart" "$out/lodo25_a_apart" \
   --out docs/report_lodo25
+# Session 26: measured binding panels (`python launch/fetch_data.py --dest <root> --only binding/`
+# puts Davis 2011 and KIBA under the data root). The kernel baseline with the kinases each drug
+# binds (each panel alone and both, at several weights, and the weight chosen per fold), on the
+# plain folds and apart; then sweep (f), (c) + the binding representation (the panels' kernel in
+# the kernel baseline, every fold's start and the stack; ChemNet as for (c)), plain and apart;
+# the report of (f) beside (c).
+python bench/lodo_binding.py --config=configs/baseline.py
+python launch/lodo.py \
+  --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet+binding \
+  --workdir="$out/lodo26_f"
+python launch/lodo.py \
+  --config=configs/baseline.py:lodo,drugs=graph+annotations+morgan+chemnet+binding,apart \
+  --workdir="$out/lodo26_f_apart"
+python launch/report.py --runs "$out/lodo26_f" "$out/lodo26_f_apart" --out docs/report_lodo26
