@@ -56,10 +56,7 @@ def fold_profiles(ds, kernel: np.ndarray, joint: np.ndarray, screens, drug: int,
                   drop: np.ndarray, with_batch: bool) -> dict[str, np.ndarray]:
   """[C] profiles of `drug` from the drugs other than it and `drop` (`NAMES` without the
   control prefix; the batch ones only `with_batch`)."""
-  keep = ~np.isin(ds.pair_drug, np.r_[drug, drop])
-  fit = lambda k: lk.fit_drugs(ds.pair_cell[keep], ds.pair_drug[keep], ds.pair_y[keep],
-                               len(ds.cell_ids), k,
-                               pair_screen=None if screens is None else screens[keep])
+  fit = lambda k: lk.fit_without(ds, k, np.r_[drug, drop], screens)
   own = np.flatnonzero(ds.pair_drug == drug)
   naive = np.full(len(ds.cell_ids), np.nan)
   naive[ds.pair_cell[own]] = baselines.naive_cell_mean(ds, drug, own, drop)

@@ -107,12 +107,8 @@ def main(argv):
       mates = [lk.batch_mates(ds, d, _APART.value) for d in range(len(ds.drug_ids))]
       apart_naive = naive_profiles(ds, mates)   # the sweep's naive_pcc of a fold apart
       for d in range(len(ds.drug_ids)):
-        keep = ~np.isin(ds.pair_drug, np.r_[d, mates[d]])
         for name, k in (('baseline', base), ('with binding', sweep)):
-          prof[name][d] = lk.fit_drugs(ds.pair_cell[keep], ds.pair_drug[keep], ds.pair_y[keep],
-                                       len(ds.cell_ids), k,
-                                       pair_screen=None if screens is None else screens[keep]
-                                       ).profiles(k, [d])[0]
+          prof[name][d] = lk.fit_without(ds, k, np.r_[d, mates[d]], screens).profiles(k, [d])[0]
       r0 = lk.profile_pccs(prof['baseline'], ds)
       r1 = lk.profile_pccs(prof['with binding'], ds)
       naive_apart = lk.profile_pccs(apart_naive, ds)

@@ -95,9 +95,7 @@ def without_batch_mates(ds, kernel: np.ndarray, batch: np.ndarray, apart: float
     others = np.setdiff1d(np.arange(n_drugs), np.r_[d, mates])   # none of them a batch-mate
     randomly = rng.choice(others, min(len(mates), len(others)), replace=False)
     for prefix, drop in (('', mates), ('random drop, ', randomly)):
-      keep = ~np.isin(ds.pair_drug, np.r_[d, drop])
-      fit = lambda k: lk.fit_drugs(ds.pair_cell[keep], ds.pair_drug[keep], ds.pair_y[keep],
-                                   n_cells, k, pair_screen=ds.pair_screen[keep])
+      fit = lambda k: lk.fit_without(ds, k, np.r_[d, drop], ds.pair_screen)
       plain = fit(kernel)
       out[f'{prefix}naive'][d] = plain.naive
       out[f'{prefix}kernel'][d] = plain.profiles(kernel, [d])[0]

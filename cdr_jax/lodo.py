@@ -227,6 +227,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   binding = drug_lib.uses_binding(config.data)
   kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(
       ds, root, screens, screening_batch, binding)
+  if binding:   # which drugs the panels describe (the rest get no binding kernel row)
+    kernel_info['binding_panels'] = ds.info['binding_panels']
   if apart > 0:   # each fold's baseline without its batch-mates either
     kernel = apart_predictions(ds, folds, kernel_matrix, screens)
     del kernel_info['lambda_chosen']   # that was the plain folds' choice

@@ -260,6 +260,8 @@ def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path
   assert summary['folds'] == len(ds.drug_ids) and summary['drug_repr'] == c.data.drug_repr
   assert set(summary['classical_kernel']['kernels']) == {'pathway', 'target', 'morgan',
                                                          'descriptors', 'binding'}
+  assert summary['classical_kernel']['binding_panels']['kiba'] == {'drugs_in_panel': 2,
+                                                                   'targets': 2}
   rows = read_csv(tmp_path / 'lodo_per_drug.csv')
   assert 'kernel_pcc' in rows[0]
   assert all(float(r['stack_weight']) in lodo.STACK_WEIGHTS for r in rows)

@@ -587,3 +587,23 @@ def test_screening_batch_is_added_to_the_baseline_kernel():
   np.testing.assert_array_equal(kernel, batch)
   assert info['kernels']['screening_batch'] == lk.SCREENING_WEIGHT
   assert info['screening_width'] == lk.SCREENING_WIDTH
+
+
+def test_fit_without_is_fit_drugs_on_the_other_drugs_and_reads_no_excluded_label():
+  """Drugs 1 and 3 excluded (1 has two screens): the fit is `fit_drugs` on the other drugs' pairs
+  per screen, and scrambling the excluded drugs' labels changes nothing."""
+  from tests.conftest import hand_dataset  # pylint: disable=g-import-not-at-top
+  cell, drug, y, screen, kernels = screened_problem(seed=3)
+  kernel = kernels.sum(0)
+  got = lk.fit_without(hand_dataset(cell, drug, y), kernel, [1, 3], screen)
+  keep = ~np.isin(drug, [1, 3])
+  ref = lk.fit_drugs(cell[keep], drug[keep], y[keep], 9, kernel, pair_screen=screen[keep])
+  np.testing.assert_array_equal(got.drugs, ref.drugs)
+  np.testing.assert_allclose(got.profiles(kernel, [1, 3]), ref.profiles(kernel, [1, 3]))
+  assert got.lam == ref.lam and 1 not in got.drugs and 3 not in got.drugs
+  scrambled = y.copy()
+  scrambled[np.isin(drug, [1, 3])] = 99.0
+  again = lk.fit_without(hand_dataset(cell, drug, scrambled), kernel, [1, 3], screen)
+  np.testing.assert_array_equal(again.profiles(kernel, [1, 3]), got.profiles(kernel, [1, 3]))
+  one = lk.fit_without(hand_dataset(cell, drug, y), kernel, 3)   # one drug, one column per drug
+  assert 1 in one.drugs and 3 not in one.drugs

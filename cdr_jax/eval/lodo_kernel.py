@@ -493,6 +493,16 @@ def fit_drugs(pair_cell: np.ndarray, pair_drug: np.ndarray, pair_y: np.ndarray, 
                    float(errors[pick, cols].sum() / z.size), lam_j if per_component else None)
 
 
+def fit_without(ds, kernel: np.ndarray, excluded: int | Sequence[int],
+                pair_screen: np.ndarray | None = None) -> DrugRidge:
+  """`fit_drugs` on the pairs of every drug of `ds` but `excluded` (no label of those is read):
+  e.g. a held-out drug with its screening batch-mates (`batch_mates`). `pair_screen`: [P] all of
+  `ds`'s pairs' screens, or None."""
+  keep = ~np.isin(ds.pair_drug, np.atleast_1d(np.asarray(excluded, np.int64)))
+  return fit_drugs(ds.pair_cell[keep], ds.pair_drug[keep], ds.pair_y[keep], len(ds.cell_ids),
+                   kernel, pair_screen=None if pair_screen is None else pair_screen[keep])
+
+
 def profile_pccs(profiles: np.ndarray, ds) -> np.ndarray:
   """[D] each drug's PCC over all its pairs of `profiles` ([D, C], e.g. held-out profiles) against
   the measured ln IC50 of `ds`."""
