@@ -8,8 +8,8 @@ baseline (`cdr_jax.eval.lodo_kernel`, per screen, every one of the 223 LODO fold
 same baseline plus w x the Tanimoto kernel of the kinases two drugs bind, for each panel alone
 and both, at w = 0.5, 1, 2, 4; and w chosen in each fold by leave-one-out over the other drugs
 from 0 (none), 0.5, 1, 2, 4 (`lodo_kernel_ridge`'s weight grid: no held-out label). Scored over
-all drugs, over the drugs in a panel and over the rest (whose kernel rows change only through
-the drugs in a panel), with the paired gain over the baseline and its standard error; "beating
+all drugs, over the drugs in a panel and over the rest (whose kernel rows do not change: only
+the fit of the drugs in a panel does), with the paired gain over the baseline and its standard error; "beating
 naive" counts drugs above the sweep's naive mean (`naive_pcc`). Then the
 same two kernels on the honest benchmark, each fold without the held-out drug's screening
 batch-mates (`--apart` GDSC ids, `lodo.apart`). About 5 minutes on this CPU.

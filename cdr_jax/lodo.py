@@ -226,8 +226,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   screening_batch = config.data.get('screening_batch', False)
   binding = drug_lib.uses_binding(config.data)
   kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(
-      ds, root, screens, screening_batch, binding)
-  if binding:   # which drugs the panels describe (the rest get no binding kernel row)
+      ds, root, screens, screening_batch=screening_batch, binding=binding)
+  if binding:   # which drugs the panels describe (the rest get a zero binding kernel row)
     kernel_info['binding_panels'] = ds.info['binding_panels']
   if apart > 0:   # each fold's baseline without its batch-mates either
     kernel = apart_predictions(ds, folds, kernel_matrix, screens)
@@ -239,8 +239,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   if lodo_kernel.has_screening_order(ds):
     batch = kernel
     if not screening_batch:
-      batch, _, batch_matrix = lodo_kernel.held_out_drug_predictions(ds, root, screens, True,
-                                                                     binding)
+      batch, _, batch_matrix = lodo_kernel.held_out_drug_predictions(
+          ds, root, screens, screening_batch=True, binding=binding)
       if apart > 0:
         batch = apart_predictions(ds, folds, batch_matrix, screens)
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}

@@ -43,6 +43,12 @@ def test_drugs_match_by_structure_across_salt_and_writing(panels):
   np.testing.assert_array_equal(rows, [0, -1, 1, -1])   # aspirin as its sodium salt; ibuprofen
   rows = binding.match(binding.read_panel(panels, KIBA), list(TINY_SMILES), TINY_SMILES)
   np.testing.assert_array_equal(rows, [1, 0, -1, -1])   # aspirin written otherwise; caffeine
+  (panels / KIBA.ligands).write_text(   # caffeine twice: the first form is the one used
+      '{"C1": "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "C2": "OC(=O)c1ccccc1OC(C)=O", '
+      '"C3": "O=c1n(C)c(=O)c2c(ncn2C)n1C"}')
+  (panels / KIBA.values).write_text('12.5\tnan\n12.1\t11.0\n13\t13\n')
+  rows = binding.match(binding.read_panel(panels, KIBA), list(TINY_SMILES), TINY_SMILES)
+  np.testing.assert_array_equal(rows, [1, 0, -1, -1])
   with pytest.raises(DataError, match="drug 'x': no parsable SMILES.*'davis'"):
     binding.match(binding.read_panel(panels, DAVIS), ['x'], {'x': 'C1CC'})
 
@@ -69,8 +75,10 @@ def test_bad_panel_files_are_clear_errors(panels):
 def test_features_and_kernel_of_the_dataset_drugs(panels):
   ids = list(TINY_SMILES)
   info = binding.drug_binding(panels, ids, TINY_SMILES)
-  assert info.summary() == {'davis': {'drugs_in_panel': 2, 'targets': 3},
-                            'kiba': {'drugs_in_panel': 2, 'targets': 2}}
+  assert info.summary() == {'davis': {'drugs_in_panel': 2, 'targets': 3,
+                                      'drug_ids': [ASPIRIN, IBUPROFEN]},
+                            'kiba': {'drugs_in_panel': 2, 'targets': 2,
+                                     'drug_ids': [ASPIRIN, CAFFEINE]}}
   x, columns = binding.binding_features(info)
   assert columns == ['binding:davis:in_panel', 'binding:davis:K1', 'binding:davis:K2',
                      'binding:davis:K3', 'binding:kiba:in_panel', 'binding:kiba:P1',
@@ -87,7 +95,7 @@ def test_features_and_kernel_of_the_dataset_drugs(panels):
   # davis: aspirin and ibuprofen share no kinase; kiba: aspirin and caffeine bind P1 alone.
   np.testing.assert_allclose(k, [[2, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
   assert np.linalg.eigvalsh(k).min() > -1e-12
-  with pytest.raises(ValueError, match='data root'):
+  with pytest.raises(DataError, match='data root'):
     lodo_kernel.binding_kernel(Drugs, None)
 
 
@@ -119,8 +127,10 @@ def test_new_drug_gets_its_binding_profile_by_structure(tiny_root):
   x, notes = drugs.new_drug_features(cfg, columns, new)
   np.testing.assert_array_equal(x, [[1, 0, 1, 0, 0, 0, 0], [0] * 7])
   assert notes == ['eth: in no binding panel: the prediction uses no binding profile']
-  with pytest.raises(DataError, match="'binding:davis:K3' is not among the run's drug features"):
+  with pytest.raises(DataError, match="binding: its binding panels differ.*'binding:davis:K3'"):
     drugs.new_drug_features(cfg, columns[:3] + columns[4:], new)
+  with pytest.raises(DataError, match="differ.*'binding:davis:K9'.*--only binding/"):
+    drugs.new_drug_features(cfg, columns + ['binding:davis:K9'], new)
 
 
 def test_real_panels_match_the_gdsc_drugs(data_root):
@@ -131,8 +141,10 @@ def test_real_panels_match_the_gdsc_drugs(data_root):
   smiles = dict(line.rstrip('\n').split('\t') for line in
                 (data_root / 'deepcdr/223drugs_pubchem_smiles.txt').open())
   info = binding.drug_binding(data_root, list(smiles), smiles)
-  assert info.summary() == {'davis': {'drugs_in_panel': 36, 'targets': 442},
-                            'kiba': {'drugs_in_panel': 29, 'targets': 229}}
+  summary = info.summary()
+  assert {n: (s['drugs_in_panel'], s['targets']) for n, s in summary.items()} == {
+      'davis': (36, 442), 'kiba': (29, 229)}
+  assert len(set(summary['davis']['drug_ids']) | set(summary['kiba']['drug_ids'])) == 60
   davis = json.loads((data_root / DAVIS.ligands).read_text())
   assert len(set(davis) & set(smiles)) == 34   # by CID alone; by structure 2 more
   erlotinib = list(smiles).index('176870')

@@ -260,8 +260,15 @@ def test_sweep_with_every_drug_representation_on_a_data_root(tiny_root, tmp_path
   assert summary['folds'] == len(ds.drug_ids) and summary['drug_repr'] == c.data.drug_repr
   assert set(summary['classical_kernel']['kernels']) == {'pathway', 'target', 'morgan',
                                                          'descriptors', 'binding'}
-  assert summary['classical_kernel']['binding_panels']['kiba'] == {'drugs_in_panel': 2,
-                                                                   'targets': 2}
+  assert summary['classical_kernel']['binding_panels']['kiba'] == {
+      'drugs_in_panel': 2, 'targets': 2, 'drug_ids': ['2244', '2519']}
+  # The kernel column is the baseline with the panels' kernel, not without it.
+  screens = warm_start.kernel_screens(ds, c.data)
+  kernel_pcc = lambda **kw: np.nanmean(lodo_kernel.per_drug_pcc(
+      lodo_kernel.held_out_drug_predictions(ds, tiny_root, screens, **kw)[0], ds.pair_y,
+      ds.pair_drug, len(ds.drug_ids)))
+  assert summary['classical_kernel_pcc_mean'] == pytest.approx(kernel_pcc(binding=True))
+  assert abs(summary['classical_kernel_pcc_mean'] - kernel_pcc()) > 1e-4
   rows = read_csv(tmp_path / 'lodo_per_drug.csv')
   assert 'kernel_pcc' in rows[0]
   assert all(float(r['stack_weight']) in lodo.STACK_WEIGHTS for r in rows)

@@ -11,7 +11,12 @@ A drug "binds" a kinase at Kd <= 100 nM (pKd >= 7) in davis and a KIBA score >= 
 thresholds those panels' literature uses for an interaction (DeepDTA's and SimBoost's), fixed
 before any measurement here. A dataset drug is matched to a panel compound by the first block of
 the InChIKey of its largest fragment (connectivity only): salts, charges and stereo forms of one
-molecule match. Of the 223 GDSC drugs, 36 are in davis and 29 in kiba (5 in both).
+molecule match (where several panel compounds share a skeleton, the first in the file is used).
+Of the 223 GDSC drugs, 36 are in davis and 29 in kiba (5 in both); 3 of those 60 bind no kinase at
+the thresholds and so are described as binding nothing. A kiba pair that was not measured counts
+as not binding: that keeps a drug's bound kinases one set and their Tanimoto kernel PSD, at the
+cost of reading "not measured" as "does not bind" (kiba measured each of its GDSC drugs on 11 to
+166 of the 229 kinases).
 """
 
 import dataclasses
@@ -28,7 +33,7 @@ from cdr_jax.data import io
 from cdr_jax.data.layout import BINDING_DIR as ROOT
 from cdr_jax.errors import DataError
 
-RDLogger.DisableLog('rdApp.*')
+RDLogger.DisableLog('rdApp.*')  # RDKit prints parse errors to stderr; `match` raises its own.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,7 @@ class PanelSpec:
   threshold: float   # binds at pKd / score >= threshold
 
   def files(self) -> tuple[str, str, str]:
+    """The panel's three files, relative to the data root."""
     return self.values, self.ligands, self.targets
 
 
@@ -71,6 +77,7 @@ class Panel:
 
 
 def _ordered_json(path: pathlib.Path, what: str) -> dict[str, str]:
+  """A JSON object of strings in file order (the panel's row or column order); clear errors."""
   try:
     obj = json.loads(path.read_text(encoding='utf-8'))
   except (OSError, UnicodeError, json.JSONDecodeError) as e:
@@ -136,13 +143,18 @@ def match(panel: Panel, drug_ids: Sequence[str], smiles_by_id: Mapping[str, str]
 @dataclasses.dataclass(frozen=True)
 class DrugBinding:
   """Per panel, what each dataset drug binds: `binds[name]` [D, T] bool (all False for a drug not
-  in the panel), `measured[name]` [D] bool (in the panel), `targets[name]` the T target names."""
+  in the panel), `measured[name]` [D] bool (in the panel), `targets[name]` the T target names;
+  `drug_ids` the D drugs."""
   binds: dict[str, np.ndarray]
   measured: dict[str, np.ndarray]
   targets: dict[str, tuple[str, ...]]
 
+  drug_ids: tuple[str, ...] = ()
+
   def summary(self) -> dict:
-    return {name: {'drugs_in_panel': int(m.sum()), 'targets': len(self.targets[name])}
+    """Per panel: how many of the drugs it describes, which (ids), and its number of targets."""
+    return {name: {'drugs_in_panel': int(m.sum()), 'targets': len(self.targets[name]),
+                   'drug_ids': [d for d, i in zip(self.drug_ids, m) if i]}
             for name, m in self.measured.items()}
 
 
@@ -157,7 +169,7 @@ def drug_binding(root: io.PathLike, drug_ids: Sequence[str],
     binds[spec.name] = np.where((rows >= 0)[:, None], table[np.maximum(rows, 0)], False)
     measured[spec.name] = rows >= 0
     targets[spec.name] = panel.targets
-  return DrugBinding(binds, measured, targets)
+  return DrugBinding(binds, measured, targets, tuple(drug_ids))
 
 
 def binding_features(info: DrugBinding) -> tuple[np.ndarray, list[str]]:

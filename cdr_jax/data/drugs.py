@@ -350,12 +350,16 @@ def new_drug_features(config, columns: Sequence[str], smiles: Mapping[str, str],
       out[:, [index[c] for c in descriptor_names()]] = descriptor_features(
           smiles, ids, source='--smiles')[0]
   if 'binding' in parts:   # a new drug in a panel is matched by structure, as the run's drugs
-    info = binding.drug_binding(resolve_data_root(config.root), ids, smiles)
+    root = resolve_data_root(config.root)
+    info = binding.drug_binding(root, ids, smiles)
     x, cols = binding.binding_features(info)
-    absent = [c for c in cols if c not in index]
-    if absent:
-      raise DataError(f'binding panel column {absent[0]!r} is not among the run\'s drug features: '
-                      'the panels under the data root differ from those the run was trained on')
+    trained = [c for c in columns if c.startswith('binding:')]
+    if sorted(cols) != sorted(trained):
+      differ = sorted(set(cols) ^ set(trained))
+      raise DataError(f'{root / binding.ROOT}: its binding panels differ from those the run was '
+                      f'trained on (e.g. column {differ[0]!r} is in one and not the other); '
+                      'point data.root or CDR_DATA_DIR at the run\'s data root, or refetch with '
+                      f'python launch/fetch_data.py --dest {root} --only {binding.ROOT}/')
     out[:, [index[c] for c in cols]] = x
     for d, m in zip(ids, np.any(np.stack(list(info.measured.values())), axis=0)):
       if not m:
