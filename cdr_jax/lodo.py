@@ -225,24 +225,16 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   screens = warm_start.kernel_screens(ds, config.data)
   screening_batch = config.data.get('screening_batch', False)
   binding = drug_lib.uses_binding(config.data)
-  kernel, kernel_info, kernel_matrix = lodo_kernel.held_out_drug_predictions(
-      ds, root, screens, screening_batch=screening_batch, binding=binding)
+  kernel, kernel_info, kernel_matrix = classical_kernel(ds, folds, root, screens, apart,
+                                                        screening_batch, binding)
   if binding:   # which drugs the panels describe (the rest get a zero binding kernel row)
     kernel_info['binding_panels'] = ds.info['binding_panels']
-  if apart > 0:   # each fold's baseline without its batch-mates either
-    kernel = apart_predictions(ds, folds, kernel_matrix, screens)
-    del kernel_info['lambda_chosen']   # that was the plain folds' choice
-    kernel_info.update(apart=float(apart), lambda_chosen='per fold, without its batch-mates')
   # Beside it, the kernel with the screening batch (the sweep's own when it uses it): what the
   # GDSC screening order adds, in every sweep whose data record it (README, session 24).
   batch = None
   if lodo_kernel.has_screening_order(ds):
-    batch = kernel
-    if not screening_batch:
-      batch, _, batch_matrix = lodo_kernel.held_out_drug_predictions(
-          ds, root, screens, screening_batch=True, binding=binding)
-      if apart > 0:
-        batch = apart_predictions(ds, folds, batch_matrix, screens)
+    batch = (kernel if screening_batch else
+             classical_kernel(ds, folds, root, screens, apart, True, binding)[0])
   pathway = drug_lib.read_drug_list_annotations(root).pathway if root else {}
   size = folds_per_chunk(config)
   rows = []
@@ -266,6 +258,23 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     rows += [with_classical(r, f) for r, f in zip(chunk_rows, chunk)]
     logging.info('chunk %d: %d folds in %.1fs', k // size, len(chunk), time.time() - t0)
   return write_outputs(workdir, ds, rows, config, kernel_info)
+
+
+def classical_kernel(ds: Dataset, folds: list[Fold], root, screens: np.ndarray | None,
+                     apart: float, screening_batch: bool, binding: bool
+                     ) -> tuple[np.ndarray, dict, np.ndarray]:
+  """The sweep's kernel baseline (`lodo_kernel.held_out_drug_predictions`: [P] each pair's
+  prediction by its drug's fold, what it used, the [D, D] kernel); with `apart`, each fold's
+  held-out drug fitted without its batch-mates instead (`apart_predictions`), and the plain
+  folds' fit, which nothing would read, is never made."""
+  if apart <= 0:
+    return lodo_kernel.held_out_drug_predictions(ds, root, screens,
+                                                 screening_batch=screening_batch, binding=binding)
+  matrix, weights = lodo_kernel.weighted_kernel(ds, root, screening_batch, binding)
+  info = lodo_kernel.baseline_info(weights, screens, screening_batch,
+                                   'per fold, without its batch-mates')
+  info['apart'] = float(apart)
+  return apart_predictions(ds, folds, matrix, screens), info, matrix
 
 
 def apart_predictions(ds: Dataset, folds: list[Fold], kernel_matrix: np.ndarray,

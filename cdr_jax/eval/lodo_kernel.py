@@ -688,12 +688,20 @@ def held_out_drug_predictions(ds, root=None, pair_screen: np.ndarray | None = No
   res = lodo_kernel_ridge(ds.pair_cell, ds.pair_drug, ds.pair_y, len(ds.cell_ids), kernel[None],
                           np.ones((1, 1)), LAMBDAS, pair_screen=pair_screen)
   lam, count = np.unique(res.lam, return_counts=True)
+  info = baseline_info(weights, pair_screen, screening_batch,
+                       {f'{l:g}': int(c) for l, c in zip(lam, count)})
+  return res.pair_predictions(ds.pair_cell, ds.pair_drug), info, kernel
+
+
+def baseline_info(weights: dict[str, float], pair_screen: np.ndarray | None,
+                  screening_batch: bool, lambda_chosen) -> dict:
+  """What the baseline used, for a sweep's summary: its kernels' weights, its form, its profile
+  columns, the ridges the folds chose (counts per ridge, or a note), the screening width."""
   info = {'kernels': weights, 'naive': NAIVE, 'per_component': PER_COMPONENT,
-          'columns': 'drug' if pair_screen is None else 'screen',
-          'lambda_chosen': {f'{l:g}': int(c) for l, c in zip(lam, count)}}
+          'columns': 'drug' if pair_screen is None else 'screen', 'lambda_chosen': lambda_chosen}
   if screening_batch:
     info['screening_width'] = SCREENING_WIDTH
-  return res.pair_predictions(ds.pair_cell, ds.pair_drug), info, kernel
+  return info
 
 
 def without_drug(ds, kernel: np.ndarray, excluded: int | Sequence[int], drugs: Sequence[int],
