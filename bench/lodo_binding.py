@@ -77,7 +77,7 @@ def main(argv):
   screens = warm_start.kernel_screens(ds, config.data)
   smiles = dict(zip(ds.drug_ids, ds.drug_smiles))
   info = binding.drug_binding(root, list(ds.drug_ids), smiles)
-  panels = np.any(np.stack(list(info.measured.values())), axis=0)
+  panels = info.in_any_panel()
   base = lk.weighted_kernel(ds, root)[0]
   kernels = {name: lk.tanimoto_kernel(b) for name, b in info.binds.items()}
   kernels['both'] = sum(kernels[n] for n in info.binds)

@@ -79,6 +79,7 @@ def test_features_and_kernel_of_the_dataset_drugs(panels):
                                       'drug_ids': [ASPIRIN, IBUPROFEN]},
                             'kiba': {'drugs_in_panel': 2, 'targets': 2,
                                      'drug_ids': [ASPIRIN, CAFFEINE]}}
+  np.testing.assert_array_equal(info.in_any_panel(), [True, True, True, False])
   x, columns = binding.binding_features(info)
   assert columns == ['binding:davis:in_panel', 'binding:davis:K1', 'binding:davis:K2',
                      'binding:davis:K3', 'binding:kiba:in_panel', 'binding:kiba:P1',

@@ -151,6 +151,10 @@ class DrugBinding:
 
   drug_ids: tuple[str, ...] = ()
 
+  def in_any_panel(self) -> np.ndarray:
+    """[D] bool: the drug is in at least one panel."""
+    return np.any(np.stack(list(self.measured.values())), axis=0)
+
   def summary(self) -> dict:
     """Per panel: how many of the drugs it describes, which (ids), and its number of targets."""
     return {name: {'drugs_in_panel': int(m.sum()), 'targets': len(self.targets[name]),
@@ -158,9 +162,12 @@ class DrugBinding:
             for name, m in self.measured.items()}
 
 
-def drug_binding(root: io.PathLike, drug_ids: Sequence[str],
+def drug_binding(root: io.PathLike | None, drug_ids: Sequence[str],
                  smiles_by_id: Mapping[str, str]) -> DrugBinding:
-  """Every panel (`PANELS`) read under `root` and matched to `drug_ids`."""
+  """Every panel (`PANELS`) read under `root` and matched to `drug_ids`; no root (synthetic data)
+  is a clear error."""
+  if root is None:
+    raise DataError(f'binding panels are read from a data root (real data): {FETCH_HINT}')
   binds, measured, targets = {}, {}, {}
   for spec in PANELS:
     panel = read_panel(root, spec)

@@ -282,9 +282,6 @@ def _part(name: str, config, root: pathlib.Path | None, drug_ids: Sequence[str],
     x = emb[[row[d] for d in drug_ids]]
     return x, [f'chemnet:{i}' for i in range(x.shape[1])], {}
   if name == 'binding':
-    if root is None:
-      raise DataError('binding panels are read from a data root (real data): '
-                      + binding.FETCH_HINT)
     info = binding.drug_binding(root, drug_ids, smiles)
     x, columns = binding.binding_features(info)
     return x, columns, {'binding_panels': info.summary()}
@@ -361,7 +358,7 @@ def new_drug_features(config, columns: Sequence[str], smiles: Mapping[str, str],
                       'point data.root or CDR_DATA_DIR at the run\'s data root, or refetch with '
                       f'python launch/fetch_data.py --dest {root} --only {binding.ROOT}/')
     out[:, [index[c] for c in cols]] = x
-    for d, m in zip(ids, np.any(np.stack(list(info.measured.values())), axis=0)):
+    for d, m in zip(ids, info.in_any_panel()):
       if not m:
         notes.append(f'{d}: in no binding panel: the prediction uses no binding profile')
   if 'annotations' in parts:
